@@ -1,0 +1,131 @@
+// Package csiconn is csi-hub's single gRPC connection to the CSI driver. Every
+// controller shares it, so there is one set of CSI metrics, one logging
+// interceptor and one reconnect behaviour for the whole process.
+package csiconn
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/kubernetes-csi/csi-lib-utils/connection"
+	"github.com/kubernetes-csi/csi-lib-utils/metrics"
+	"github.com/kubernetes-csi/csi-lib-utils/rpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+)
+
+// Conn is the connection to the driver plus what the driver said about itself.
+type Conn struct {
+	*grpc.ClientConn
+	DriverName string
+	Caps       Capabilities
+	Metrics    metrics.CSIMetricsManager
+}
+
+// Options tune Connect.
+type Options struct {
+	// Metrics records csi_sidecar_operations_seconds; created when nil.
+	Metrics metrics.CSIMetricsManager
+	// Interceptors run after logging and metrics (e.g. the step recorder).
+	Interceptors []grpc.UnaryClientInterceptor
+	// CallTimeout bounds each of the identity calls made while connecting.
+	CallTimeout time.Duration
+}
+
+// Connect dials address (a path or unix:// URL) and waits, with backoff, until
+// the driver answers GetPluginInfo and its Probe says ready. gRPC re-dials by
+// itself after a driver restart; calls made meanwhile fail with Unavailable and
+// the controllers' workqueues retry them, so no queued work is lost.
+func Connect(ctx context.Context, address string, opts Options) (*Conn, error) {
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewCSIMetricsManagerForSidecar("")
+	}
+	if opts.CallTimeout == 0 {
+		opts.CallTimeout = 10 * time.Second
+	}
+	path := strings.TrimPrefix(address, "unix://")
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("--csi-address %q: must be an absolute socket path or unix:// URL", address)
+	}
+	bc := backoff.DefaultConfig
+	bc.MaxDelay = time.Second
+	interceptors := append([]grpc.UnaryClientInterceptor{
+		connection.LogGRPC,
+		connection.ExtendedCSIMetricsManager{CSIMetricsManager: opts.Metrics}.RecordMetricsClientInterceptor,
+	}, opts.Interceptors...)
+	cc, err := grpc.NewClient("passthrough:///"+path,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc}),
+		grpc.WithIdleTimeout(0),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}),
+		grpc.WithChainUnaryInterceptor(interceptors...))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", address, err)
+	}
+	c := &Conn{ClientConn: cc, Metrics: opts.Metrics}
+
+	// The socket may not exist yet (the driver container starts in parallel):
+	// wait with exponential backoff, logging now and then, until it answers.
+	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Cap: 5 * time.Second, Steps: 1 << 30}
+	attempt := 0
+	err = wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+		attempt++
+		cctx, cancel := context.WithTimeout(ctx, opts.CallTimeout)
+		defer cancel()
+		name, err := rpc.GetDriverName(cctx, cc)
+		if err != nil {
+			if attempt == 1 || attempt%10 == 0 {
+				klog.InfoS("Waiting for the CSI driver", "address", address, "attempt", attempt, "err", err)
+			}
+			return false, nil
+		}
+		c.DriverName = name
+		return true, nil
+	})
+	if err != nil {
+		cc.Close()
+		return nil, fmt.Errorf("waiting for the CSI driver at %s: %w", address, err)
+	}
+	opts.Metrics.SetDriverName(c.DriverName)
+	if err := rpc.ProbeForever(ctx, cc, opts.CallTimeout); err != nil {
+		cc.Close()
+		return nil, err
+	}
+	if c.Caps, err = GetCapabilities(ctx, cc, opts.CallTimeout); err != nil {
+		cc.Close()
+		return nil, err
+	}
+	klog.InfoS("Connected to the CSI driver", "driver", c.DriverName, "address", address, "capabilities", c.Caps.String())
+	return c, nil
+}
+
+// Probe runs the driver's Probe RPC once (the livenessprobe's job).
+func (c *Conn) Probe(ctx context.Context) error {
+	ready, err := rpc.Probe(ctx, c.ClientConn)
+	if err != nil {
+		return err
+	}
+	if !ready {
+		return fmt.Errorf("driver %s reports not ready", c.DriverName)
+	}
+	return nil
+}
+
+// Controller returns a CSI Controller client on the shared connection.
+func (c *Conn) Controller() csi.ControllerClient { return csi.NewControllerClient(c.ClientConn) }
+
+// Identity returns a CSI Identity client on the shared connection.
+func (c *Conn) Identity() csi.IdentityClient { return csi.NewIdentityClient(c.ClientConn) }
+
+// Node returns a CSI Node client on the shared connection.
+func (c *Conn) Node() csi.NodeClient { return csi.NewNodeClient(c.ClientConn) }
