@@ -129,3 +129,9 @@ func (c *Conn) Identity() csi.IdentityClient { return csi.NewIdentityClient(c.Cl
 
 // Node returns a CSI Node client on the shared connection.
 func (c *Conn) Node() csi.NodeClient { return csi.NewNodeClient(c.ClientConn) }
+
+// With returns o with extra interceptors appended.
+func (o Options) With(i ...grpc.UnaryClientInterceptor) Options {
+	o.Interceptors = append(append([]grpc.UnaryClientInterceptor{}, o.Interceptors...), i...)
+	return o
+}

@@ -1,0 +1,147 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/csiconn"
+	"github.com/csi-hub/csi-hub/internal/steps"
+)
+
+// Controller is one job of the hub (provisioner, attacher, ...). Its constructor
+// registers event handlers on the hub's shared informers; Run starts its workers
+// once the caches are synced and returns when ctx is cancelled.
+type Controller interface {
+	Name() string
+	Run(ctx context.Context)
+}
+
+// Hub holds what every controller shares.
+type Hub struct {
+	Opts       Options
+	RestConfig *rest.Config
+	Kube       kubernetes.Interface
+	Informers  informers.SharedInformerFactory
+	Conn       *csiconn.Conn
+	Driver     string
+	Steps      *steps.Recorder
+	Events     record.EventRecorder
+
+	broadcaster record.EventBroadcaster
+	controllers []Controller
+	synced      atomic.Bool
+	leading     atomic.Bool
+	identity    string
+	// leaderConfig is the client config before QPS limits and step recording.
+	leaderConfig *rest.Config
+}
+
+// RestConfig builds the client configuration from --kubeconfig (in-cluster when empty).
+func RestConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", kubeconfig)
+}
+
+// New connects to the driver (waiting while it is absent) and builds the shared
+// clients. cfg is copied; QPS, burst and the step-recording transport are set on
+// the copy so every request of the process shares one budget and one record.
+func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
+	h := &Hub{Opts: opts, Steps: steps.NewRecorder(opts.StepBuffer)}
+	conn, err := csiconn.Connect(ctx, opts.CSIAddress, csiconn.Options{
+		CallTimeout: opts.ProbeTimeout * 3,
+	}.With(h.Steps.UnaryClientInterceptor()))
+	if err != nil {
+		return nil, err
+	}
+	h.Conn, h.Driver = conn, conn.DriverName
+
+	cfg = rest.CopyConfig(cfg)
+	h.leaderConfig = rest.CopyConfig(cfg) // lease renewals are not steps of any volume
+	cfg.QPS, cfg.Burst = float32(opts.KubeAPIQPS), opts.KubeAPIBurst
+	cfg.UserAgent = "csi-hub/" + h.Driver
+	cfg.Wrap(h.Steps.WrapTransport)
+	h.RestConfig = cfg
+	if h.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	h.Informers = informers.NewSharedInformerFactory(h.Kube, opts.Resync)
+
+	host, _ := os.Hostname()
+	h.identity = fmt.Sprintf("%s_%d", host, time.Now().UnixNano())
+	h.broadcaster = record.NewBroadcaster(record.WithContext(ctx))
+	h.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: h.Kube.CoreV1().Events("")})
+	rec := h.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: h.Driver + "_csi-hub", Host: host})
+	h.Events = h.Steps.EventRecorder(rec)
+	return h, nil
+}
+
+// Add registers a controller; call before Run.
+func (h *Hub) Add(c Controller) { h.controllers = append(h.controllers, c) }
+
+// Controllers returns the registered controllers' names.
+func (h *Hub) Controllers() []string {
+	names := make([]string, 0, len(h.controllers))
+	for _, c := range h.controllers {
+		names = append(names, c.Name())
+	}
+	return names
+}
+
+// Run serves HTTP, takes the leader lease when enabled, then starts the shared
+// informers and every controller. It returns when ctx ends (nil) or the lease is
+// lost (an error, so the process exits non-zero and is restarted as a standby).
+func (h *Hub) Run(ctx context.Context) error {
+	defer h.broadcaster.Shutdown()
+	if h.Opts.HTTPEndpoint != "" {
+		stop, err := h.serveHTTP(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if !h.Opts.LeaderElection {
+		h.leading.Store(true)
+		h.runControllers(ctx)
+		return nil
+	}
+	return h.runWithLeaderElection(ctx)
+}
+
+func (h *Hub) runControllers(ctx context.Context) {
+	klog.InfoS("Starting controllers", "driver", h.Driver, "controllers", h.Controllers())
+	h.Informers.Start(ctx.Done())
+	for typ, ok := range h.Informers.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			klog.ErrorS(nil, "Informer cache did not sync", "type", typ)
+			return
+		}
+	}
+	h.synced.Store(true)
+	done := make(chan struct{}, len(h.controllers))
+	for _, c := range h.controllers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			c.Run(ctx)
+		}()
+	}
+	for range h.controllers {
+		<-done
+	}
+	h.Informers.Shutdown()
+	klog.InfoS("Controllers stopped", "driver", h.Driver)
+}
