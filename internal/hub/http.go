@@ -54,11 +54,16 @@ func (h *Hub) probe(ctx context.Context) error {
 }
 
 func (h *Hub) serveHTTP(ctx context.Context) (stop func(), err error) {
-	ln, err := net.Listen("tcp", h.Opts.HTTPEndpoint)
+	return ServeHTTP(h.Opts.HTTPEndpoint, h.Handler())
+}
+
+// ServeHTTP serves handler on addr in the background until stop is called.
+func ServeHTTP(addr string, handler http.Handler) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--http-endpoint %s: %w", h.Opts.HTTPEndpoint, err)
+		return nil, fmt.Errorf("--http-endpoint %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			klog.ErrorS(err, "HTTP server failed")
