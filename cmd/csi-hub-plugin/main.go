@@ -1,0 +1,114 @@
+// Command csi-hub-plugin is the csi-hub CSI driver: Identity plus Controller
+// (storage host: pool of backing files) and/or Node (attach, mkfs, mount) on
+// one unix socket.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/plugin"
+	"github.com/csi-hub/csi-hub/plugin/transport/loop"
+)
+
+type options struct {
+	endpoint, mode, nodeID, driverName, poolDir, poolCapacity string
+	maxVolumes                                               int64
+}
+
+func main() {
+	klog.InitFlags(nil)
+	var o options
+	flag.StringVar(&o.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix socket)")
+	flag.StringVar(&o.mode, "mode", "all", "services to serve: controller, node or all")
+	flag.StringVar(&o.nodeID, "node-id", "", "this node's ID (required); in controller mode, the storage host's node")
+	flag.StringVar(&o.driverName, "driver-name", "block.csi-hub.io", "CSI driver name")
+	flag.StringVar(&o.poolDir, "pool-dir", "/var/lib/csi-hub/pool", "directory of volume backing files and the record store (controller)")
+	flag.StringVar(&o.poolCapacity, "pool-capacity", "", "limit on provisioned bytes of all volumes and snapshots, e.g. 10Gi (default: size of the pool filesystem)")
+	flag.Int64Var(&o.maxVolumes, "max-volumes-per-node", 0, "NodeGetInfo max_volumes_per_node (0: no limit)")
+	flag.Parse()
+	if err := run(o); err != nil {
+		klog.ErrorS(err, "csi-hub-plugin failed")
+		fmt.Fprintln(os.Stderr, "csi-hub-plugin:", err)
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func run(o options) error {
+	ctrlMode, nodeMode := false, false
+	switch o.mode {
+	case "controller":
+		ctrlMode = true
+	case "node":
+		nodeMode = true
+	case "all":
+		ctrlMode, nodeMode = true, true
+	default:
+		return fmt.Errorf("--mode %q: want controller, node or all", o.mode)
+	}
+	if o.nodeID == "" {
+		return fmt.Errorf("--node-id is required")
+	}
+	if o.driverName == "" {
+		return fmt.Errorf("--driver-name must not be empty")
+	}
+	var capacity int64
+	if o.poolCapacity != "" {
+		q, err := resource.ParseQuantity(o.poolCapacity)
+		if err != nil || q.Sign() <= 0 {
+			return fmt.Errorf("--pool-capacity %q: want a positive size such as 10Gi", o.poolCapacity)
+		}
+		capacity = q.Value()
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+
+	topologyKey := plugin.TopologyNodeKey(o.driverName)
+	cfg := plugin.ServerConfig{Endpoint: o.endpoint, DriverName: o.driverName}
+	if ctrlMode {
+		if o.poolDir == "" {
+			return fmt.Errorf("--pool-dir is required in mode %s", o.mode)
+		}
+		target, err := loop.NewTarget(loop.TargetConfig{NodeID: o.nodeID, TopologyKey: topologyKey})
+		if err != nil {
+			return err
+		}
+		ctrl, err := plugin.NewControllerServer(ctx, plugin.ControllerConfig{DriverName: o.driverName, NodeID: o.nodeID,
+			PoolDir: o.poolDir, Capacity: capacity, Target: target})
+		if err != nil {
+			return err
+		}
+		defer ctrl.Close()
+		cfg.Controller = ctrl
+	}
+	if nodeMode {
+		node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: o.driverName, NodeID: o.nodeID,
+			Topology: map[string]string{topologyKey: o.nodeID}, Initiator: loop.NewInitiator(), MaxVolumes: o.maxVolumes})
+		if err != nil {
+			return err
+		}
+		cfg.Node = node
+	}
+	srv, err := plugin.Serve(cfg)
+	if err != nil {
+		return err
+	}
+	klog.InfoS("csi-hub-plugin started", "mode", o.mode, "driver", o.driverName, "node", o.nodeID, "version", plugin.Version)
+	select {
+	case <-ctx.Done():
+		klog.InfoS("Signal received, stopping")
+		srv.Stop()
+		return nil
+	case err := <-srv.Done():
+		return err
+	}
+}
