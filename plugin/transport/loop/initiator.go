@@ -18,6 +18,10 @@ import (
 // node: the volume is gone (or the pool is not shared with this node).
 var ErrBackingFileMissing = errors.New("backing file missing")
 
+// ErrBadPublishContext means the publish context lacks or contradicts what the
+// loop transport needs (a request error, not a node fault).
+var ErrBadPublishContext = errors.New("bad publish_context")
+
 // ErrWrongDevice means a loop device did not prove to be the requested volume.
 var ErrWrongDevice = errors.New("loop device is not backed by the volume's file")
 
@@ -195,17 +199,17 @@ func (i *Initiator) checkedBackingFile(volumeID string, publishContext map[strin
 // path is resolved the way the kernel reports it in sysfs, so the two compare.
 func backingFileFrom(volumeID string, publishContext map[string]string) (string, error) {
 	if t := publishContext[transport.KeyTransport]; t != "" && t != Name {
-		return "", fmt.Errorf("publish_context: transport is %q, this node initiator speaks %q", t, Name)
+		return "", fmt.Errorf("%w: transport is %q, this node initiator speaks %q", ErrBadPublishContext, t, Name)
 	}
 	if v := publishContext[transport.KeyVolumeID]; v != "" && v != volumeID {
-		return "", fmt.Errorf("publish_context: %s is %q but the request is for volume %q", transport.KeyVolumeID, v, volumeID)
+		return "", fmt.Errorf("%w: %s is %q but the request is for volume %q", ErrBadPublishContext, transport.KeyVolumeID, v, volumeID)
 	}
 	backing := publishContext[KeyBackingFile]
 	if backing == "" {
-		return "", fmt.Errorf("publish_context: %s is missing", KeyBackingFile)
+		return "", fmt.Errorf("%w: %s is missing", ErrBadPublishContext, KeyBackingFile)
 	}
 	if !filepath.IsAbs(backing) {
-		return "", fmt.Errorf("publish_context: %s %q is not an absolute path", KeyBackingFile, backing)
+		return "", fmt.Errorf("%w: %s %q is not an absolute path", ErrBadPublishContext, KeyBackingFile, backing)
 	}
 	backing = filepath.Clean(backing)
 	if resolved, err := filepath.EvalSymlinks(backing); err == nil {

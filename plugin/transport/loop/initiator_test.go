@@ -131,7 +131,7 @@ func TestInitiatorRefusesWrongVolume(t *testing.T) {
 	if _, err := i.Attach(ctx, "vol-c", publishContext("vol-c", filepath.Join(t.TempDir(), "missing.img"))); !errors.Is(err, ErrBackingFileMissing) {
 		t.Fatalf("Attach of a missing file: err = %v, want ErrBackingFileMissing", err)
 	}
-	if _, err := i.Attach(ctx, "vol-c", map[string]string{}); err == nil || !strings.Contains(err.Error(), KeyBackingFile) {
+	if _, err := i.Attach(ctx, "vol-c", map[string]string{}); !errors.Is(err, ErrBadPublishContext) || !strings.Contains(err.Error(), KeyBackingFile) {
 		t.Fatalf("Attach without %s: err = %v, want it named", KeyBackingFile, err)
 	}
 }
