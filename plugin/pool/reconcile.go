@@ -48,7 +48,7 @@ type Report struct {
 // and expansions are finished.
 func Reconcile(st *store.Store, p *Pool) (*Report, error) {
 	rep := &Report{}
-	ids, temps, err := p.Files()
+	_, temps, err := p.Files()
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +63,10 @@ func Reconcile(st *store.Store, p *Pool) (*Report, error) {
 		return nil, err
 	}
 	if err := reconcileSnapshots(st, p, rep, known); err != nil {
+		return nil, err
+	}
+	ids, _, err := p.Files()
+	if err != nil {
 		return nil, err
 	}
 	for _, id := range ids {
