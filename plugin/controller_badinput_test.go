@@ -60,9 +60,18 @@ func TestBadInput(t *testing.T) {
 		{"create: no access mode", func() error { _, err := cc.CreateVolume(ctx, withCaps(noMode)); return err }, codes.InvalidArgument, "volume_capabilities[0].access_mode"},
 		{"create: multi-node mode", func() error { _, err := cc.CreateVolume(ctx, withCaps(multi)); return err }, codes.InvalidArgument, "access_mode.mode"},
 		{"create: unknown fs", func() error { _, err := cc.CreateVolume(ctx, withCaps(badFs)); return err }, codes.InvalidArgument, "fs_type"},
-		{"create: unknown parameter", func() error { _, err := cc.CreateVolume(ctx, withParams(map[string]string{"colour": "red"})); return err }, codes.InvalidArgument, `"colour"`},
-		{"create: bad type", func() error { _, err := cc.CreateVolume(ctx, withParams(map[string]string{"type": "medium"})); return err }, codes.InvalidArgument, `parameters["type"]`},
-		{"create: bad blockSize", func() error { _, err := cc.CreateVolume(ctx, withParams(map[string]string{"blockSize": "3000"})); return err }, codes.InvalidArgument, `parameters["blockSize"]`},
+		{"create: unknown parameter", func() error {
+			_, err := cc.CreateVolume(ctx, withParams(map[string]string{"colour": "red"}))
+			return err
+		}, codes.InvalidArgument, `"colour"`},
+		{"create: bad type", func() error {
+			_, err := cc.CreateVolume(ctx, withParams(map[string]string{"type": "medium"}))
+			return err
+		}, codes.InvalidArgument, `parameters["type"]`},
+		{"create: bad blockSize", func() error {
+			_, err := cc.CreateVolume(ctx, withParams(map[string]string{"blockSize": "3000"}))
+			return err
+		}, codes.InvalidArgument, `parameters["blockSize"]`},
 		{"create: immutable mutable parameter", func() error { _, err := cc.CreateVolume(ctx, badMutable); return err }, codes.InvalidArgument, "mutable_parameters"},
 		{"create: negative size", func() error { _, err := cc.CreateVolume(ctx, withRange(-1, 0)); return err }, codes.OutOfRange, "required_bytes"},
 		{"create: limit below required", func() error { _, err := cc.CreateVolume(ctx, withRange(8*mib, 4*mib)); return err }, codes.OutOfRange, "limit_bytes"},

@@ -20,7 +20,7 @@ import (
 
 type options struct {
 	endpoint, mode, nodeID, driverName, poolDir, poolCapacity string
-	maxVolumes                                               int64
+	maxVolumes                                                int64
 }
 
 func main() {
