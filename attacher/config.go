@@ -1,0 +1,68 @@
+package attacher
+
+import (
+	"flag"
+	"fmt"
+	"time"
+)
+
+// Defaults of the external-attacher sidecar.
+const (
+	DefaultWorkerThreads = 10
+	DefaultTimeout       = 15 * time.Second
+	DefaultReconcileSync = time.Minute
+)
+
+// Config holds the attacher's own flags.
+type Config struct {
+	// WorkerThreads is the number of workers of each queue (VolumeAttachments,
+	// PersistentVolumes). 0: --worker-threads when given, else 10.
+	WorkerThreads int
+	// Timeout bounds each ControllerPublish/Unpublish and ListVolumes call.
+	// 0: --timeout when given, else 15s.
+	Timeout time.Duration
+	// ReconcileSync is how often VolumeAttachments are compared with the
+	// driver's ListVolumes (only for drivers with LIST_VOLUMES_PUBLISHED_NODES).
+	ReconcileSync time.Duration
+	// MaxEntries is the page size of ListVolumes; 0: no limit.
+	MaxEntries int
+	// DefaultFSType is passed to ControllerPublishVolume for filesystem volumes
+	// whose PV does not name one.
+	DefaultFSType string
+}
+
+// DefaultConfig returns the sidecar's defaults. WorkerThreads and Timeout are
+// left unset so the hub-wide --worker-threads / --timeout can apply.
+func DefaultConfig() Config {
+	return Config{ReconcileSync: DefaultReconcileSync}
+}
+
+// AddFlags registers the attacher's flags. Flags shared by several sidecars
+// with different defaults carry the "attacher-" prefix; the others keep the
+// external-attacher's names.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.WorkerThreads, "attacher-worker-threads", c.WorkerThreads,
+		fmt.Sprintf("Attacher workers per queue; when unset, --worker-threads or %d.", DefaultWorkerThreads))
+	fs.DurationVar(&c.Timeout, "attacher-timeout", c.Timeout,
+		fmt.Sprintf("Timeout of ControllerPublish/ControllerUnpublish/ListVolumes calls; when unset, --timeout or %s.", DefaultTimeout))
+	fs.DurationVar(&c.ReconcileSync, "reconcile-sync", c.ReconcileSync,
+		"Interval of the VolumeAttachment reconciler (drivers with LIST_VOLUMES_PUBLISHED_NODES).")
+	fs.IntVar(&c.MaxEntries, "max-entries", c.MaxEntries, "Page size of the reconciler's ListVolumes calls; 0 means no limit.")
+	fs.StringVar(&c.DefaultFSType, "attacher-default-fstype", c.DefaultFSType,
+		"Filesystem type passed to ControllerPublishVolume when the PersistentVolume names none.")
+}
+
+// validate reports the first bad setting, naming its flag.
+func (c Config) validate() error {
+	switch {
+	case c.WorkerThreads < 0:
+		return fmt.Errorf("--attacher-worker-threads must not be negative, got %d", c.WorkerThreads)
+	case c.Timeout < 0:
+		return fmt.Errorf("--attacher-timeout must not be negative, got %s", c.Timeout)
+	case c.ReconcileSync <= 0:
+		return fmt.Errorf("--reconcile-sync must be positive, got %s", c.ReconcileSync)
+	case c.MaxEntries < 0:
+		return fmt.Errorf("--max-entries must not be negative, got %d", c.MaxEntries)
+	}
+	return nil
+}

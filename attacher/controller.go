@@ -1,0 +1,213 @@
+// Package attacher is the external-attacher's job inside csi-hub: it turns
+// VolumeAttachments created by kube-controller-manager into
+// ControllerPublishVolume / ControllerUnpublishVolume calls and reports the
+// result in the objects exactly as the external-attacher sidecar does
+// (finalizers, node-id annotation, status.attached / attachmentMetadata /
+// attachError / detachError), so clusters can switch between the two.
+package attacher
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	v1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+// Name is the controller's name in logs, steps and --controllers.
+const Name = "attacher"
+
+// Controller attaches and detaches the driver's volumes.
+type Controller struct {
+	h         *hub.Hub
+	cfg       Config
+	workers   int
+	timeout   time.Duration
+	finalizer string
+	// publish: the driver has PUBLISH_UNPUBLISH_VOLUME. Without it every
+	// VolumeAttachment is marked attached with no CSI call ("trivial" mode).
+	publish       bool
+	readOnly      bool // PUBLISH_READONLY: the readonly flag may be passed on
+	multiWriter   bool // SINGLE_NODE_MULTI_WRITER access modes
+	reconcile     bool // LIST_VOLUMES + LIST_VOLUMES_PUBLISHED_NODES
+	csi           csi.ControllerClient
+	vaLister      storagelisters.VolumeAttachmentLister
+	pvLister      corelisters.PersistentVolumeLister
+	csiNodeLister storagelisters.CSINodeLister
+	vaQueue       hub.Queue
+	pvQueue       hub.Queue
+	stale         *staleGuard
+
+	forceMu sync.Mutex
+	force   map[string]bool // VolumeAttachments the reconciler found out of step
+}
+
+// New builds the attacher and registers its informer handlers. The driver's
+// capabilities decide its mode, as in the external-attacher.
+func New(h *hub.Hub, cfg Config) (*Controller, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	caps := h.Conn.Caps
+	c := &Controller{
+		h:         h,
+		cfg:       cfg,
+		workers:   cfg.WorkerThreads,
+		timeout:   cfg.Timeout,
+		finalizer: FinalizerName(h.Driver),
+		publish: caps.ControllerService() &&
+			caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME),
+		readOnly:    caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_READONLY),
+		multiWriter: caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER),
+		csi:         h.Conn.Controller(),
+		vaQueue:     h.NewQueue("attacher-va"),
+		pvQueue:     h.NewQueue("attacher-pv"),
+		stale:       newStaleGuard(),
+		force:       map[string]bool{},
+	}
+	c.reconcile = c.publish && caps.Has(csi.ControllerServiceCapability_RPC_LIST_VOLUMES) &&
+		caps.Has(csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES)
+	if c.workers == 0 {
+		c.workers = h.Opts.WorkersOr(DefaultWorkerThreads)
+	}
+	if c.timeout == 0 {
+		c.timeout = h.Opts.TimeoutOr(DefaultTimeout)
+	}
+
+	vas := h.Informers.Storage().V1().VolumeAttachments()
+	pvs := h.Informers.Core().V1().PersistentVolumes()
+	csiNodes := h.Informers.Storage().V1().CSINodes()
+	c.vaLister, c.pvLister, c.csiNodeLister = vas.Lister(), pvs.Lister(), csiNodes.Lister()
+	csiNodes.Informer() // registered so the factory starts it
+	if _, err := vas.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.vaChanged(nil, obj) },
+		UpdateFunc: c.vaChanged,
+		DeleteFunc: c.vaDeleted,
+	}); err != nil {
+		return nil, fmt.Errorf("watching VolumeAttachments: %w", err)
+	}
+	if _, err := pvs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.pvChanged(nil, obj) },
+		UpdateFunc: c.pvChanged,
+	}); err != nil {
+		return nil, fmt.Errorf("watching PersistentVolumes: %w", err)
+	}
+	return c, nil
+}
+
+// Name implements hub.Controller.
+func (c *Controller) Name() string { return Name }
+
+// Mode says how VolumeAttachments are handled: "publish" (ControllerPublish
+// calls) or "trivial" (marked attached with no call).
+func (c *Controller) Mode() string {
+	if c.publish {
+		return "publish"
+	}
+	return "trivial"
+}
+
+// Run processes both queues and, when the driver can list publications, runs
+// the reconciler, until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	klog.InfoS("Starting attacher", "driver", c.h.Driver, "mode", c.Mode(), "workers", c.workers,
+		"timeout", c.timeout, "reconciler", c.reconcile, "reconcileSync", c.cfg.ReconcileSync)
+	var wg sync.WaitGroup
+	wg.Go(func() { hub.RunWorkers(ctx, Name, "VolumeAttachment", c.vaQueue, c.workers, c.syncVA) })
+	wg.Go(func() { hub.RunWorkers(ctx, Name, "PersistentVolume", c.pvQueue, c.workers, c.syncPV) })
+	if c.reconcile {
+		wg.Go(func() { c.runReconciler(ctx) })
+	}
+	wg.Wait()
+	klog.InfoS("Attacher stopped", "driver", c.h.Driver)
+}
+
+func (c *Controller) vaChanged(oldObj, newObj any) {
+	va, ok := newObj.(*storagev1.VolumeAttachment)
+	if !ok || va.Spec.Attacher != c.h.Driver {
+		return
+	}
+	if old, ok := oldObj.(*storagev1.VolumeAttachment); ok && !worthSyncing(old, va) {
+		return
+	}
+	c.vaQueue.Add(va.Name)
+}
+
+func (c *Controller) vaDeleted(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	va, ok := obj.(*storagev1.VolumeAttachment)
+	if !ok || va.Spec.Attacher != c.h.Driver {
+		return
+	}
+	c.stale.forget(va.Name)
+	c.takeForce(va.Name)
+	// The PV may now be free of attachments: let it lose our finalizer.
+	if pv := va.Spec.Source.PersistentVolumeName; pv != nil {
+		c.pvQueue.Add(*pv)
+	}
+}
+
+// pvChanged queues only PVs the PV sync can act on: being deleted and still
+// carrying our finalizer.
+func (c *Controller) pvChanged(_, newObj any) {
+	pv, ok := newObj.(*v1.PersistentVolume)
+	if ok && pv.DeletionTimestamp != nil && hasFinalizer(pv.Finalizers, c.finalizer) {
+		c.pvQueue.Add(pv.Name)
+	}
+}
+
+// worthSyncing filters out updates that only changed attachError/detachError:
+// those are our own error reports, and syncing on them would retry at once
+// instead of after the backoff. Periodic resyncs (same resourceVersion) pass.
+func worthSyncing(old, cur *storagev1.VolumeAttachment) bool {
+	if old.ResourceVersion == cur.ResourceVersion {
+		return true
+	}
+	if old.Status.AttachError == nil && old.Status.DetachError == nil &&
+		cur.Status.AttachError == nil && cur.Status.DetachError == nil {
+		return true
+	}
+	sanitized := cur.DeepCopy()
+	sanitized.ResourceVersion = old.ResourceVersion
+	sanitized.ManagedFields = old.ManagedFields
+	sanitized.Status.AttachError = old.Status.AttachError
+	sanitized.Status.DetachError = old.Status.DetachError
+	return !equality.Semantic.DeepEqual(old, sanitized)
+}
+
+func hasFinalizer(finalizers []string, name string) bool {
+	for _, f := range finalizers {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// setForce marks name to be attached/detached again even though its status
+// says it already is: the reconciler found the driver disagrees.
+func (c *Controller) setForce(name string) {
+	c.forceMu.Lock()
+	defer c.forceMu.Unlock()
+	c.force[name] = true
+}
+
+func (c *Controller) takeForce(name string) bool {
+	c.forceMu.Lock()
+	defer c.forceMu.Unlock()
+	f := c.force[name]
+	delete(c.force, name)
+	return f
+}
