@@ -1,0 +1,182 @@
+package snapshotter
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+// Defaults of the csi-snapshotter sidecar (cmd/csi-snapshotter).
+const (
+	DefaultWorkerThreads      = 10
+	DefaultTimeout            = time.Minute
+	DefaultSnapshotNamePrefix = "snapshot"
+	// DefaultSnapshotNameUUIDLength -1 keeps the whole UID, dashes included.
+	DefaultSnapshotNameUUIDLength = -1
+)
+
+// Config is the snapshotter's own configuration.
+type Config struct {
+	// WorkerThreads is --snapshotter-worker-threads; --worker-threads overrides
+	// it unless it was given explicitly.
+	WorkerThreads int
+	// Timeout bounds each CSI call (--snapshotter-timeout; --timeout overrides
+	// it unless it was given explicitly).
+	Timeout time.Duration
+	// SnapshotNamePrefix and SnapshotNameUUIDLength shape the name passed to
+	// CreateSnapshot: "<prefix>-<VolumeSnapshot UID>".
+	SnapshotNamePrefix     string
+	SnapshotNameUUIDLength int
+	// ExtraCreateMetadata adds csi.storage.k8s.io/volumesnapshot/{name,namespace}
+	// and csi.storage.k8s.io/volumesnapshotcontent/name to CreateSnapshot's parameters.
+	ExtraCreateMetadata bool
+	// CRDPollInterval is how often discovery is asked for the snapshot CRDs
+	// while they are absent. 0: hub.DefaultSnapshotCRDPoll.
+	CRDPollInterval time.Duration
+
+	workersSet, timeoutSet bool
+}
+
+// DefaultConfig returns the sidecar's defaults.
+func DefaultConfig() Config {
+	return Config{
+		WorkerThreads:          DefaultWorkerThreads,
+		Timeout:                DefaultTimeout,
+		SnapshotNamePrefix:     DefaultSnapshotNamePrefix,
+		SnapshotNameUUIDLength: DefaultSnapshotNameUUIDLength,
+		CRDPollInterval:        hub.DefaultSnapshotCRDPoll,
+	}
+}
+
+// extraCreateMetadataFlag is shared with the provisioner, whose sidecar has a
+// flag of the same name and meaning.
+const extraCreateMetadataFlag = "extra-create-metadata"
+
+// AddFlags registers the snapshotter's flags. --extra-create-metadata is
+// shared with the provisioner: when it is already registered on fs, its value
+// is also delivered to this Config instead of registering it twice.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.Var(&trackedInt{v: &c.WorkerThreads, set: &c.workersSet}, "snapshotter-worker-threads",
+		"Workers of the snapshotter (csi-snapshotter's --worker-threads). Default 10, or --worker-threads when that is given.")
+	fs.Var(&trackedDuration{v: &c.Timeout, set: &c.timeoutSet}, "snapshotter-timeout",
+		"Timeout of the snapshotter's CSI calls (csi-snapshotter's --timeout). Default 1m, or --timeout when that is given.")
+	fs.StringVar(&c.SnapshotNamePrefix, "snapshot-name-prefix", c.SnapshotNamePrefix,
+		"Prefix of the name of a created snapshot: <prefix>-<VolumeSnapshot UID>.")
+	fs.IntVar(&c.SnapshotNameUUIDLength, "snapshot-name-uuid-length", c.SnapshotNameUUIDLength,
+		"Length of the VolumeSnapshot UID in a created snapshot's name, dashes removed; -1 keeps the whole UID.")
+	if f := fs.Lookup(extraCreateMetadataFlag); f != nil {
+		f.Value = &teeBool{Value: f.Value, also: &c.ExtraCreateMetadata}
+		_ = f.Value.Set(f.DefValue)
+	} else {
+		fs.BoolVar(&c.ExtraCreateMetadata, extraCreateMetadataFlag, c.ExtraCreateMetadata,
+			"Add the VolumeSnapshot name and namespace and the VolumeSnapshotContent name to CreateSnapshot parameters "+
+				"(csi.storage.k8s.io/volumesnapshot/name etc.); for the provisioner, the PVC and PV names to CreateVolume parameters.")
+	}
+	fs.DurationVar(&c.CRDPollInterval, "snapshot-crd-poll-interval", c.CRDPollInterval,
+		"While the snapshot CRDs are not installed, how often to check whether they appeared.")
+}
+
+// validate reports a bad setting by the flag's name.
+func (c Config) validate() error {
+	switch {
+	case c.WorkerThreads < 0:
+		return fmt.Errorf("--snapshotter-worker-threads must be >= 0, got %d", c.WorkerThreads)
+	case c.Timeout < 0:
+		return fmt.Errorf("--snapshotter-timeout must be >= 0, got %s", c.Timeout)
+	case c.SnapshotNamePrefix == "":
+		return fmt.Errorf("--snapshot-name-prefix must not be empty")
+	case c.SnapshotNameUUIDLength < -1 || c.SnapshotNameUUIDLength == 0:
+		return fmt.Errorf("--snapshot-name-uuid-length must be -1 or > 0, got %d", c.SnapshotNameUUIDLength)
+	case c.CRDPollInterval < 0:
+		return fmt.Errorf("--snapshot-crd-poll-interval must be >= 0, got %s", c.CRDPollInterval)
+	}
+	return nil
+}
+
+// workers and timeout resolve the effective values: an explicit snapshotter
+// flag wins, then the global override, then the Config value (default).
+func (c Config) workers(o *hub.Options) int {
+	if c.workersSet && c.WorkerThreads > 0 {
+		return c.WorkerThreads
+	}
+	if c.WorkerThreads <= 0 {
+		return o.WorkersOr(DefaultWorkerThreads)
+	}
+	return o.WorkersOr(c.WorkerThreads)
+}
+
+func (c Config) timeout(o *hub.Options) time.Duration {
+	if c.timeoutSet && c.Timeout > 0 {
+		return c.Timeout
+	}
+	if c.Timeout <= 0 {
+		return o.TimeoutOr(DefaultTimeout)
+	}
+	return o.TimeoutOr(c.Timeout)
+}
+
+type trackedInt struct {
+	v   *int
+	set *bool
+}
+
+func (t *trackedInt) String() string {
+	if t.v == nil {
+		return "0"
+	}
+	return strconv.Itoa(*t.v)
+}
+
+func (t *trackedInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return err
+	}
+	*t.v, *t.set = n, true
+	return nil
+}
+
+type trackedDuration struct {
+	v   *time.Duration
+	set *bool
+}
+
+func (t *trackedDuration) String() string {
+	if t.v == nil {
+		return "0s"
+	}
+	return t.v.String()
+}
+
+func (t *trackedDuration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*t.v, *t.set = d, true
+	return nil
+}
+
+// teeBool delivers a shared boolean flag to a second destination.
+type teeBool struct {
+	flag.Value
+	also *bool
+}
+
+func (t *teeBool) Set(s string) error {
+	if err := t.Value.Set(s); err != nil {
+		return err
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*t.also = b
+	return nil
+}
+
+// IsBoolFlag keeps "--extra-create-metadata" (without =true) working.
+func (t *teeBool) IsBoolFlag() bool { return true }

@@ -1,0 +1,179 @@
+package snapshotter
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+)
+
+// Event reasons, as the csi-snapshotter sidecar emits them.
+const (
+	ReasonCreationFailed = "SnapshotCreationFailed"
+	ReasonCheckFailed    = "SnapshotContentCheckandUpdateFailed"
+	ReasonDeleteError    = "SnapshotDeleteError"
+)
+
+// create calls CreateSnapshot for a dynamically provisioned content (first
+// time, or again while the snapshot is not ready) and records the result.
+// A failure is reported as a Warning event and in status.error.
+func (c *Controller) create(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
+	updated, err := c.createAndRecord(ctx, content)
+	if err != nil {
+		c.recordError(ctx, updated, ReasonCreationFailed, fmt.Sprintf("Failed to create snapshot: %v", err))
+		return updated, err
+	}
+	return updated, nil
+}
+
+func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
+	req, err := c.createRequest(ctx, content)
+	if err != nil {
+		return content, err
+	}
+	// Everything that can fail before the call is checked above, so the
+	// annotation only ever marks a call that was really sent.
+	content, err = c.setBeingCreated(ctx, content)
+	if err != nil {
+		return content, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	rsp, err := c.csi.CreateSnapshot(cctx, req)
+	if err != nil {
+		if finalError(err) {
+			// The backend answered: nothing is being cut, deletion may proceed.
+			updated, rmErr := c.removeBeingCreated(ctx, content)
+			if rmErr != nil {
+				return updated, fmt.Errorf("CreateSnapshot failed (%v), and removing annotation %s failed: %w", err, AnnBeingCreated, rmErr)
+			}
+			content = updated
+		}
+		return content, fmt.Errorf("failed to take snapshot of the volume %s: %w", req.SourceVolumeId, err)
+	}
+	snap := rsp.GetSnapshot()
+	if snap.GetSnapshotId() == "" {
+		return content, fmt.Errorf("driver returned an empty snapshot.snapshot_id for CreateSnapshot %s", req.Name)
+	}
+	klog.V(4).InfoS("CreateSnapshot succeeded", "content", content.Name, "snapshotName", req.Name,
+		"snapshotHandle", snap.GetSnapshotId(), "readyToUse", snap.GetReadyToUse(), "size", snap.GetSizeBytes())
+	content, err = c.recordSnapshot(ctx, content, snap.GetSnapshotId(), snap)
+	if err != nil {
+		return content, err
+	}
+	return c.removeBeingCreated(ctx, content)
+}
+
+// createRequest gathers CreateSnapshot's inputs: name, source volume, class
+// parameters and the snapshotter secret.
+func (c *Controller) createRequest(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*csi.CreateSnapshotRequest, error) {
+	if content.Spec.VolumeSnapshotClassName == nil {
+		return nil, fmt.Errorf("VolumeSnapshotContent %s has no spec.volumeSnapshotClassName: a dynamic snapshot needs a VolumeSnapshotClass", content.Name)
+	}
+	class, err := c.classes.Get(*content.Spec.VolumeSnapshotClassName)
+	if err != nil {
+		return nil, fmt.Errorf("VolumeSnapshotClass %s of VolumeSnapshotContent %s: %w", *content.Spec.VolumeSnapshotClassName, content.Name, err)
+	}
+	name, err := snapshotName(c.cfg.SnapshotNamePrefix, c.cfg.SnapshotNameUUIDLength, string(content.Spec.VolumeSnapshotRef.UID))
+	if err != nil {
+		return nil, err
+	}
+	params, err := createParameters(class, content, c.cfg.ExtraCreateMetadata)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := snapshotterSecretRef(content)
+	if err != nil {
+		return nil, err
+	}
+	secrets, err := credentials(ctx, c.kube, ref)
+	if err != nil {
+		return nil, err
+	}
+	return &csi.CreateSnapshotRequest{
+		SourceVolumeId: *content.Spec.Source.VolumeHandle,
+		Name:           name,
+		Parameters:     params,
+		Secrets:        secrets,
+	}, nil
+}
+
+// checkExisting fills the status of a pre-provisioned content from
+// ListSnapshots. A driver without LIST_SNAPSHOTS cannot be asked, and its
+// snapshot is taken as ready, as the sidecar does.
+func (c *Controller) checkExisting(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
+	updated, err := c.listAndRecord(ctx, content)
+	if err != nil {
+		c.recordError(ctx, updated, ReasonCheckFailed, fmt.Sprintf("Failed to check and update snapshot content: %v", err))
+		return updated, err
+	}
+	return updated, nil
+}
+
+func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
+	handle := *content.Spec.Source.SnapshotHandle
+	if !c.listSupported {
+		return c.recordSnapshot(ctx, content, handle, &csi.Snapshot{SnapshotId: handle, ReadyToUse: true})
+	}
+	var secrets map[string]string
+	if name := content.Spec.VolumeSnapshotClassName; name != nil {
+		class, err := c.classes.Get(*name)
+		if err != nil {
+			return content, fmt.Errorf("VolumeSnapshotClass %s of VolumeSnapshotContent %s: %w", *name, content.Name, err)
+		}
+		ref, err := listSecretRef(class, content.Name)
+		if err != nil {
+			return content, err
+		}
+		if secrets, err = credentials(ctx, c.kube, ref); err != nil {
+			return content, err
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	rsp, err := c.csi.ListSnapshots(cctx, &csi.ListSnapshotsRequest{SnapshotId: handle, Secrets: secrets})
+	if err != nil {
+		return content, fmt.Errorf("failed to list snapshot %s: %w", handle, err)
+	}
+	for _, e := range rsp.GetEntries() {
+		if e.GetSnapshot().GetSnapshotId() == handle {
+			return c.recordSnapshot(ctx, content, handle, e.GetSnapshot())
+		}
+	}
+	return content, fmt.Errorf("ListSnapshots found no snapshot with snapshot_id %q (spec.source.snapshotHandle)", handle)
+}
+
+// finalError: the driver answered for sure, so no CreateSnapshot is still in
+// progress. Timeouts, cancellations, a lost connection, exhausted resources
+// and Aborted (operation pending) may all hide a running creation.
+func finalError(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	switch st.Code() {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted, codes.Aborted:
+		return false
+	}
+	return true
+}
+
+// creationTime is the snapshot's creation time in Unix nanoseconds, now when
+// the driver did not say.
+func creationTime(snap *csi.Snapshot) int64 {
+	if ts := snap.GetCreationTime(); ts != nil && (ts.GetSeconds() != 0 || ts.GetNanos() != 0) {
+		return ts.AsTime().UnixNano()
+	}
+	return time.Now().UnixNano()
+}
+
+// warn emits a Warning event on the content.
+func (c *Controller) warn(content *snapv1.VolumeSnapshotContent, reason, message string) {
+	c.events.Event(content, v1.EventTypeWarning, reason, message)
+}

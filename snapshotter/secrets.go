@@ -1,0 +1,102 @@
+package snapshotter
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Annotations the snapshot-controller copies onto a dynamically created
+// content from the class's csi.storage.k8s.io/snapshotter-secret-{name,namespace}
+// (resolved), so the secret is known even after the class is gone. An
+// administrator sets them on a pre-provisioned content.
+const (
+	AnnDeletionSecretName      = "snapshot.storage.kubernetes.io/deletion-secret-name"
+	AnnDeletionSecretNamespace = "snapshot.storage.kubernetes.io/deletion-secret-namespace"
+)
+
+// snapshotterSecretRef is the CreateSnapshot/DeleteSnapshot secret named by
+// the content's annotations, or nil when there is none.
+func snapshotterSecretRef(content *snapv1.VolumeSnapshotContent) (*v1.SecretReference, error) {
+	name, hasName := content.Annotations[AnnDeletionSecretName]
+	ns, hasNS := content.Annotations[AnnDeletionSecretNamespace]
+	if !hasName && !hasNS {
+		return nil, nil
+	}
+	if name == "" || ns == "" {
+		return nil, fmt.Errorf("annotations %s and %s must both be set and non-empty (got name %q, namespace %q)",
+			AnnDeletionSecretName, AnnDeletionSecretNamespace, name, ns)
+	}
+	return &v1.SecretReference{Name: name, Namespace: ns}, nil
+}
+
+// listSecretRef is the ListSnapshots secret from the class parameters
+// csi.storage.k8s.io/snapshotter-list-secret-{name,namespace}, whose values
+// may use ${volumesnapshotcontent.name}; nil when the class names none.
+func listSecretRef(class *snapv1.VolumeSnapshotClass, contentName string) (*v1.SecretReference, error) {
+	nameTmpl, hasName := class.Parameters[ParamSnapshotterListSecretName]
+	nsTmpl, hasNS := class.Parameters[ParamSnapshotterListSecretNamespace]
+	if !hasName && !hasNS {
+		return nil, nil
+	}
+	if nameTmpl == "" || nsTmpl == "" {
+		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s and %s must both be set and non-empty",
+			class.Name, ParamSnapshotterListSecretName, ParamSnapshotterListSecretNamespace)
+	}
+	vars := map[string]string{"volumesnapshotcontent.name": contentName}
+	ns, err := expandTemplate(nsTmpl, vars)
+	if err != nil {
+		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s: %w", class.Name, ParamSnapshotterListSecretNamespace, err)
+	}
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s %q resolved to %q, not a valid namespace name", class.Name, ParamSnapshotterListSecretNamespace, nsTmpl, ns)
+	}
+	name, err := expandTemplate(nameTmpl, vars)
+	if err != nil {
+		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s: %w", class.Name, ParamSnapshotterListSecretName, err)
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s %q resolved to %q, not a valid secret name", class.Name, ParamSnapshotterListSecretName, nameTmpl, name)
+	}
+	return &v1.SecretReference{Name: name, Namespace: ns}, nil
+}
+
+func expandTemplate(tmpl string, vars map[string]string) (string, error) {
+	var unknown []string
+	out := os.Expand(tmpl, func(k string) string {
+		v, ok := vars[k]
+		if !ok {
+			unknown = append(unknown, "${"+k+"}")
+		}
+		return v
+	})
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return "", fmt.Errorf("template %q uses unknown tokens %v", tmpl, unknown)
+	}
+	return out, nil
+}
+
+// credentials reads the secret's data. Only the secret's name ever appears in
+// errors and logs, never its values.
+func credentials(ctx context.Context, kube kubernetes.Interface, ref *v1.SecretReference) (map[string]string, error) {
+	if ref == nil {
+		return nil, nil
+	}
+	secret, err := kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	creds := make(map[string]string, len(secret.Data))
+	for k, v := range secret.Data {
+		creds[k] = string(v)
+	}
+	return creds, nil
+}

@@ -1,0 +1,188 @@
+package snapshotter
+
+import (
+	"context"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+// Annotations and finalizer shared with the snapshot-controller.
+const (
+	// AnnBeingCreated is set while a CreateSnapshot call may be in flight in
+	// the backend; the snapshot-controller does not delete the content then,
+	// so a snapshot cut after a timeout is never leaked.
+	AnnBeingCreated = "snapshot.storage.kubernetes.io/volumesnapshot-being-created"
+	// AnnBeingDeleted is set by the snapshot-controller when the content may
+	// be deleted from the backend.
+	AnnBeingDeleted = "snapshot.storage.kubernetes.io/volumesnapshot-being-deleted"
+	// ContentFinalizer protects a bound content; removed here once the
+	// backend snapshot is dealt with.
+	ContentFinalizer = "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"
+	// annGroupSnapshotHandle marks a member of a VolumeGroupSnapshot, which is
+	// created by the group snapshotter, not by CreateSnapshot.
+	annGroupSnapshotHandle = "groupsnapshot.storage.k8s.io/volumeGroupSnapshotHandle"
+)
+
+// sync reconciles one VolumeSnapshotContent, named by key.
+func (c *Controller) sync(ctx context.Context, key string) error {
+	cached, err := c.contents.Get(key)
+	if apierrors.IsNotFound(err) {
+		c.forgetPolls(key)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !c.isMine(cached) {
+		return nil
+	}
+	content := cached.DeepCopy()
+	klog.V(5).InfoS("Syncing VolumeSnapshotContent", "content", key)
+
+	if shouldDelete(content) {
+		c.forgetPolls(key)
+		return c.syncDelete(ctx, content)
+	}
+	_, groupMember := content.Annotations[annGroupSnapshotHandle]
+	switch {
+	case groupMember && content.Spec.Source.SnapshotHandle == nil:
+		// Cut by a group snapshotter, which csi-hub does not run.
+		return nil
+	case content.Spec.Source.VolumeHandle != nil && content.Status == nil:
+		c.steps.Trigger(ctx, "A VolumeSnapshotContent asks for a snapshot of volume "+*content.Spec.Source.VolumeHandle+": cut it")
+		content, err = c.create(ctx, content)
+	case contentReady(content):
+		// Done; only a leftover being-created annotation may need cleaning.
+		c.forgetPolls(key)
+		_, err = c.removeBeingCreated(ctx, content)
+		return err
+	case content.Spec.Source.SnapshotHandle != nil:
+		c.steps.Trigger(ctx, "A pre-provisioned VolumeSnapshotContent names snapshot "+*content.Spec.Source.SnapshotHandle+": ask the driver for its state")
+		content, err = c.checkExisting(ctx, content)
+	default:
+		// CreateSnapshot is idempotent by name: asking again is how the
+		// sidecar learns when a cut snapshot becomes ready to use.
+		c.steps.Trigger(ctx, "The snapshot is not ready to use yet: ask the driver again")
+		content, err = c.create(ctx, content)
+	}
+	if err != nil {
+		return err
+	}
+	if !contentReady(content) {
+		return hub.RequeueAfter(c.nextPoll(key))
+	}
+	c.forgetPolls(key)
+	return nil
+}
+
+// isMine: a content of this driver with a source, whose class (if still
+// there) is also this driver's.
+func (c *Controller) isMine(content *snapv1.VolumeSnapshotContent) bool {
+	if content.Spec.Driver != c.driver {
+		return false
+	}
+	if content.Spec.Source.VolumeHandle == nil && content.Spec.Source.SnapshotHandle == nil {
+		return false
+	}
+	if name := content.Spec.VolumeSnapshotClassName; name != nil {
+		if class, err := c.classes.Get(*name); err == nil && class.Driver != c.driver {
+			return false
+		}
+	}
+	return true
+}
+
+// shouldDelete: the content is being deleted and the backend snapshot may go.
+func shouldDelete(content *snapv1.VolumeSnapshotContent) bool {
+	if content.DeletionTimestamp == nil {
+		return false
+	}
+	// A pre-provisioned content that was never bound has no VolumeSnapshot
+	// whose controller would set the being-deleted annotation.
+	if content.Spec.Source.SnapshotHandle != nil && content.Spec.VolumeSnapshotRef.UID == "" {
+		return true
+	}
+	// A CreateSnapshot may still be running in the backend: wait for its
+	// outcome, or the snapshot it cuts would be leaked.
+	if _, ok := content.Annotations[AnnBeingCreated]; ok {
+		return false
+	}
+	_, ok := content.Annotations[AnnBeingDeleted]
+	return ok
+}
+
+func contentReady(content *snapv1.VolumeSnapshotContent) bool {
+	return content.Status != nil && content.Status.ReadyToUse != nil && *content.Status.ReadyToUse
+}
+
+// changeNeedsSync filters update events: the controller's own writes (status,
+// finalizers, the being-created annotation) do not need a sync, so they do
+// not bypass the queue's backoff; resyncs and a change to ready do.
+func changeNeedsSync(old, cur *snapv1.VolumeSnapshotContent) bool {
+	if old.ResourceVersion == cur.ResourceVersion {
+		return true
+	}
+	if !contentReady(old) && contentReady(cur) {
+		return true
+	}
+	sanitized := cur.DeepCopy()
+	sanitized.ResourceVersion = old.ResourceVersion
+	sanitized.Status = old.Status
+	sanitized.ManagedFields = old.ManagedFields
+	sanitized.Finalizers = old.Finalizers
+	sanitized.Annotations = withOwnAnnotationFrom(sanitized.Annotations, old.Annotations)
+	return !equality.Semantic.DeepEqual(old, sanitized)
+}
+
+// withOwnAnnotationFrom returns cur with AnnBeingCreated as in old.
+func withOwnAnnotationFrom(cur, old map[string]string) map[string]string {
+	out := make(map[string]string, len(cur))
+	for k, v := range cur {
+		if k != AnnBeingCreated {
+			out[k] = v
+		}
+	}
+	if v, ok := old[AnnBeingCreated]; ok {
+		out[AnnBeingCreated] = v
+	}
+	if len(out) == 0 && old == nil {
+		return nil
+	}
+	return out
+}
+
+// nextPoll spaces readiness polls of one content exponentially, from
+// --retry-interval-start to --retry-interval-max.
+func (c *Controller) nextPoll(key string) time.Duration {
+	c.pollMu.Lock()
+	n := c.polls[key]
+	c.polls[key] = n + 1
+	c.pollMu.Unlock()
+	d := c.opts.RetryIntervalStart
+	if d <= 0 {
+		d = time.Second
+	}
+	limit := c.opts.RetryIntervalMax
+	if limit <= 0 {
+		limit = 5 * time.Minute
+	}
+	for range n {
+		if d >= limit/2 {
+			return limit
+		}
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+func (c *Controller) forgetPolls(key string) {
+	c.pollMu.Lock()
+	delete(c.polls, key)
+	c.pollMu.Unlock()
+}
