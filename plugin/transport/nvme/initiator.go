@@ -144,11 +144,7 @@ func parseContext(volumeID string, pc map[string]string, needAddress bool) (expe
 // path, or "" while its namespace has not appeared yet.
 func (i *Initiator) verify(sub *nvmeSubsystem, e expected) (string, error) {
 	if sub.serial != e.serial {
-		owner := "another volume"
-		if sub.serial != "" {
-			owner = fmt.Sprintf("%q", sub.serial)
-		}
-		return "", status.Errorf(codes.FailedPrecondition, "NVMe subsystem %s reports serial %q (names %s), expected %s: refusing the device", sub.nqn, sub.serial, owner, e)
+		return "", status.Errorf(codes.FailedPrecondition, "NVMe subsystem %s reports serial %q, which is not volume %s's; expected %s: refusing the device", sub.nqn, sub.serial, e.volumeID, e)
 	}
 	if len(sub.namespaces) == 0 {
 		return "", nil

@@ -1,0 +1,214 @@
+// Package vm boots the project's NVMe/TCP test VM: a Debian cloud kernel under
+// qemu TCG with nvmet, nvme-tcp and nvme-cli (built by hack/vm/build.sh), which
+// runs a static Go test binary of test/vm/guest as its /test and reports the
+// result on the serial console. The host kernel has no nvmet, nvme-tcp or
+// configfs, so this is where the nvme transport meets the real kernel.
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ResultMarker starts the line /init prints when /test has finished.
+const ResultMarker = "CSI-HUB-VM-RESULT:"
+
+var resultLine = regexp.MustCompile(`CSI-HUB-VM-RESULT: (PASS|FAIL) rc=(-?[0-9]+)`)
+
+// Image is a built kernel and base initramfs.
+type Image struct {
+	Dir     string // ${CSI_HUB_CACHE}/vm-<kernel version>
+	Kernel  string
+	Initrd  string
+	Version string
+}
+
+// RepoRoot finds the module root above the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// BuildImage runs hack/vm/build.sh (a no-op when the cached image is current).
+func BuildImage(ctx context.Context, repo string, log io.Writer) (*Image, error) {
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repo, "hack", "vm", "build.sh"))
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = log
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("hack/vm/build.sh: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	dir := lines[len(lines)-1]
+	img := &Image{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz")}
+	for _, f := range []string{img.Kernel, img.Initrd} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("hack/vm/build.sh did not produce %s: %w", f, err)
+		}
+	}
+	v, _ := os.ReadFile(filepath.Join(dir, "kernel-version"))
+	img.Version = strings.TrimSpace(string(v))
+	return img, nil
+}
+
+// BuildGuest compiles the guest test package as a static test binary.
+func BuildGuest(ctx context.Context, repo, pkg, out string) error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, goBin, "test", "-c", "-tags", "vmguest", "-ldflags", "-s -w", "-o", out, pkg)
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go test -c %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// RunOptions describes one boot.
+type RunOptions struct {
+	Image *Image
+	// Guest is the static test binary that becomes /test.
+	Guest string
+	// Args are the arguments /init passes to /test (e.g. -test.run=...).
+	Args []string
+	// Log receives the serial console (kernel messages and the test's output).
+	Log io.Writer
+	// Timeout kills qemu (default 5 minutes).
+	Timeout time.Duration
+	// MemoryMiB is the guest's RAM (default 1024).
+	MemoryMiB int
+	// UUID is the machine UUID, which becomes the guest's host NQN.
+	UUID string
+}
+
+// Result is what a boot reported.
+type Result struct {
+	Passed   bool
+	ExitCode int
+	Elapsed  time.Duration // qemu start to exit
+}
+
+// Run boots the VM with the guest binary appended to the initramfs and waits
+// for the result line. A VM that never prints it (panic, hang, timeout) is an
+// error, not a failed result.
+func Run(ctx context.Context, o RunOptions) (Result, error) {
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = 1024
+	}
+	if o.UUID == "" {
+		o.UUID = "3f2a6c1e-0c51-4b1d-9a57-c5b0b1ad0001"
+	}
+	initrd, err := guestInitrd(o)
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.Remove(initrd)
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	// TCG, not KVM: the host's /dev/kvm is a nested software hypervisor that a
+	// stock kernel dies under. -cpu max gives RDRAND, without which mkfs waits
+	// seconds for entropy; -uuid makes a stable DMI UUID, hence host NQN.
+	cmd := exec.CommandContext(ctx, qemu,
+		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", strconv.Itoa(o.MemoryMiB),
+		"-nographic", "-no-reboot", "-nic", "none", "-uuid", o.UUID,
+		"-kernel", o.Image.Kernel, "-initrd", initrd,
+		"-append", "console=ttyS0 panic=-1 quiet")
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.WaitDelay = 5 * time.Second
+	res := Result{ExitCode: -1}
+	found := make(chan struct{})
+	go func() {
+		defer close(found)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := strings.TrimRight(sc.Text(), "\r")
+			if o.Log != nil {
+				fmt.Fprintln(o.Log, line)
+			}
+			if m := resultLine.FindStringSubmatch(line); m != nil {
+				res.Passed = m[1] == "PASS"
+				res.ExitCode, _ = strconv.Atoi(m[2])
+			}
+		}
+	}()
+	start := time.Now()
+	runErr := cmd.Run()
+	pw.Close()
+	<-found
+	res.Elapsed = time.Since(start)
+	if res.ExitCode == -1 {
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("VM printed no %s line within %v", ResultMarker, o.Timeout)
+		}
+		return res, fmt.Errorf("VM exited (%v) without a %s line", runErr, ResultMarker)
+	}
+	return res, nil
+}
+
+// guestInitrd writes the base initramfs followed by a cpio with /test and
+// /test.args, and returns its path.
+func guestInitrd(o RunOptions) (string, error) {
+	base, err := os.ReadFile(o.Image.Initrd)
+	if err != nil {
+		return "", err
+	}
+	bin, err := os.ReadFile(o.Guest)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp("", "csi-hub-initrd-")
+	if err != nil {
+		return "", err
+	}
+	w := bufio.NewWriter(f)
+	w.Write(base)
+	err = writeCPIO(w, []cpioFile{
+		{Name: "test", Mode: 0o755, Data: bin},
+		{Name: "test.args", Mode: 0o644, Data: []byte(strings.Join(o.Args, " ") + "\n")},
+	})
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}

@@ -1,0 +1,149 @@
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	setupOnce sync.Once
+	image     *Image
+	guestBin  string
+	setupSkip string // why the VM cannot be provided on this machine
+	setupErr  error
+)
+
+// setup builds the VM image and the guest test binary once for all tests.
+// Only a machine that cannot provide qemu or the kernel skips, loudly; under
+// CI=true even that fails, so CI never passes without having run the VM.
+func setup(t *testing.T) (*Image, string) {
+	t.Helper()
+	setupOnce.Do(func() {
+		if _, err := exec.LookPath("qemu-system-x86_64"); err != nil && os.Geteuid() != 0 {
+			setupSkip = "qemu-system-x86_64 is not installed and this user cannot apt-get install it"
+			return
+		}
+		repo, err := RepoRoot()
+		if err != nil {
+			setupErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		var log bytes.Buffer
+		img, err := BuildImage(ctx, repo, &log)
+		if err != nil {
+			var exit *exec.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() == 3 {
+				setupSkip = "hack/vm/build.sh cannot provide the VM here: " + strings.TrimSpace(log.String())
+			} else {
+				setupErr = errors.New(err.Error() + "\n" + log.String())
+			}
+			return
+		}
+		dir, err := os.MkdirTemp("", "csi-hub-guest-")
+		if err != nil {
+			setupErr = err
+			return
+		}
+		bin := filepath.Join(dir, "guest.test")
+		start := time.Now()
+		if err := BuildGuest(ctx, repo, "./test/vm/guest", bin); err != nil {
+			setupErr = err
+			return
+		}
+		t.Logf("guest test binary built in %v", time.Since(start).Round(time.Millisecond))
+		image, guestBin = img, bin
+	})
+	if setupSkip != "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and the NVMe/TCP VM cannot run: %s", setupSkip)
+		}
+		t.Skipf("SKIPPING the real-kernel NVMe/TCP VM test: %s", setupSkip)
+	}
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+	return image, guestBin
+}
+
+// runGuest boots the VM once with the guest tests matching run and fails
+// unless the VM reports PASS. The console goes to a log file whose tail is
+// shown on failure.
+func runGuest(t *testing.T, name, run string, timeout time.Duration) {
+	img, bin := setup(t)
+	logPath := filepath.Join(os.TempDir(), "csi-hub-vm-"+name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	res, err := Run(context.Background(), RunOptions{
+		Image: img, Guest: bin, Log: logFile, Timeout: timeout,
+		Args: []string{"-test.v", "-test.run=" + run, "-test.timeout=" + (timeout - 20*time.Second).String()},
+	})
+	t.Logf("VM %q (kernel %s): %v from qemu start to power-off; console log %s", name, img.Version, res.Elapsed.Round(10*time.Millisecond), logPath)
+	if err != nil || !res.Passed {
+		t.Errorf("VM %q: passed=%v rc=%d err=%v; console tail:\n%s", name, res.Passed, res.ExitCode, err, tail(logPath, 150))
+	}
+}
+
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestTransportInVM: nvme Target export and Initiator attach over
+// 127.0.0.1:4420 against the real nvmet and nvme-tcp, plus the error paths.
+func TestTransportInVM(t *testing.T) {
+	runGuest(t, "transport", "^TestTransport", 4*time.Minute)
+}
+
+func TestWriteCPIORoundTrip(t *testing.T) {
+	cpio, err := exec.LookPath("cpio")
+	if err != nil {
+		t.Skip("SKIPPING: no cpio binary to read the archive back")
+	}
+	var buf bytes.Buffer
+	files := []cpioFile{{Name: "test", Mode: 0o755, Data: []byte("#!/bin/sh\necho hi\n")}, {Name: "test.args", Mode: 0o644, Data: []byte("-a b\n")}}
+	if err := writeCPIO(&buf, files); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(cpio, "-id", "--quiet")
+	cmd.Dir, cmd.Stdin = dir, &buf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cpio -i: %v: %s", err, out)
+	}
+	for _, f := range files {
+		got, err := os.ReadFile(filepath.Join(dir, f.Name))
+		if err != nil || !bytes.Equal(got, f.Data) {
+			t.Errorf("%s: %q, %v", f.Name, got, err)
+		}
+		if st, err := os.Stat(filepath.Join(dir, f.Name)); err != nil || st.Mode().Perm() != os.FileMode(f.Mode) {
+			t.Errorf("%s mode %v, want %o", f.Name, st.Mode(), f.Mode)
+		}
+	}
+}
