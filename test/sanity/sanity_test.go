@@ -1,0 +1,179 @@
+// Package sanity runs the upstream CSI conformance suite (csi-sanity,
+// github.com/kubernetes-csi/csi-test/v5/pkg/sanity) against the real plugin:
+// controller, identity and node in one process on a temporary pool, with real
+// loop devices and real mounts, once with access type mount and once with
+// block.
+package sanity
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
+	. "github.com/onsi/gomega"
+	"golang.org/x/sys/unix"
+
+	"github.com/csi-hub/csi-hub/plugin"
+	"github.com/csi-hub/csi-hub/plugin/plugintest"
+	"github.com/csi-hub/csi-hub/plugin/transport/loop"
+)
+
+const (
+	driverName = "block.csi-hub.io"
+	nodeID     = "sanity-node"
+)
+
+// allowedSkips are the skip messages of specs for capabilities the plugin does
+// not claim; any other skip fails the test.
+var allowedSkips = []string{
+	"NodeGetStorageHealth not supported",                   // node: GET_STORAGE_HEALTH not claimed
+	"GroupControllerService not supported",                 // no GROUP_CONTROLLER_SERVICE
+	"ControllerPublishVolume.readonly field not supported", // controller: PUBLISH_READONLY not claimed
+	"SNAPSHOT_ACCESSIBILITY_CONSTRAINTS not supported",     // identity: not claimed
+	"No MaxVolumesPerNode",                                 // node: max_volumes_per_node 0 (no limit)
+}
+
+func TestSanity(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING csi-sanity: it needs root for real loop devices and mounts. Run as root: go test ./test/sanity/")
+	}
+	for _, tool := range []string{"losetup", "mkfs.ext4", "blkid", "resize2fs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s missing: run hack/install-deps.sh", tool)
+		}
+	}
+	files := t.TempDir()
+	paramsFile := filepath.Join(files, "parameters.yaml")
+	mutableFile := filepath.Join(files, "mutable-parameters.yaml")
+	if err := os.WriteFile(paramsFile, []byte("type: thin\ntier: gold\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mutableFile, []byte("tier: silver\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	accessTypes := []string{"mount", "block"}
+	for _, accessType := range accessTypes {
+		cfg := startDriver(t, accessType, paramsFile, mutableFile)
+		Describe("access type "+accessType, func() { sanity.GinkgoTest(cfg) })
+	}
+
+	counts := map[string]map[types.SpecState]int{}
+	skips := map[string]map[string]int{}
+	ReportAfterSuite("csi-sanity counts", func(r Report) {
+		for _, s := range r.SpecReports {
+			if s.LeafNodeType != types.NodeTypeIt || len(s.ContainerHierarchyTexts) == 0 {
+				continue
+			}
+			at := s.ContainerHierarchyTexts[0]
+			if counts[at] == nil {
+				counts[at], skips[at] = map[types.SpecState]int{}, map[string]int{}
+			}
+			counts[at][s.State]++
+			if s.State == types.SpecStateSkipped {
+				skips[at][s.Failure.Message]++
+			}
+		}
+	})
+	RegisterFailHandler(Fail)
+	suiteConfig, reporterConfig := GinkgoConfiguration()
+	reporterConfig.Succinct = true
+	RunSpecs(t, "csi-sanity against csi-hub-plugin", suiteConfig, reporterConfig)
+
+	for _, at := range sortedKeys(counts) {
+		c := counts[at]
+		t.Logf("csi-sanity %s: %d passed, %d failed, %d skipped (panicked %d)", at,
+			c[types.SpecStatePassed], c[types.SpecStateFailed], c[types.SpecStateSkipped], c[types.SpecStatePanicked])
+		for _, msg := range sortedKeys(skips[at]) {
+			t.Logf("  skipped %dx: %s", skips[at][msg], msg)
+			if !allowedSkip(msg) {
+				t.Errorf("%s: spec skipped for a reason other than an unclaimed capability: %q", at, msg)
+			}
+		}
+		if c[types.SpecStatePassed] == 0 {
+			t.Errorf("%s: no spec passed", at)
+		}
+	}
+	if len(counts) != len(accessTypes) {
+		t.Errorf("specs ran for %d access types, want %d", len(counts), len(accessTypes))
+	}
+}
+
+// startDriver starts controller+identity+node on a pool in a temporary dir
+// and returns the sanity configuration aimed at it. Cleanup leaves no mount
+// and no loop device behind, even if the suite fails half-way.
+func startDriver(t *testing.T, accessType, paramsFile, mutableFile string) *sanity.TestConfig {
+	root := t.TempDir()
+	pool := filepath.Join(root, "pool")
+	for _, d := range []string{pool, filepath.Join(root, "csi")} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: driverName, NodeID: nodeID,
+		Topology: map[string]string{plugin.TopologyNodeKey(driverName): nodeID}, Initiator: loop.NewInitiator(),
+		StateDir: filepath.Join(root, "node-state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := plugintest.Start(t, plugintest.Options{DriverName: driverName, NodeID: nodeID, PoolDir: pool, Capacity: 200 << 30, Node: node})
+	t.Cleanup(func() { cleanupBelow(t, root) })
+
+	cfg := sanity.NewTestConfig()
+	cfg.Address = d.Endpoint
+	cfg.TargetPath = filepath.Join(root, "csi", "target")
+	cfg.StagingPath = filepath.Join(root, "csi", "staging")
+	cfg.TestVolumeAccessType = accessType
+	cfg.TestVolumeParametersFile = paramsFile
+	cfg.TestVolumeMutableParametersFile = mutableFile
+	// Run the attach-limit spec; it skips itself because the node reports no limit.
+	cfg.TestNodeVolumeAttachLimit = true
+	return &cfg
+}
+
+// cleanupBelow unmounts whatever is still mounted below root and detaches loop
+// devices of files below root, reporting them: a clean run leaves nothing.
+func cleanupBelow(t *testing.T, root string) {
+	raw, _ := os.ReadFile("/proc/mounts")
+	var mounts []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], root) {
+			mounts = append(mounts, f[1])
+		}
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		t.Errorf("left mounted after csi-sanity: %s", mounts[i])
+		_ = unix.Unmount(mounts[i], unix.MNT_DETACH)
+	}
+	out, _ := exec.Command("losetup", "--all", "--noheadings", "--output", "NAME,BACK-FILE").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], root) {
+			t.Errorf("loop device left attached after csi-sanity: %s", line)
+			_ = exec.Command("losetup", "--detach", f[0]).Run()
+		}
+	}
+}
+
+func allowedSkip(msg string) bool {
+	for _, a := range allowedSkips {
+		if strings.Contains(msg, a) {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
