@@ -1,0 +1,221 @@
+package provisioner
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+// Name is the controller's name in logs, steps and --controllers.
+const Name = "provisioner"
+
+// Controller provisions and deletes volumes for PVCs of the driver.
+type Controller struct {
+	h        *hub.Hub
+	cfg      Config
+	workers  int
+	timeout  time.Duration
+	identity string
+
+	topology              bool
+	singleNodeMultiWriter bool
+	checkAttachments      bool
+
+	claims  hub.Queue // keys "namespace/name"
+	volumes hub.Queue // keys PV names
+
+	pvcLister      corelisters.PersistentVolumeClaimLister
+	pvLister       corelisters.PersistentVolumeLister
+	scLister       storagelisters.StorageClassLister
+	csiNodeLister  storagelisters.CSINodeLister
+	nodeLister     corelisters.NodeLister
+	vaLister       storagelisters.VolumeAttachmentLister
+	claimsSynced   cache.InformerSynced
+	dataSources    map[schema.GroupKind]DataSource
+
+	// inFlight holds claims whose CreateVolume may have created a backend
+	// volume that no PV records yet (timeout, Unavailable, PV create failed).
+	// Such a claim is provisioned to the end even if the PVC is deleted
+	// meanwhile, so the PV (then Released and deleted) carries the volume
+	// instead of leaking it. Keyed by queue key.
+	inFlight sync.Map // string -> *v1.PersistentVolumeClaim
+	// created bridges the PV informer's lag: PV names this process created
+	// and the informer has not delivered yet, so a PVC update arriving first
+	// does not cause a second CreateVolume.
+	created sync.Map // PV name -> struct{}
+	// announced remembers claims (by UID) that got their Provisioning event,
+	// so retries do not repeat it: events share the API budget with real work.
+	announced sync.Map
+}
+
+// New builds the provisioner on the hub's shared informers and connection.
+func New(h *hub.Hub, cfg Config) (*Controller, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if !h.Conn.Caps.ControllerService() || !h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME) {
+		return nil, fmt.Errorf("driver %s does not support dynamic provisioning (needs CONTROLLER_SERVICE and CREATE_DELETE_VOLUME)", h.Driver)
+	}
+	c := &Controller{
+		h:        h,
+		cfg:      cfg,
+		workers:  cfg.WorkerThreads,
+		timeout:  cfg.Timeout,
+		identity: newIdentity(h.Driver),
+
+		topology:              h.Conn.Caps.Topology(),
+		singleNodeMultiWriter: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER),
+		checkAttachments:      h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME),
+
+		claims:      h.NewQueue("provisioner-claims"),
+		volumes:     h.NewQueue("provisioner-volumes"),
+		dataSources: map[schema.GroupKind]DataSource{},
+	}
+	if c.workers == 0 {
+		c.workers = h.Opts.WorkersOr(DefaultWorkerThreads)
+	}
+	if c.timeout == 0 {
+		c.timeout = h.Opts.TimeoutOr(DefaultTimeout)
+	}
+
+	core, storage := h.Informers.Core().V1(), h.Informers.Storage().V1()
+	pvcs, pvs := core.PersistentVolumeClaims(), core.PersistentVolumes()
+	c.pvcLister, c.pvLister = pvcs.Lister(), pvs.Lister()
+	c.scLister = storage.StorageClasses().Lister()
+	// Nodes and CSINodes are watched only when the driver has topology, and
+	// VolumeAttachments only when it attaches: no watch the job does not need.
+	if c.topology {
+		c.csiNodeLister = storage.CSINodes().Lister()
+		c.nodeLister = core.Nodes().Lister()
+	}
+	if c.checkAttachments {
+		c.vaLister = storage.VolumeAttachments().Lister()
+	}
+	c.claimsSynced = pvcs.Informer().HasSynced
+
+	if _, err := pvcs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.claimChanged,
+		UpdateFunc: func(_, obj any) { c.claimChanged(obj) },
+		DeleteFunc: c.claimDeleted,
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := pvs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.volumeChanged,
+		UpdateFunc: func(_, obj any) { c.volumeChanged(obj) },
+		DeleteFunc: c.volumeDeleted,
+	}); err != nil {
+		return nil, err
+	}
+	klog.InfoS("Provisioner configured", "driver", h.Driver, "identity", c.identity, "workers", c.workers,
+		"timeout", c.timeout, "topology", c.topology, "volumeNamePrefix", cfg.VolumeNamePrefix,
+		"extraCreateMetadata", cfg.ExtraCreateMetadata)
+	return c, nil
+}
+
+// newIdentity is the sidecar's provisioner identity, "<ms timestamp>-<random>-<driver>":
+// one per process, written into every PV's volumeAttributes.
+func newIdentity(driver string) string {
+	return fmt.Sprintf("%d-%d-%s", time.Now().UnixMilli(), rand.IntN(10000), driver)
+}
+
+// Identity is the value this process writes to storage.kubernetes.io/csiProvisionerIdentity.
+func (c *Controller) Identity() string { return c.identity }
+
+// Name implements hub.Controller.
+func (c *Controller) Name() string { return Name }
+
+// Run processes claims and volumes until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	klog.InfoS("Starting provisioner", "driver", c.h.Driver, "workers", c.workers)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", c.claims, c.workers, c.syncClaim)
+	}()
+	go func() {
+		defer wg.Done()
+		hub.RunWorkers(ctx, Name, "PersistentVolume", c.volumes, c.workers, c.syncVolume)
+	}()
+	wg.Wait()
+	klog.InfoS("Provisioner stopped", "driver", c.h.Driver)
+}
+
+func (c *Controller) claimChanged(obj any) {
+	claim, ok := obj.(*v1.PersistentVolumeClaim)
+	if !ok {
+		return
+	}
+	key, err := cache.MetaNamespaceKeyFunc(claim)
+	if err != nil {
+		return
+	}
+	if claim.Spec.VolumeName != "" {
+		// Bound (or being bound): nothing to provision; forget per-claim memory.
+		c.announced.Delete(claim.UID)
+		if _, busy := c.inFlight.Load(key); !busy {
+			return
+		}
+	}
+	c.claims.Add(key)
+}
+
+func (c *Controller) claimDeleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	claim, ok := obj.(*v1.PersistentVolumeClaim)
+	if !ok {
+		return
+	}
+	c.announced.Delete(claim.UID)
+	key, err := cache.MetaNamespaceKeyFunc(claim)
+	if err != nil {
+		return
+	}
+	if _, busy := c.inFlight.Load(key); busy {
+		c.claims.Add(key) // finish what CreateVolume may have started
+	}
+}
+
+// ownsVolume says whether the PV is this driver's to finalize and delete:
+// provisioned by it, or a statically created CSI PV of the driver.
+func (c *Controller) ownsVolume(pv *v1.PersistentVolume) bool {
+	if by, ok := pv.Annotations[annDynamicallyProvisioned]; ok {
+		return by == c.h.Driver || pv.Annotations[annMigratedTo] == c.h.Driver
+	}
+	return pv.Spec.CSI != nil && pv.Spec.CSI.Driver == c.h.Driver
+}
+
+func (c *Controller) volumeChanged(obj any) {
+	pv, ok := obj.(*v1.PersistentVolume)
+	if !ok {
+		return
+	}
+	c.created.Delete(pv.Name) // the informer has it now
+	if c.ownsVolume(pv) {
+		c.volumes.Add(pv.Name)
+	}
+}
+
+func (c *Controller) volumeDeleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if pv, ok := obj.(*v1.PersistentVolume); ok {
+		c.created.Delete(pv.Name)
+	}
+}

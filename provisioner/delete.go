@@ -1,0 +1,177 @@
+package provisioner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+)
+
+// syncVolume keeps the provisioner finalizer right on the driver's PVs and
+// deletes the backend volume and the PV once a Delete-policy PV is Released.
+func (c *Controller) syncVolume(ctx context.Context, name string) error {
+	pv, err := c.pvLister.Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !c.ownsVolume(pv) {
+		return nil
+	}
+	if err := c.fixFinalizer(ctx, pv); err != nil {
+		return err
+	}
+	if !shouldDelete(pv) {
+		return nil
+	}
+	return c.deleteVolume(ctx, pv)
+}
+
+// fixFinalizer adds the finalizer to a bound Delete-policy PV that lacks it
+// (e.g. created by an older sidecar) and removes it when the policy became
+// Retain or Recycle, as the sidecar does. PVs we create already carry it, so
+// this writes nothing for them.
+func (c *Controller) fixFinalizer(ctx context.Context, pv *v1.PersistentVolume) error {
+	has := slices.Contains(pv.Finalizers, finalizerPV)
+	policy := pv.Spec.PersistentVolumeReclaimPolicy
+	var want []string
+	switch {
+	case !has && policy == v1.PersistentVolumeReclaimDelete && pv.DeletionTimestamp == nil && pv.Status.Phase == v1.VolumeBound:
+		want = append(slices.Clone(pv.Finalizers), finalizerPV)
+		c.h.Steps.Trigger(ctx, "bound PV with reclaimPolicy Delete lacks the provisioner finalizer: adding it so the backend volume cannot leak")
+	case has && (policy == v1.PersistentVolumeReclaimRetain || policy == v1.PersistentVolumeReclaimRecycle):
+		want = slices.DeleteFunc(slices.Clone(pv.Finalizers), func(f string) bool { return f == finalizerPV })
+		c.h.Steps.Trigger(ctx, "PV reclaimPolicy is "+string(policy)+": the provisioner will not delete its volume, removing its finalizer")
+	default:
+		return nil
+	}
+	return c.patchFinalizers(ctx, pv, want)
+}
+
+// patchFinalizers replaces the finalizer list, guarded by resourceVersion so a
+// concurrent change is never overwritten (conflict -> retried with fresh data).
+func (c *Controller) patchFinalizers(ctx context.Context, pv *v1.PersistentVolume, finalizers []string) error {
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+		"finalizers": finalizers, "resourceVersion": pv.ResourceVersion,
+	}})
+	_, err := c.h.Kube.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("updating finalizers of PV %s: %w", pv.Name, err)
+	}
+	return nil
+}
+
+// shouldDelete: Released by kube-controller-manager, reclaim policy Delete,
+// and not already past our finalizer.
+func shouldDelete(pv *v1.PersistentVolume) bool {
+	if pv.DeletionTimestamp != nil && !slices.Contains(pv.Finalizers, finalizerPV) {
+		return false
+	}
+	return pv.Status.Phase == v1.VolumeReleased && pv.Spec.PersistentVolumeReclaimPolicy == v1.PersistentVolumeReclaimDelete
+}
+
+// deleteVolume: DeleteVolume (idempotent: NotFound counts as done), then the
+// PV, then our finalizer. Each step is safe to repeat after a crash.
+func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) error {
+	if pv.Spec.CSI == nil {
+		return nil
+	}
+	c.h.Steps.Trigger(ctx, fmt.Sprintf("PV %s was released by its claim and its reclaimPolicy is Delete: deleting backend volume %s", pv.Name, pv.Spec.CSI.VolumeHandle))
+	if err := c.callDeleteVolume(ctx, pv); err != nil {
+		msg := fmt.Sprintf("failed to delete volume %s: %v", pv.Name, err)
+		c.h.Events.Event(pv, v1.EventTypeWarning, reasonVolumeFailedDelete, msg)
+		klog.ErrorS(err, "Deleting volume failed; will retry with backoff", "PV", pv.Name, "handle", pv.Spec.CSI.VolumeHandle)
+		return err
+	}
+	if pv.DeletionTimestamp == nil {
+		uid := pv.UID
+		err := c.h.Kube.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting PV %s: %w", pv.Name, err)
+		}
+	}
+	if i := slices.Index(pv.Finalizers, finalizerPV); i >= 0 {
+		// JSON patch with a test: remove exactly our finalizer at the index we
+		// saw; if the list changed meanwhile the patch fails and we retry.
+		path := fmt.Sprintf("/metadata/finalizers/%d", i)
+		patch, _ := json.Marshal([]map[string]any{
+			{"op": "test", "path": path, "value": finalizerPV},
+			{"op": "remove", "path": path},
+		})
+		_, err := c.h.Kube.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("removing finalizer %s from PV %s: %w", finalizerPV, pv.Name, err)
+		}
+	}
+	klog.InfoS("Deleted volume", "PV", pv.Name, "handle", pv.Spec.CSI.VolumeHandle)
+	return nil
+}
+
+func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolume) error {
+	if c.vaLister != nil {
+		vas, err := c.vaLister.List(labels.Everything())
+		if err != nil {
+			return fmt.Errorf("listing VolumeAttachments: %w", err)
+		}
+		for _, va := range vas {
+			if n := va.Spec.Source.PersistentVolumeName; n != nil && *n == pv.Name {
+				return fmt.Errorf("persistentvolume %s is still attached to node %s", pv.Name, va.Spec.NodeName)
+			}
+		}
+	}
+	req := &csi.DeleteVolumeRequest{VolumeId: pv.Spec.CSI.VolumeHandle}
+	ref, err := c.deletionSecretRef(pv)
+	if err != nil {
+		return err
+	}
+	if ref != nil {
+		// A deleted secret must not block deletion forever: call without it
+		// and let the driver say whether it needs it.
+		if req.Secrets, err = credentials(ctx, c.h.Kube, ref); err != nil {
+			klog.ErrorS(err, "Deletion secret unavailable; calling DeleteVolume without it", "PV", pv.Name)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	_, err = c.h.Conn.Controller().DeleteVolume(cctx, req)
+	return err
+}
+
+// deletionSecretRef: from the PV's annotations (written at provisioning), or
+// for older PVs from the StorageClass, as the sidecar does.
+func (c *Controller) deletionSecretRef(pv *v1.PersistentVolume) (*v1.SecretReference, error) {
+	name, hasName := pv.Annotations[annDeletionSecretName]
+	ns, hasNS := pv.Annotations[annDeletionSecretNamespace]
+	if hasName && hasNS {
+		if name == "" || ns == "" {
+			return nil, nil
+		}
+		return &v1.SecretReference{Name: name, Namespace: ns}, nil
+	}
+	if pv.Spec.StorageClassName == "" {
+		return nil, nil
+	}
+	sc, err := c.scLister.Get(pv.Spec.StorageClassName)
+	if err != nil {
+		klog.InfoS("StorageClass of PV unavailable; deleting without secrets", "PV", pv.Name, "storageClass", pv.Spec.StorageClassName, "err", err)
+		return nil, nil
+	}
+	var claim *v1.PersistentVolumeClaim
+	if ref := pv.Spec.ClaimRef; ref != nil {
+		claim = &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: ref.Namespace}}
+	}
+	return secretRef(secretProvisioner, sc.Parameters, pv.Name, claim)
+}

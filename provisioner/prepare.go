@@ -1,0 +1,133 @@
+package provisioner
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	v1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// plan is everything decided before CreateVolume: the request and the parts
+// of the PV that do not depend on the driver's answer.
+type plan struct {
+	pvName         string
+	fsType         string
+	req            *csi.CreateVolumeRequest
+	source         *v1.CSIPersistentVolumeSource // secret refs; handle and attributes come later
+	deletionSecret *v1.SecretReference
+}
+
+// prepare checks the claim and builds the CreateVolume request without side
+// effects on the cluster; it reads the provisioner Secret (one GET) only when
+// the StorageClass names one.
+func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass, node *v1.Node, pvName string) (*plan, error) {
+	if claim.Spec.Selector != nil {
+		return nil, fmt.Errorf("PVC spec.selector is not supported for dynamically provisioned volumes")
+	}
+	fsType, err := fsTypeFor(sc.Parameters, c.cfg.DefaultFSType)
+	if err != nil {
+		return nil, err
+	}
+	caps, err := volumeCapabilities(claim, sc.MountOptions, fsType, c.singleNodeMultiWriter)
+	if err != nil {
+		return nil, err
+	}
+	params, err := driverParameters(sc.Parameters)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.ExtraCreateMetadata {
+		params = addExtraMetadata(params, claim, pvName)
+	}
+	size := claim.Spec.Resources.Requests[v1.ResourceStorage]
+	req := &csi.CreateVolumeRequest{
+		Name:               pvName,
+		Parameters:         params,
+		VolumeCapabilities: caps,
+		CapacityRange:      &csi.CapacityRange{RequiredBytes: size.Value()},
+	}
+
+	if kind, name, ok := claimDataSource(claim); ok {
+		if err := c.requireSourceCapability(kind); err != nil {
+			return nil, err
+		}
+		if req.VolumeContentSource, err = c.contentSource(ctx, claim, sc, kind, name); err != nil {
+			return nil, err
+		}
+	}
+
+	if c.topology {
+		req.AccessibilityRequirements, err = accessibilityRequirements(topologyRequest{
+			driver: c.h.Driver, claimName: claim.Name, allowed: sc.AllowedTopologies, selectedNode: node,
+			strict: c.cfg.StrictTopology, immediate: c.cfg.ImmediateTopology,
+			csiNodes: c.csiNodeLister, nodes: c.nodeLister,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("error generating accessibility requirements: %w", err)
+		}
+	}
+
+	if name := claim.Spec.VolumeAttributesClassName; name != nil && *name != "" {
+		if req.MutableParameters, err = c.mutableParameters(ctx, *name); err != nil {
+			return nil, err
+		}
+	}
+
+	// The provisioner secret's name cannot depend on PVC annotations (the PVC
+	// user controls them, and deletion must find the same secret without the PVC).
+	bare := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: claim.Name, Namespace: claim.Namespace}}
+	provRef, err := secretRef(secretProvisioner, sc.Parameters, pvName, bare)
+	if err != nil {
+		return nil, err
+	}
+	if req.Secrets, err = credentials(ctx, c.h.Kube, provRef); err != nil {
+		return nil, err
+	}
+	src := &v1.CSIPersistentVolumeSource{Driver: c.h.Driver}
+	for kind, field := range map[string]**v1.SecretReference{
+		secretControllerPublish: &src.ControllerPublishSecretRef,
+		secretNodeStage:         &src.NodeStageSecretRef,
+		secretNodePublish:       &src.NodePublishSecretRef,
+		secretControllerExpand:  &src.ControllerExpandSecretRef,
+		secretNodeExpand:        &src.NodeExpandSecretRef,
+	} {
+		if *field, err = secretRef(kind, sc.Parameters, pvName, claim); err != nil {
+			return nil, err
+		}
+	}
+	return &plan{pvName: pvName, fsType: fsType, req: req, source: src, deletionSecret: provRef}, nil
+}
+
+func (c *Controller) requireSourceCapability(kind schema.GroupKind) error {
+	switch kind {
+	case KindVolumeSnapshot:
+		if !c.h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT) {
+			return fmt.Errorf("driver %s cannot restore snapshots: CREATE_DELETE_SNAPSHOT capability is not reported", c.h.Driver)
+		}
+	case KindPVC:
+		if !c.h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_CLONE_VOLUME) {
+			return fmt.Errorf("driver %s cannot clone volumes: CLONE_VOLUME capability is not reported", c.h.Driver)
+		}
+	}
+	return nil
+}
+
+// mutableParameters reads the PVC's VolumeAttributesClass (one GET, only for
+// PVCs that name one) for CreateVolume's mutable_parameters.
+func (c *Controller) mutableParameters(ctx context.Context, name string) (map[string]string, error) {
+	if !c.h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_MODIFY_VOLUME) {
+		return nil, fmt.Errorf("PVC spec.volumeAttributesClassName %q: driver %s does not support VolumeAttributesClasses (no MODIFY_VOLUME capability)", name, c.h.Driver)
+	}
+	vac, err := c.h.Kube.StorageV1().VolumeAttributesClasses().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("PVC spec.volumeAttributesClassName %q: %w", name, err)
+	}
+	if vac.DriverName != c.h.Driver {
+		return nil, fmt.Errorf("PVC spec.volumeAttributesClassName %q: class is for driver %q, not %q", name, vac.DriverName, c.h.Driver)
+	}
+	return vac.Parameters, nil
+}
