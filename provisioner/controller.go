@@ -36,14 +36,14 @@ type Controller struct {
 	claims  hub.Queue // keys "namespace/name"
 	volumes hub.Queue // keys PV names
 
-	pvcLister      corelisters.PersistentVolumeClaimLister
-	pvLister       corelisters.PersistentVolumeLister
-	scLister       storagelisters.StorageClassLister
-	csiNodeLister  storagelisters.CSINodeLister
-	nodeLister     corelisters.NodeLister
-	vaLister       storagelisters.VolumeAttachmentLister
-	claimsSynced   cache.InformerSynced
-	dataSources    map[schema.GroupKind]DataSource
+	pvcLister     corelisters.PersistentVolumeClaimLister
+	pvLister      corelisters.PersistentVolumeLister
+	scLister      storagelisters.StorageClassLister
+	csiNodeLister storagelisters.CSINodeLister
+	nodeLister    corelisters.NodeLister
+	vaLister      storagelisters.VolumeAttachmentLister
+	claimsSynced  cache.InformerSynced
+	dataSources   map[schema.GroupKind]DataSource
 
 	// inFlight holds claims whose CreateVolume may have created a backend
 	// volume that no PV records yet (timeout, Unavailable, PV create failed).
