@@ -1,0 +1,94 @@
+package snapshotter
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+func parse(t *testing.T, fs *flag.FlagSet, args ...string) {
+	t.Helper()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse %v: %v", args, err)
+	}
+}
+
+func TestFlagsDefaultsAndOverrides(t *testing.T) {
+	cases := []struct {
+		name        string
+		args        []string
+		global      hub.Options
+		wantWorkers int
+		wantTimeout time.Duration
+	}{
+		{"defaults", nil, hub.Options{}, 10, time.Minute},
+		{"global override", nil, hub.Options{WorkerThreads: 3, Timeout: 5 * time.Second}, 3, 5 * time.Second},
+		{"own flags win", []string{"--snapshotter-worker-threads=7", "--snapshotter-timeout=30s"},
+			hub.Options{WorkerThreads: 3, Timeout: 5 * time.Second}, 7, 30 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			cfg.AddFlags(fs)
+			parse(t, fs, tc.args...)
+			if got := cfg.workers(&tc.global); got != tc.wantWorkers {
+				t.Errorf("workers = %d, want %d", got, tc.wantWorkers)
+			}
+			if got := cfg.timeout(&tc.global); got != tc.wantTimeout {
+				t.Errorf("timeout = %s, want %s", got, tc.wantTimeout)
+			}
+		})
+	}
+}
+
+func TestNameFlags(t *testing.T) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.AddFlags(fs)
+	if cfg.SnapshotNamePrefix != "snapshot" || cfg.SnapshotNameUUIDLength != -1 || cfg.ExtraCreateMetadata {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+	parse(t, fs, "--snapshot-name-prefix=snp", "--snapshot-name-uuid-length=12", "--extra-create-metadata")
+	if cfg.SnapshotNamePrefix != "snp" || cfg.SnapshotNameUUIDLength != 12 || !cfg.ExtraCreateMetadata {
+		t.Errorf("after parse = %+v", cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Errorf("validate: %v", err)
+	}
+}
+
+// The provisioner registers --extra-create-metadata too; the snapshotter must
+// then share it instead of panicking with "flag redefined".
+func TestExtraCreateMetadataSharedWithProvisioner(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var provisioner bool
+	fs.BoolVar(&provisioner, "extra-create-metadata", false, "provisioner's")
+	cfg := DefaultConfig()
+	cfg.AddFlags(fs)
+	parse(t, fs, "--extra-create-metadata")
+	if !provisioner || !cfg.ExtraCreateMetadata {
+		t.Errorf("provisioner=%v snapshotter=%v, want both true", provisioner, cfg.ExtraCreateMetadata)
+	}
+}
+
+func TestValidateNamesTheFlag(t *testing.T) {
+	for flagName, mutate := range map[string]func(*Config){
+		"--snapshot-name-uuid-length":  func(c *Config) { c.SnapshotNameUUIDLength = 0 },
+		"--snapshot-name-prefix":       func(c *Config) { c.SnapshotNamePrefix = "" },
+		"--snapshotter-worker-threads": func(c *Config) { c.WorkerThreads = -1 },
+		"--snapshotter-timeout":        func(c *Config) { c.Timeout = -time.Second },
+	} {
+		cfg := DefaultConfig()
+		mutate(&cfg)
+		err := cfg.validate()
+		if err == nil || !strings.Contains(err.Error(), flagName) {
+			t.Errorf("%s: validate() = %v, want an error naming the flag", flagName, err)
+		}
+	}
+}
