@@ -19,8 +19,8 @@ import (
 )
 
 type options struct {
-	endpoint, mode, nodeID, driverName, poolDir, poolCapacity string
-	maxVolumes                                                int64
+	endpoint, mode, nodeID, driverName, poolDir, poolCapacity, nodeStateDir string
+	maxVolumes                                                              int64
 }
 
 func main() {
@@ -32,6 +32,7 @@ func main() {
 	flag.StringVar(&o.driverName, "driver-name", "block.csi-hub.io", "CSI driver name")
 	flag.StringVar(&o.poolDir, "pool-dir", "/var/lib/csi-hub/pool", "directory of volume backing files and the record store (controller)")
 	flag.StringVar(&o.poolCapacity, "pool-capacity", "", "limit on provisioned bytes of all volumes and snapshots, e.g. 10Gi (default: size of the pool filesystem)")
+	flag.StringVar(&o.nodeStateDir, "node-state-dir", plugin.DefaultNodeStateDir, "directory of the node's per-volume records (node)")
 	flag.Int64Var(&o.maxVolumes, "max-volumes-per-node", 0, "NodeGetInfo max_volumes_per_node (0: no limit)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -92,7 +93,7 @@ func run(o options) error {
 	}
 	if nodeMode {
 		node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: o.driverName, NodeID: o.nodeID,
-			Topology: map[string]string{topologyKey: o.nodeID}, Initiator: loop.NewInitiator(), MaxVolumes: o.maxVolumes})
+			Topology: map[string]string{topologyKey: o.nodeID}, Initiator: loop.NewInitiator(), MaxVolumes: o.maxVolumes, StateDir: o.nodeStateDir})
 		if err != nil {
 			return err
 		}
