@@ -20,6 +20,7 @@ type nodeRecord struct {
 	Block          bool              `json:"block"`
 	FsType         string            `json:"fsType,omitempty"`
 	ReadOnly       bool              `json:"readOnly,omitempty"` // staged read-only (reader access mode)
+	MountFlags     []string          `json:"mountFlags,omitempty"`
 	Device         string            `json:"device"`
 	PublishContext map[string]string `json:"publishContext"`
 	// Targets are the publish paths of the volume.

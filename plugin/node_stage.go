@@ -85,7 +85,7 @@ func (n *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 		return nil, transportError(err, "attach volume "+volumeID)
 	}
 	rec = &nodeRecord{VolumeID: volumeID, StagingPath: staging, Block: vcap.block, FsType: vcap.fsType,
-		ReadOnly: vcap.readerOnly, Device: dev, PublishContext: pc, Targets: map[string]publishedTarget{}}
+		ReadOnly: vcap.readerOnly, MountFlags: vcap.mountFlags, Device: dev, PublishContext: pc, Targets: map[string]publishedTarget{}}
 	// Record before touching the device so an interrupted stage can be undone.
 	if err := n.records.save(rec); err != nil {
 		n.undoAttach(ctx, volumeID, pc, previous)
@@ -125,10 +125,7 @@ func (n *NodeServer) formatAndMount(volumeID, dev, staging string, vcap nodeCapa
 	if err := os.MkdirAll(staging, 0o750); err != nil {
 		return errorf(codes.Internal, "staging_target_path %s: %v", staging, err)
 	}
-	opts := append([]string(nil), vcap.mountFlags...)
-	if vcap.readerOnly {
-		opts = append(opts, "ro")
-	}
+	opts := stagingMountOptions(vcap.mountFlags, vcap.readerOnly)
 	if err := n.mounter.FormatAndMountSensitiveWithFormatOptions(dev, staging, vcap.fsType, opts, nil, mkfsArgs); err != nil {
 		return errorf(codes.Internal, "volume %s: format and mount %s at %s: %v", volumeID, dev, staging, err)
 	}
@@ -262,6 +259,15 @@ func (n *NodeServer) mountedFrom(ctx context.Context, volumeID string, pc map[st
 	}
 	got, err := fsDevice(path)
 	return err == nil && got == want
+}
+
+// stagingMountOptions are the options of the staging mount.
+func stagingMountOptions(mountFlags []string, readerOnly bool) []string {
+	opts := append([]string(nil), mountFlags...)
+	if readerOnly {
+		opts = append(opts, "ro")
+	}
+	return opts
 }
 
 func describeStaging(block bool, fsType string, readOnly bool) string {

@@ -211,8 +211,8 @@ func (n *NodeServer) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVo
 			volumeID, size, required)
 	}
 	if !rec.Block {
-		if _, err := n.resizer.Resize(rec.Device, rec.StagingPath); err != nil {
-			return nil, errorf(codes.Internal, "volume %s: grow %s filesystem: %v", volumeID, rec.FsType, err)
+		if err := n.growFilesystem(rec); err != nil {
+			return nil, err
 		}
 	}
 	klog.InfoS("Expanded volume on node", "volumeID", volumeID, "bytes", size)

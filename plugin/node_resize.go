@@ -1,0 +1,63 @@
+package plugin
+
+import (
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"k8s.io/klog/v2"
+	utilexec "k8s.io/utils/exec"
+)
+
+// growFilesystem grows the staged filesystem of rec to its device's size:
+// online with mount-utils' ResizeFs (resize2fs on the device, xfs_growfs on the
+// mount). The kernel grows a mounted ext filesystem only for a process with
+// CAP_SYS_RESOURCE, and ext2 not at all; then, if no pod has the volume
+// published (kubelet expands between stage and publish), it is grown offline:
+// unmount the staging path, e2fsck, resize2fs, mount again.
+func (n *NodeServer) growFilesystem(rec *nodeRecord) error {
+	_, onlineErr := n.resizer.Resize(rec.Device, rec.StagingPath)
+	if onlineErr == nil {
+		return nil
+	}
+	if !strings.HasPrefix(rec.FsType, "ext") {
+		return errorf(codes.Internal, "volume %s: grow %s filesystem: %v", rec.VolumeID, rec.FsType, onlineErr)
+	}
+	for target := range rec.Targets {
+		if mounted, err := n.isMountPoint(target); err == nil && mounted {
+			return errorf(codes.FailedPrecondition,
+				"volume %s: the %s filesystem cannot be grown online (%v): the kernel needs CAP_SYS_RESOURCE for the plugin (ext2: never online); "+
+					"it is grown offline once no pod uses it (published at %s)", rec.VolumeID, rec.FsType, oneLine(onlineErr), target)
+		}
+	}
+	klog.InfoS("Online grow refused; growing offline", "volumeID", rec.VolumeID, "fsType", rec.FsType, "err", oneLine(onlineErr))
+	return n.growExtOffline(rec)
+}
+
+func (n *NodeServer) growExtOffline(rec *nodeRecord) (err error) {
+	if err := n.unmountAll(rec.StagingPath); err != nil {
+		return errorf(codes.Internal, "volume %s: unmount %s for offline grow: %v", rec.VolumeID, rec.StagingPath, err)
+	}
+	defer func() {
+		// Mount again whatever happened, so the volume stays staged.
+		if mountErr := n.mounter.Mount(rec.Device, rec.StagingPath, rec.FsType, stagingMountOptions(rec.MountFlags, rec.ReadOnly)); mountErr != nil && err == nil {
+			err = errorf(codes.Internal, "volume %s: mount %s again after offline grow: %v", rec.VolumeID, rec.StagingPath, mountErr)
+		}
+	}()
+	// resize2fs refuses a filesystem not checked since its last mount.
+	out, err := n.mounter.Exec.Command("e2fsck", "-f", "-p", rec.Device).CombinedOutput()
+	if ee, ok := err.(utilexec.ExitError); ok && ee.ExitStatus() == 1 {
+		err = nil // errors corrected
+	}
+	if err != nil {
+		return errorf(codes.Internal, "volume %s: e2fsck %s before offline grow: %v: %s", rec.VolumeID, rec.Device, err, out)
+	}
+	if out, err := n.mounter.Exec.Command("resize2fs", rec.Device).CombinedOutput(); err != nil {
+		return errorf(codes.Internal, "volume %s: resize2fs %s: %v: %s", rec.VolumeID, rec.Device, err, out)
+	}
+	return nil
+}
+
+// oneLine flattens a multi-line tool error into one line for a status message.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
