@@ -1,0 +1,291 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+
+	"github.com/csi-hub/csi-hub/attacher"
+	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/internal/hubtest"
+	"github.com/csi-hub/csi-hub/test/cluster"
+	"github.com/csi-hub/csi-hub/test/fakedriver"
+)
+
+// env is one test's world: its own driver name (so VolumeAttachments of other
+// tests are not ours), namespace, node, fake driver and hub.
+type env struct {
+	t      *testing.T
+	c      *cluster.Cluster
+	ctx    context.Context
+	driver *fakedriver.Driver
+	name   string // driver name
+	socket string
+	ns     string
+	node   string
+	nodeID string
+	cfg    attacher.Config
+	hub    *hubtest.Running
+	ctrl   *attacher.Controller
+}
+
+// newEnv starts a fake driver named after prefix with opts and a node for it.
+// The hub is started by startHub so tests can prepare the driver first.
+func newEnv(t *testing.T, prefix string, opts fakedriver.Options) *env {
+	t.Helper()
+	c := cluster.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	e := &env{t: t, c: c, ctx: ctx, name: prefix + ".fake.csi-hub.io", cfg: attacher.DefaultConfig()}
+	ns, err := c.CreateNamespace(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ns, e.node, e.nodeID = ns, ns+"-node", "id-"+ns
+	opts.Name, opts.NodeID = e.name, e.nodeID
+	e.driver = fakedriver.New(opts)
+	dir, err := os.MkdirTemp("", "att-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	e.socket = filepath.Join(dir, "csi.sock")
+	if err := e.driver.Start(e.socket); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.driver.StopNow)
+	if _, err := c.CreateNode(ctx, e.node, nil); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) registerNode() {
+	e.t.Helper()
+	if _, err := e.c.CreateCSINode(e.ctx, e.node, e.name, e.nodeID, nil); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// startHub runs a hub with only the attacher, using e.cfg.
+func (e *env) startHub() {
+	e.t.Helper()
+	e.hub = hubtest.Start(e.t, e.c.RESTConfig(), hubtest.Options(e.socket), func(h *hub.Hub) error {
+		ctrl, err := attacher.New(h, e.cfg)
+		if err != nil {
+			return err
+		}
+		e.ctrl = ctrl
+		h.Add(ctrl)
+		return nil
+	})
+}
+
+// volume creates a backend volume and a PV/PVC pair bound to each other.
+func (e *env) volume(name string) (pvName, handle string) {
+	e.t.Helper()
+	handle = e.ns + "-" + name
+	if _, err := e.driver.AddVolume(fakedriver.Volume{ID: handle, Name: handle, CapacityBytes: 1 << 30}); err != nil {
+		e.t.Fatal(err)
+	}
+	pvName = handle
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: pvName},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: e.ns, Name: name},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
+				Driver: e.name, VolumeHandle: handle, FSType: "ext4",
+				VolumeAttributes: map[string]string{"origin": "attacher-test"},
+			}},
+		},
+	}
+	if _, err := e.c.Client.CoreV1().PersistentVolumes().Create(e.ctx, pv, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To(""),
+			VolumeName:       pvName,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if _, err := e.c.Client.CoreV1().PersistentVolumeClaims(e.ns).Create(e.ctx, pvc, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitFor("PVC "+name+" to be bound", time.Minute, func() (bool, error) {
+		got, err := e.c.Client.CoreV1().PersistentVolumeClaims(e.ns).Get(e.ctx, name, metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.ClaimBound, err
+	})
+	return pvName, handle
+}
+
+// pod creates a pod on e.node that uses claim; kube-controller-manager then
+// creates the VolumeAttachment.
+func (e *env) pod(name, claim string) {
+	e.t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
+		Spec: corev1.PodSpec{
+			NodeName:   e.node,
+			Containers: []corev1.Container{{Name: "app", Image: "busybox", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
+			}}},
+		},
+	}
+	if _, err := e.c.Client.CoreV1().Pods(e.ns).Create(e.ctx, pod, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// deletePod deletes the pod and, playing kubelet, reports no volume in use,
+// which lets the attach/detach controller delete the VolumeAttachment.
+func (e *env) deletePod(name string) {
+	e.t.Helper()
+	if err := e.c.Client.CoreV1().Pods(e.ns).Delete(e.ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.c.SetVolumesInUse(e.ctx, e.node); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// va waits for kube-controller-manager's VolumeAttachment of pv.
+func (e *env) va(pv string) *storagev1.VolumeAttachment {
+	e.t.Helper()
+	var found *storagev1.VolumeAttachment
+	e.waitFor("kube-controller-manager to create the VolumeAttachment of "+pv, 2*time.Minute, func() (bool, error) {
+		list, err := e.c.Client.StorageV1().VolumeAttachments().List(e.ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for i := range list.Items {
+			if ptr.Deref(list.Items[i].Spec.Source.PersistentVolumeName, "") == pv {
+				found = &list.Items[i]
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return found
+}
+
+// waitVA polls the VolumeAttachment until cond holds.
+func (e *env) waitVA(name, what string, timeout time.Duration, cond func(*storagev1.VolumeAttachment) bool) *storagev1.VolumeAttachment {
+	e.t.Helper()
+	var last *storagev1.VolumeAttachment
+	e.waitFor("VolumeAttachment "+name+" "+what, timeout, func() (bool, error) {
+		va, err := e.c.Client.StorageV1().VolumeAttachments().Get(e.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		last = va
+		return cond(va), nil
+	})
+	return last
+}
+
+func (e *env) waitGone(what string, timeout time.Duration, get func() error) {
+	e.t.Helper()
+	e.waitFor(what+" to be gone", timeout, func() (bool, error) {
+		err := get()
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	})
+}
+
+func (e *env) waitVAGone(name string) {
+	e.t.Helper()
+	e.waitGone("VolumeAttachment "+name, 2*time.Minute, func() error {
+		_, err := e.c.Client.StorageV1().VolumeAttachments().Get(e.ctx, name, metav1.GetOptions{})
+		return err
+	})
+}
+
+// releasePV deletes the claim and the PV; the PV can only go once our
+// finalizer is removed, which proves the PV side of the protocol.
+func (e *env) releasePV(claim, pv string) {
+	e.t.Helper()
+	if err := e.c.Client.CoreV1().PersistentVolumeClaims(e.ns).Delete(e.ctx, claim, metav1.DeleteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.c.Client.CoreV1().PersistentVolumes().Delete(e.ctx, pv, metav1.DeleteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitGone("PersistentVolume "+pv, 2*time.Minute, func() error {
+		got, err := e.c.Client.CoreV1().PersistentVolumes().Get(e.ctx, pv, metav1.GetOptions{})
+		if err == nil {
+			e.t.Logf("PV %s finalizers %v phase %s", pv, got.Finalizers, got.Status.Phase)
+		}
+		return err
+	})
+}
+
+func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, timeout)
+	defer cancel()
+	var lastErr error
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+		ok, err := cond()
+		if err != nil {
+			lastErr = err // keep polling: transient API errors happen on a busy machine
+		}
+		return ok && err == nil, nil
+	})
+	if err != nil {
+		e.t.Fatalf("waiting for %s: %v (last error: %v)", what, err, lastErr)
+	}
+}
+
+// warningEvents returns the messages of Warning events with reason on the VolumeAttachment.
+func (e *env) warningEvents(va, reason string) []string {
+	list, err := e.c.Client.CoreV1().Events(metav1.NamespaceAll).List(e.ctx, metav1.ListOptions{
+		FieldSelector: fmt.Sprintf("involvedObject.kind=VolumeAttachment,involvedObject.name=%s,reason=%s,type=Warning", va, reason),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, ev := range list.Items {
+		out = append(out, ev.Message)
+	}
+	return out
+}
+
+func hasString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsAny(list []string, sub string) bool {
+	for _, x := range list {
+		if strings.Contains(x, sub) {
+			return true
+		}
+	}
+	return false
+}
