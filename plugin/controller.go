@@ -70,7 +70,10 @@ func NewControllerServer(ctx context.Context, cfg ControllerConfig) (*Controller
 		}
 		c.capacity = total
 	}
-	if _, err := pool.Reconcile(st, p); err != nil {
+	unexport := func(id string) error {
+		return c.target.Unexport(ctx, transport.Volume{ID: id, BackingFile: p.Path(id)})
+	}
+	if _, err := pool.Reconcile(st, p, unexport); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("reconcile pool: %w", err)
 	}

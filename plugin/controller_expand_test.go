@@ -35,7 +35,7 @@ func TestExpandVolume(t *testing.T) {
 	// Asking for less is a no-op that reports the current size.
 	resp, err = cc.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: v.GetVolumeId(),
 		CapacityRange: &csi.CapacityRange{RequiredBytes: 6 * mib}, VolumeCapability: blockCap()})
-	if err != nil || resp.GetCapacityBytes() != 10*mib || resp.GetNodeExpansionRequired() {
+	if err != nil || resp.GetCapacityBytes() != 10*mib || !resp.GetNodeExpansionRequired() {
 		t.Fatalf("smaller expand: %v %v", resp, err)
 	}
 	got, _ := cc.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: v.GetVolumeId()})
@@ -165,6 +165,8 @@ func TestVolumeHealthAndRestart(t *testing.T) {
 			t.Fatalf("healthy volume reported %v", e)
 		}
 	}
+	_, err = cc.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "of-lost", SourceVolumeId: lost.GetVolumeId()})
+	wantCode(t, err, codes.FailedPrecondition, "source_volume_id")
 	// The lost volume can still be deleted, so the CO can clean up.
 	if _, err := cc.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: lost.GetVolumeId()}); err != nil {
 		t.Fatal(err)

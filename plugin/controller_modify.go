@@ -88,20 +88,10 @@ func (c *ControllerServer) shrinkBack(rec *store.Volume, oldSize int64) error {
 	return c.store.UpdateVolume(rec)
 }
 
-// needsNodeExpansion: a filesystem must be grown on the node; a raw block
-// device only needs the node's rescan, which the node does on NodeExpandVolume
-// too, so only block-only volumes skip it.
-func needsNodeExpansion(rec *store.Volume, vc *csi.VolumeCapability) bool {
-	if vc != nil {
-		return vc.GetBlock() == nil
-	}
-	for _, c := range rec.Capabilities {
-		if !c.Block {
-			return true
-		}
-	}
-	return len(rec.Capabilities) == 0
-}
+// needsNodeExpansion: a filesystem must be grown on the node, and a raw block
+// device must be rescanned there too (a loop device does not notice its file
+// grew), so the node is always involved.
+func needsNodeExpansion(*store.Volume, *csi.VolumeCapability) bool { return true }
 
 // ControllerModifyVolume implements csi.ControllerServer. Mutable parameters:
 // type (thin -> thick preallocates the file; thick -> thin only changes the

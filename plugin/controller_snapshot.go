@@ -62,6 +62,9 @@ func (c *ControllerServer) CreateSnapshot(_ context.Context, req *csi.CreateSnap
 	if src.State != store.StateReady {
 		return nil, errorf(codes.FailedPrecondition, "source_volume_id %s is %s", srcID, src.State)
 	}
+	if _, err := c.pool.Size(srcID); err != nil {
+		return nil, errorf(codes.FailedPrecondition, "source_volume_id %s: data unavailable: %v", srcID, err)
+	}
 	id, err := newID(pool.SnapshotPrefix)
 	if err != nil {
 		return nil, internalOr(err, "snapshot ID")

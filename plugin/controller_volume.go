@@ -106,6 +106,9 @@ func (c *ControllerServer) contentSource(src *csi.VolumeContentSource) (*store.C
 		if snap.State != store.StateReady {
 			return nil, 0, errorf(codes.FailedPrecondition, "volume_content_source.snapshot.snapshot_id %q is %s", id, snap.State)
 		}
+		if _, err := c.pool.Size(id); err != nil {
+			return nil, 0, errorf(codes.FailedPrecondition, "volume_content_source.snapshot.snapshot_id %s: data unavailable: %v", id, err)
+		}
 		return &store.ContentSource{SnapshotID: id}, snap.SizeBytes, nil
 	case *csi.VolumeContentSource_Volume:
 		id := t.Volume.GetVolumeId()
@@ -120,6 +123,9 @@ func (c *ControllerServer) contentSource(src *csi.VolumeContentSource) (*store.C
 		}
 		if vol.State != store.StateReady {
 			return nil, 0, errorf(codes.FailedPrecondition, "volume_content_source.volume.volume_id %q is %s", id, vol.State)
+		}
+		if _, err := c.pool.Size(id); err != nil {
+			return nil, 0, errorf(codes.FailedPrecondition, "volume_content_source.volume.volume_id %s: data unavailable: %v", id, err)
 		}
 		return &store.ContentSource{VolumeID: id}, vol.SizeBytes, nil
 	default:

@@ -4,9 +4,12 @@
 //
 // Typical use (e.g. a csi-sanity test):
 //
-//	node, _ := plugin.NewNodeServer(plugin.NodeConfig{...})
-//	d := plugintest.Start(t, plugintest.Options{Node: node})
+//	node, _ := plugin.NewNodeServer(plugin.NodeConfig{NodeID: "n1", ...})
+//	d := plugintest.Start(t, plugintest.Options{Node: node, NodeID: "n1"})
 //	// dial d.Endpoint ("unix:///..."); the pool is d.PoolDir; stopped by t.Cleanup.
+//
+// Options.NodeID must equal the node server's NodeID: the loop target only
+// publishes to that node (any other is NotFound).
 package plugintest
 
 import (

@@ -46,7 +46,14 @@ type Report struct {
 // files and files without records are removed, interrupted creates whose file
 // was completed are marked ready and the others dropped, interrupted deletes
 // and expansions are finished.
-func Reconcile(st *store.Store, p *Pool) (*Report, error) {
+//
+// unexport (may be nil) is called for every volume ID about to be dropped,
+// before its file goes: a crash may have come after the transport exported it,
+// and an export such as an nvmet namespace outlives the process.
+func Reconcile(st *store.Store, p *Pool, unexport func(volumeID string) error) (*Report, error) {
+	if unexport == nil {
+		unexport = func(string) error { return nil }
+	}
 	rep := &Report{}
 	_, temps, err := p.Files()
 	if err != nil {
@@ -59,7 +66,7 @@ func Reconcile(st *store.Store, p *Pool) (*Report, error) {
 		rep.RemovedTempFiles = append(rep.RemovedTempFiles, t)
 	}
 	known := map[string]bool{}
-	if err := reconcileVolumes(st, p, rep, known); err != nil {
+	if err := reconcileVolumes(st, p, rep, known, unexport); err != nil {
 		return nil, err
 	}
 	if err := reconcileSnapshots(st, p, rep, known); err != nil {
@@ -72,6 +79,11 @@ func Reconcile(st *store.Store, p *Pool) (*Report, error) {
 	for _, id := range ids {
 		if known[id] || !(strings.HasPrefix(id, VolumePrefix) || strings.HasPrefix(id, SnapshotPrefix)) {
 			continue
+		}
+		if strings.HasPrefix(id, VolumePrefix) {
+			if err := unexport(id); err != nil {
+				return nil, fmt.Errorf("unexport orphan %s: %w", id, err)
+			}
 		}
 		if err := p.Remove(id); err != nil {
 			return nil, fmt.Errorf("remove orphan %s: %w", id, err)
@@ -96,7 +108,7 @@ func fileExists(p *Pool, id string) (bool, error) {
 	return err == nil, err
 }
 
-func reconcileVolumes(st *store.Store, p *Pool, rep *Report, known map[string]bool) error {
+func reconcileVolumes(st *store.Store, p *Pool, rep *Report, known map[string]bool, unexport func(string) error) error {
 	vols, _, err := st.Volumes("", 0)
 	if err != nil {
 		return err
@@ -105,6 +117,11 @@ func reconcileVolumes(st *store.Store, p *Pool, rep *Report, known map[string]bo
 		exists, err := fileExists(p, v.ID)
 		if err != nil {
 			return err
+		}
+		if v.State == store.StateDeleting || (v.State == store.StateCreating && !exists) {
+			if err := unexport(v.ID); err != nil {
+				return fmt.Errorf("unexport %s: %w", v.ID, err)
+			}
 		}
 		switch {
 		case v.State == store.StateDeleting:

@@ -71,7 +71,14 @@ func TestReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rep, err := Reconcile(st, p)
+	var unexported []string
+	rep, err := Reconcile(st, p, func(id string) error {
+		if _, err := p.Size(id); id != "vol-creating-nofile" && err != nil {
+			t.Errorf("unexport of %s called after its file was removed", id)
+		}
+		unexported = append(unexported, id)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +97,7 @@ func TestReconcile(t *testing.T) {
 	check("finished deletes", rep.FinishedDeletes, "vol-deleting")
 	check("finished expansions", rep.FinishedExpansions, "vol-expanding")
 	check("missing data", rep.MissingData, "vol-lost")
+	check("unexported", unexported, "vol-creating-nofile", "vol-deleting", "vol-orphan")
 
 	// Afterwards every file has a record and every record (but the lost one) its file.
 	ids, temps, _ := p.Files()
@@ -114,7 +122,7 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("foreign file removed: %v", err)
 	}
 	// A second run has nothing to do.
-	rep, err = Reconcile(st, p)
+	rep, err = Reconcile(st, p, nil)
 	if err != nil || len(rep.RemovedOrphanFiles)+len(rep.FinishedCreates)+len(rep.RolledBackCreates)+len(rep.FinishedDeletes) != 0 {
 		t.Fatalf("second reconcile changed things: %+v %v", rep, err)
 	}
