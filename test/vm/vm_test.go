@@ -147,3 +147,14 @@ func TestWriteCPIORoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestCSIFlowInVM: the plugin's controller and node services with the nvme
+// transport, through a volume's whole life (ext4, xfs, block), in the VM.
+func TestCSIFlowInVM(t *testing.T) {
+	runGuest(t, "csi-flow", "^TestCSIFlow$", 5*time.Minute)
+}
+
+// TestSanityInVM: csi-sanity against the plugin with the nvme transport.
+func TestSanityInVM(t *testing.T) {
+	runGuest(t, "sanity", "^TestSanity$", 8*time.Minute)
+}

@@ -380,7 +380,9 @@ func (t *Target) Publish(ctx context.Context, vol transport.Volume, nodeID strin
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := ValidateHostNQN(nodeID); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "node ID: %v", err)
+		// CSI answers NotFound for an unknown node; no node of this transport
+		// can have an ID that is not an NQN.
+		return nil, status.Errorf(codes.NotFound, "node_id %q not found: nvme nodes are identified by their host NQN (%v)", nodeID, err)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

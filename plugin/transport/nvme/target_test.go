@@ -234,7 +234,7 @@ func TestPublishRejectsNodeIDThatIsNotAnNQN(t *testing.T) {
 	vol := testVolume(t, "vol-6")
 	for _, id := range []string{"", "node-1", "nqn.x/../../ports", "nqn." + strings.Repeat("a", 220)} {
 		_, err := tg.Publish(context.Background(), vol, id)
-		wantCode(t, err, codes.InvalidArgument, "node ID")
+		wantCode(t, err, codes.NotFound, "node_id", "host NQN")
 	}
 	if got := cfs.tree(t); len(got) != 0 {
 		t.Errorf("rejected publish left %v", got)
