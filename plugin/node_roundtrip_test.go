@@ -234,3 +234,34 @@ func TestNodeStageRefusesMismatch(t *testing.T) {
 	wantCode(t, "stage a volume whose file is gone", e.stage("vol-gone", missing, e.path("s3"), mountCap("ext4", snw), nil), codes.NotFound, "vol-gone")
 	e.requireClean()
 }
+
+// TestNodeConcurrentStage races several stages and publishes of one volume:
+// each call succeeds or is answered Aborted, and the end state is one device,
+// one staging mount and one publish mount.
+func TestNodeConcurrentStage(t *testing.T) {
+	requireRootNode(t)
+	e := newNodeEnv(t)
+	pc := e.newVolume("vol-race", 64<<20)
+	staging, target := e.path("staging"), e.path("target")
+	vc := mountCap("ext4", snw)
+	race := func(what string, call func() error) {
+		errs := make(chan error, 6)
+		for range cap(errs) {
+			go func() { errs <- call() }()
+		}
+		for range cap(errs) {
+			if err := <-errs; err != nil {
+				wantCode(t, what+" racing", err, codes.Aborted, "vol-race")
+			}
+		}
+		must(t, what+" after the race", call()) // retried as the CO would
+	}
+	race("stage", func() error { return e.stage("vol-race", pc, staging, vc, nil) })
+	race("publish", func() error { return e.publish("vol-race", pc, staging, target, vc, false) })
+	if m, l := e.mountsBelowRoot(), e.loopDevicesOfRoot(); len(m) != 2 || len(l) != 1 {
+		t.Errorf("after racing: mounts %v, loop devices %v; want 2 mounts and 1 device", m, l)
+	}
+	race("unpublish", func() error { return e.unpublish("vol-race", target) })
+	race("unstage", func() error { return e.unstage("vol-race", staging) })
+	e.requireClean()
+}

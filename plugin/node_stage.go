@@ -56,13 +56,13 @@ func (n *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 			return nil, errorf(codes.AlreadyExists, "volume %s is staged at %s as %s; volume_capability asks for %s",
 				volumeID, staging, describeStaging(rec.Block, rec.FsType, rec.ReadOnly), describeStaging(vcap.block, vcap.fsType, vcap.readerOnly))
 		}
-		if problem := n.stagingProblem(ctx, rec); problem == "" {
+		problem := n.stagingProblem(ctx, rec)
+		if problem == "" {
 			return &csi.NodeStageVolumeResponse{}, nil
-		} else {
-			// A stale record (the node rebooted, someone detached the device):
-			// stage again from scratch, reusing what is still there.
-			klog.InfoS("Restaging volume", "volumeID", volumeID, "reason", problem)
 		}
+		// A stale record (the node rebooted, someone detached the device):
+		// stage again, reusing what is still there.
+		klog.InfoS("Restaging volume", "volumeID", volumeID, "reason", problem)
 	case errors.Is(err, errNoRecord):
 	default:
 		return nil, errorf(codes.Internal, "volume %s: %v", volumeID, err)
