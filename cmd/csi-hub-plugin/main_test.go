@@ -1,0 +1,34 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRunRejectsBadFlags(t *testing.T) {
+	good := options{endpoint: "unix://" + t.TempDir() + "/csi.sock", mode: "controller", nodeID: "n1",
+		driverName: "block.csi-hub.io", poolDir: t.TempDir()}
+	cases := []struct {
+		name string
+		edit func(*options)
+		want string
+	}{
+		{"mode", func(o *options) { o.mode = "storage" }, "--mode"},
+		{"node id", func(o *options) { o.nodeID = "" }, "--node-id"},
+		{"driver name", func(o *options) { o.driverName = "" }, "--driver-name"},
+		{"capacity syntax", func(o *options) { o.poolCapacity = "ten gigs" }, "--pool-capacity"},
+		{"capacity sign", func(o *options) { o.poolCapacity = "-1Gi" }, "--pool-capacity"},
+		{"pool dir", func(o *options) { o.poolDir = "" }, "--pool-dir"},
+		{"endpoint", func(o *options) { o.endpoint = "tcp://127.0.0.1:9" }, "unix://"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := good
+			tc.edit(&o)
+			err := run(o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
