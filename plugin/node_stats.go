@@ -165,24 +165,26 @@ func (n *NodeServer) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVo
 	if required < 0 || limit < 0 || (limit > 0 && required > limit) {
 		return nil, errorf(codes.InvalidArgument, "capacity_range: required_bytes %d and limit_bytes %d are not a valid range", required, limit)
 	}
-	rec, _, err := n.volumeAt(volumeID, req.GetVolumePath())
-	if err != nil {
-		return nil, err
-	}
+	var vcap *nodeCapability
 	if vc := req.GetVolumeCapability(); vc != nil {
-		vcap, err := parseNodeCapability(vc)
+		c, err := parseNodeCapability(vc)
 		if err != nil {
 			return nil, err
 		}
-		if vcap.block != rec.Block {
-			return nil, errorf(codes.InvalidArgument, "volume_capability: volume %s is staged as %s", volumeID, describeStaging(rec.Block, rec.FsType, false))
-		}
+		vcap = &c
 	}
 	release, err := n.lock(volumeID)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	rec, _, err := n.volumeAt(volumeID, req.GetVolumePath())
+	if err != nil {
+		return nil, err
+	}
+	if vcap != nil && vcap.block != rec.Block {
+		return nil, errorf(codes.InvalidArgument, "volume_capability: volume %s is staged as %s", volumeID, describeStaging(rec.Block, rec.FsType, false))
+	}
 
 	if problem := n.stagingProblem(ctx, rec); problem != "" {
 		return nil, errorf(codes.FailedPrecondition, "volume %s is not usable: %s", volumeID, problem)
