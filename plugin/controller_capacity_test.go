@@ -99,6 +99,16 @@ func TestThickVolumeOnFullFilesystem(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, v.GetVolumeId()+".img")); err != nil {
 		t.Fatal(err)
 	}
+	// Growing the thick volume past the filesystem fails and is rolled back.
+	_, err = cc.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: v.GetVolumeId(),
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 64 * mib}})
+	wantCode(t, err, codes.ResourceExhausted, "required_bytes")
+	if fi, err := os.Stat(filepath.Join(dir, v.GetVolumeId()+".img")); err != nil || fi.Size() != 4*mib {
+		t.Fatalf("file after failed expansion: %v %v", fi, err)
+	}
+	if got, _ := cc.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: v.GetVolumeId()}); got.GetVolume().GetCapacityBytes() != 4*mib {
+		t.Fatalf("record after failed expansion: %v", got)
+	}
 	// Turning the thin volume thick cannot fit either.
 	thin, _ := cc.ListVolumes(ctx, &csi.ListVolumesRequest{})
 	for _, e := range thin.GetEntries() {

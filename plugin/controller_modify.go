@@ -64,7 +64,7 @@ func (c *ControllerServer) ControllerExpandVolume(ctx context.Context, req *csi.
 		if rbErr := c.shrinkBack(rec, oldSize); rbErr != nil {
 			klog.ErrorS(rbErr, "Rollback of failed expansion failed; start-up reconcile will finish it", "volume", id)
 		}
-		if errors.Is(err, unixNoSpace) || errors.Is(err, pool.ErrNoSpace) {
+		if errors.Is(err, pool.ErrNoSpace) {
 			return nil, errorf(codes.ResourceExhausted, "capacity_range.required_bytes: pool filesystem is full: %v", err)
 		}
 		return nil, internalOr(err, "grow backing file of "+id)
@@ -124,7 +124,7 @@ func (c *ControllerServer) ControllerModifyVolume(_ context.Context, req *csi.Co
 	}
 	if params[ParamType] == pool.TypeThick && !pool.IsThick(rec.Parameters) {
 		if err := c.pool.Resize(id, rec.SizeBytes, true); err != nil {
-			if errors.Is(err, unixNoSpace) {
+			if errors.Is(err, pool.ErrNoSpace) {
 				return nil, errorf(codes.ResourceExhausted, "mutable_parameters[%q]: pool filesystem has no room to preallocate %s: %v", ParamType, id, err)
 			}
 			return nil, internalOr(err, "preallocate "+id)

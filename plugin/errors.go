@@ -3,6 +3,7 @@ package plugin
 import (
 	"errors"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -24,7 +25,7 @@ func internalOr(err error, what string) error {
 		return err
 	}
 	switch {
-	case errors.Is(err, store.ErrCapacity), errors.Is(err, pool.ErrNoSpace):
+	case errors.Is(err, store.ErrCapacity), errors.Is(err, pool.ErrNoSpace), errors.Is(err, unix.ENOSPC):
 		return errorf(codes.ResourceExhausted, "%s: %v", what, err)
 	}
 	return errorf(codes.Internal, "%s: %v", what, err)

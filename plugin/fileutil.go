@@ -1,12 +1,6 @@
 package plugin
 
-import (
-	"os"
-
-	"golang.org/x/sys/unix"
-)
-
-var unixNoSpace = unix.ENOSPC
+import "os"
 
 func truncateFile(path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)

@@ -101,6 +101,10 @@ func (p *Pool) CreateFrom(id, srcID string, size int64, thick bool) error {
 // Resize grows id's backing file to size (never shrinks), allocating the new
 // range when thick.
 func (p *Pool) Resize(id string, size int64, thick bool) error {
+	return mapNoSpace(p.resize(id, size, thick))
+}
+
+func (p *Pool) resize(id string, size int64, thick bool) error {
 	f, err := os.OpenFile(p.Path(id), os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -223,6 +227,9 @@ func allocate(f *os.File, size int64) error {
 }
 
 func mapNoSpace(err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
 		return fmt.Errorf("%w: %v", ErrNoSpace, err)
 	}
