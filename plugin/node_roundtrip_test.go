@@ -265,3 +265,30 @@ func TestNodeConcurrentStage(t *testing.T) {
 	race("unstage", func() error { return e.unstage("vol-race", staging) })
 	e.requireClean()
 }
+
+// TestNodeRestageAfterReboot simulates a node reboot under a staged volume (its
+// mount and loop device vanish, the record stays): NodeStageVolume must notice
+// the stale record, attach and mount again without reformatting.
+func TestNodeRestageAfterReboot(t *testing.T) {
+	requireRootNode(t)
+	e := newNodeEnv(t)
+	pc := e.newVolume("vol-reboot", 64<<20)
+	staging := e.path("staging")
+	vc := mountCap("ext4", snw)
+	must(t, "stage", e.stage("vol-reboot", pc, staging, vc, nil))
+	must(t, "write", os.WriteFile(filepath.Join(staging, "data"), []byte("kept"), 0o600))
+	rec, err := e.node.records.load("vol-reboot")
+	must(t, "record", err)
+
+	must(t, "umount behind the plugin's back", exec.Command("umount", staging).Run())
+	must(t, "losetup -d behind the plugin's back", exec.Command("losetup", "--detach", rec.Device).Run())
+	e.requireClean()
+
+	e.node = e.newServer()
+	must(t, "restage", e.stage("vol-reboot", pc, staging, vc, nil))
+	if got, err := os.ReadFile(filepath.Join(staging, "data")); err != nil || string(got) != "kept" {
+		t.Fatalf("after restage the data is %q, %v", got, err)
+	}
+	must(t, "unstage", e.unstage("vol-reboot", staging))
+	e.requireClean()
+}
