@@ -2,9 +2,12 @@ package plugin
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"testing"
 	"time"
+
+	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/plugin/transport/loop"
 )
@@ -16,6 +19,10 @@ import (
 //	go test ./plugin/ -run '^$' -bench BenchmarkNodeStagePublish -benchtime 20x
 func BenchmarkNodeStagePublish(b *testing.B) {
 	requireRootNode(b)
+	// Keep the figures readable: the per-call info logs would drown them.
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
+	b.Cleanup(func() { klog.LogToStderr(true) })
 	e := newNodeEnv(b)
 	vc := mountCap("ext4", snw)
 	var stage, publish time.Duration
