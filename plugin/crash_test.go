@@ -107,7 +107,8 @@ func (w *crashWorld) sawVolume(name, id string) {
 }
 
 // TestKill9DuringCreates runs the real binary, fires CreateVolume (thick and
-// restore-from-snapshot, both slow), CreateSnapshot and DeleteVolume at it, and
+// restore-from-snapshot, both slow), CreateSnapshot, ControllerExpandVolume
+// (thick) and DeleteVolume at it, and
 // SIGKILLs it at random instants across those operations. After each restart
 // every record must have its file and every file its record, and repeating
 // each create must succeed with a consistent ID.
@@ -177,6 +178,15 @@ func TestKill9DuringCreates(t *testing.T) {
 				w.mu.Unlock()
 			}
 		})
+		w.mu.Lock()
+		growID := w.volIDs[fmt.Sprintf("thick-%d", i-1)]
+		w.mu.Unlock()
+		if growID != "" {
+			wg.Go(func() {
+				p.cc.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: growID,
+					CapacityRange: &csi.CapacityRange{RequiredBytes: 256*mib + int64(i)*32*mib}})
+			})
+		}
 		for _, name := range toDelete {
 			wg.Go(func() {
 				w.mu.Lock()
@@ -236,7 +246,7 @@ func TestKill9DuringCreates(t *testing.T) {
 		if !strings.Contains(line, "Pool reconciled") {
 			continue
 		}
-		for _, field := range []string{"removedTempFiles", "removedOrphanFiles", "finishedCreates", "rolledBackCreates", "finishedDeletes"} {
+		for _, field := range []string{"removedTempFiles", "removedOrphanFiles", "finishedCreates", "rolledBackCreates", "finishedDeletes", "finishedExpansions"} {
 			if strings.Contains(line, field+"=[") {
 				interrupted++
 				t.Logf("restart repaired: %s", line[strings.Index(line, "removedTempFiles"):])
