@@ -118,3 +118,9 @@ func printableNoSlash(s string) bool {
 	}
 	return true
 }
+
+// ZoneTopologyKey is the segment key of nvme volumes: topology.<driver>/zone.
+// A volume is reachable from every node that reaches the target, so the
+// controller (TargetConfig.TopologyKey) and each node (NodeGetInfo) report the
+// same zone value instead of a per-node one.
+func ZoneTopologyKey(driverName string) string { return "topology." + driverName + "/zone" }

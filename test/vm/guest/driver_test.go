@@ -28,7 +28,7 @@ const (
 
 // zoneKey is the topology key of nvme volumes: a zone, not a node, since any
 // node that reaches the target can attach them.
-var zoneKey = "topology." + driverName + "/zone"
+var zoneKey = nvme.ZoneTopologyKey(driverName)
 
 // driver is the csi-hub plugin wired with the nvme transport, the way
 // cmd/csi-hub-plugin would with --transport=nvme (see notes/nvme-wiring.md):
