@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/csiconn"
@@ -73,6 +74,9 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 	cfg = rest.CopyConfig(cfg)
 	h.leaderConfig = rest.CopyConfig(cfg) // lease renewals are not steps of any volume
 	cfg.QPS, cfg.Burst = float32(opts.KubeAPIQPS), opts.KubeAPIBurst
+	// One token bucket for every client built from this config (core, snapshot,
+	// dynamic...): --kube-api-qps is the process's budget, not each client's.
+	cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)
 	cfg.UserAgent = "csi-hub/" + h.Driver
 	cfg.Wrap(h.Steps.WrapTransport)
 	h.RestConfig = cfg

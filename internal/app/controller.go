@@ -1,0 +1,135 @@
+// Package app assembles csi-hub's two modes from the shared core and the
+// controller packages.
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"slices"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"k8s.io/client-go/rest"
+
+	"github.com/csi-hub/csi-hub/attacher"
+	"github.com/csi-hub/csi-hub/internal/csiconn"
+	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/provisioner"
+	"github.com/csi-hub/csi-hub/snapshotter"
+)
+
+// ControllerOptions are the controllers' own flags.
+type ControllerOptions struct {
+	Provisioner provisioner.Config
+	Attacher    attacher.Config
+	Snapshotter snapshotter.Config
+}
+
+// DefaultControllerOptions returns every controller's sidecar defaults.
+func DefaultControllerOptions() ControllerOptions {
+	return ControllerOptions{
+		Provisioner: provisioner.DefaultConfig(),
+		Attacher:    attacher.DefaultConfig(),
+		Snapshotter: snapshotter.DefaultConfig(),
+	}
+}
+
+// AddFlags registers the controllers' flags. The provisioner's go first: the
+// snapshotter shares --extra-create-metadata with it.
+func (o *ControllerOptions) AddFlags(fs *flag.FlagSet) {
+	o.Provisioner.AddFlags(fs)
+	o.Attacher.AddFlags(fs)
+	o.Snapshotter.AddFlags(fs)
+}
+
+// controllerSpec says when a controller is called for and how to build it.
+type controllerSpec struct {
+	name string
+	// needs is the capability without which the controller has nothing to do;
+	// unset for the attacher, which marks attachments attached itself when the
+	// driver has no PUBLISH_UNPUBLISH_VOLUME, as external-attacher does.
+	needs csi.ControllerServiceCapability_RPC_Type
+	build func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
+}
+
+var controllerSpecs = []controllerSpec{
+	{name: "provisioner", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return provisioner.New(h, o.Provisioner) }},
+	{name: "attacher",
+		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return attacher.New(h, o.Attacher) }},
+	{name: "snapshotter", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
+		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return snapshotter.New(h, o.Snapshotter) }},
+}
+
+// ControllerNames lists every controller csi-hub has.
+func ControllerNames() []string {
+	names := make([]string, len(controllerSpecs))
+	for i, s := range controllerSpecs {
+		names[i] = s.name
+	}
+	return names
+}
+
+// Select returns the controllers to run: those requested (an error names any
+// unknown controller, or one the driver lacks the capability for), or, when none
+// is requested, every controller the driver's capabilities call for.
+func Select(requested []string, caps csiconn.Capabilities, driver string) ([]string, error) {
+	for _, r := range requested {
+		if !slices.Contains(ControllerNames(), r) {
+			return nil, fmt.Errorf("--controllers: unknown controller %q (known: %v)", r, ControllerNames())
+		}
+	}
+	var out []string
+	for _, s := range controllerSpecs {
+		wanted := len(requested) == 0 || slices.Contains(requested, s.name)
+		capable := s.needs == csi.ControllerServiceCapability_RPC_UNKNOWN || caps.Has(s.needs)
+		switch {
+		case wanted && capable:
+			out = append(out, s.name)
+		case len(requested) > 0 && wanted:
+			return nil, fmt.Errorf("--controllers: %s needs the CSI capability %s, which driver %s does not have", s.name, s.needs, driver)
+		}
+	}
+	return out, nil
+}
+
+// AddControllers builds the selected controllers on h.
+func AddControllers(h *hub.Hub, o *ControllerOptions) error {
+	names, err := Select(h.Opts.Controllers, h.Conn.Caps, h.Driver)
+	if err != nil {
+		return err
+	}
+	for _, s := range controllerSpecs {
+		if !slices.Contains(names, s.name) {
+			continue
+		}
+		c, err := s.build(h, o)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		h.Add(c)
+	}
+	return nil
+}
+
+// RunController runs controller mode until ctx ends or the lease is lost.
+func RunController(ctx context.Context, common hub.Options, o ControllerOptions) error {
+	cfg, err := hub.RestConfig(common.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("Kubernetes client configuration: %w", err)
+	}
+	return RunControllerWithConfig(ctx, cfg, common, o)
+}
+
+// RunControllerWithConfig is RunController with a given client configuration.
+func RunControllerWithConfig(ctx context.Context, cfg *rest.Config, common hub.Options, o ControllerOptions) error {
+	h, err := hub.New(ctx, common, cfg)
+	if err != nil {
+		return err
+	}
+	defer h.Conn.Close()
+	if err := AddControllers(h, &o); err != nil {
+		return err
+	}
+	return h.Run(ctx)
+}
