@@ -95,6 +95,15 @@ func NewControllerServer(ctx context.Context, cfg ControllerConfig) (*Controller
 // Close releases the record store.
 func (c *ControllerServer) Close() error { return c.store.Close() }
 
+// Ready fails when the pool filesystem or the record store is unusable; it
+// backs Probe so a liveness probe restarts a driver whose pool went away.
+func (c *ControllerServer) Ready() error {
+	if _, _, err := c.pool.FSSize(); err != nil {
+		return fmt.Errorf("pool %s: %w", c.pool.Dir(), err)
+	}
+	return c.store.Check()
+}
+
 // Capacity is the provisioning limit in bytes.
 func (c *ControllerServer) Capacity() int64 { return c.capacity }
 

@@ -33,6 +33,15 @@ func TestIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		// A pool that went away makes Probe fail.
+		if err := os.RemoveAll(d.PoolDir); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ic.Probe(ctx, &csi.ProbeRequest{}); status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("probe without pool: %v", err)
+		}
+	}()
 	var ctrl, topo bool
 	for _, c := range caps.GetCapabilities() {
 		switch c.GetService().GetType() {

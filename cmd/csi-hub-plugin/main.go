@@ -89,7 +89,7 @@ func run(o options) error {
 			return err
 		}
 		defer ctrl.Close()
-		cfg.Controller = ctrl
+		cfg.Controller, cfg.Ready = ctrl, ctrl.Ready
 	}
 	if nodeMode {
 		node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: o.driverName, NodeID: o.nodeID,

@@ -96,7 +96,8 @@ func (d *Driver) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := plugin.Serve(plugin.ServerConfig{Endpoint: d.Endpoint, DriverName: d.DriverName, Controller: ctrl, Node: d.opts.Node})
+	srv, err := plugin.Serve(plugin.ServerConfig{Endpoint: d.Endpoint, DriverName: d.DriverName,
+		Controller: ctrl, Node: d.opts.Node, Ready: ctrl.Ready})
 	if err != nil {
 		ctrl.Close()
 		t.Fatal(err)

@@ -111,6 +111,9 @@ func Open(path string) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
+// Check fails when the database can no longer be read.
+func (s *Store) Check() error { return s.db.View(func(*bolt.Tx) error { return nil }) }
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
