@@ -43,7 +43,6 @@ func (c *Controller) buildPV(claim *v1.PersistentVolumeClaim, sc *storagev1.Stor
 				annDeletionSecretName:      delName,
 				annDeletionSecretNamespace: delNS,
 			},
-			Finalizers: []string{finalizerPV},
 		},
 		Spec: v1.PersistentVolumeSpec{
 			AccessModes:            claim.Spec.AccessModes,
@@ -65,6 +64,12 @@ func (c *Controller) buildPV(claim *v1.PersistentVolumeClaim, sc *storagev1.Stor
 	}
 	if sc.ReclaimPolicy != nil {
 		pv.Spec.PersistentVolumeReclaimPolicy = *sc.ReclaimPolicy
+	}
+	// The sidecar adds the finalizer to every PV and then patches it away
+	// again for Retain/Recycle; adding it only where it belongs gives the same
+	// objects with one write less.
+	if pv.Spec.PersistentVolumeReclaimPolicy == v1.PersistentVolumeReclaimDelete {
+		pv.Finalizers = []string{finalizerPV}
 	}
 	if c.topology {
 		pv.Spec.NodeAffinity = nodeAffinity(vol.GetAccessibleTopology())

@@ -12,9 +12,7 @@ import (
 )
 
 func TestBuildPV(t *testing.T) {
-	retain := v1.PersistentVolumeReclaimRetain
-	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Provisioner: testDriver,
-		ReclaimPolicy: &retain, MountOptions: []string{"noatime"}}
+	retain, del := v1.PersistentVolumeReclaimRetain, v1.PersistentVolumeReclaimDelete
 	block := v1.PersistentVolumeBlock
 	for _, tc := range []struct {
 		name     string
@@ -22,18 +20,26 @@ func TestBuildPV(t *testing.T) {
 		topology bool
 		delSec   *v1.SecretReference
 		wantFS   string
+		policy   *v1.PersistentVolumeReclaimPolicy
 	}{
-		{name: "filesystem", wantFS: "xfs"},
-		{name: "block has no fsType", mode: &block, wantFS: ""},
-		{name: "topology and deletion secret", topology: true, delSec: &v1.SecretReference{Name: "s", Namespace: "ns"}, wantFS: "xfs"},
+		{name: "filesystem", wantFS: "xfs", policy: &del},
+		{name: "block has no fsType", mode: &block, wantFS: "", policy: &del},
+		{name: "retain: no finalizer", wantFS: "xfs", policy: &retain},
+		{name: "topology and deletion secret", topology: true, delSec: &v1.SecretReference{Name: "s", Namespace: "ns"}, wantFS: "xfs", policy: &del},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Provisioner: testDriver,
+				ReclaimPolicy: tc.policy, MountOptions: []string{"noatime"}}
+			var wantFinalizers []string
+			if *tc.policy == del {
+				wantFinalizers = []string{finalizerPV}
+			}
 			claim := claimWith([]v1.PersistentVolumeAccessMode{v1.ReadWriteOnce}, tc.mode)
 			claim.ResourceVersion = "42"
 			claim.Spec.StorageClassName = &sc.Name
 			c := &Controller{identity: "123-4-" + testDriver, topology: tc.topology, cfg: DefaultConfig()}
 			p := &plan{pvName: "pvc-1", fsType: "xfs", deletionSecret: tc.delSec,
-				req: &csi.CreateVolumeRequest{VolumeCapabilities: []*csi.VolumeCapability{{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}}},
+				req:    &csi.CreateVolumeRequest{VolumeCapabilities: []*csi.VolumeCapability{{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}}},
 				source: &v1.CSIPersistentVolumeSource{Driver: testDriver, NodeStageSecretRef: &v1.SecretReference{Name: "st", Namespace: "ns1"}}}
 			vol := &csi.Volume{VolumeId: "vol-7", VolumeContext: map[string]string{"k": "v"},
 				AccessibleTopology: []*csi.Topology{{Segments: map[string]string{zoneKey: "a"}}}}
@@ -43,7 +49,7 @@ func TestBuildPV(t *testing.T) {
 			if tc.delSec != nil {
 				wantAnn[annDeletionSecretName], wantAnn[annDeletionSecretNamespace] = "s", "ns"
 			}
-			if pv.Name != "pvc-1" || !reflect.DeepEqual(pv.Annotations, wantAnn) || !reflect.DeepEqual(pv.Finalizers, []string{finalizerPV}) {
+			if pv.Name != "pvc-1" || !reflect.DeepEqual(pv.Annotations, wantAnn) || !reflect.DeepEqual(pv.Finalizers, wantFinalizers) {
 				t.Errorf("metadata = %s %v %v", pv.Name, pv.Annotations, pv.Finalizers)
 			}
 			wantRef := &v1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: "ns1", Name: "data", UID: claim.UID, ResourceVersion: "42"}
@@ -62,7 +68,7 @@ func TestBuildPV(t *testing.T) {
 			if p.source.VolumeHandle != "" {
 				t.Error("buildPV modified the plan")
 			}
-			if pv.Spec.PersistentVolumeReclaimPolicy != retain || pv.Spec.StorageClassName != "fast" ||
+			if pv.Spec.PersistentVolumeReclaimPolicy != *tc.policy || pv.Spec.StorageClassName != "fast" ||
 				!reflect.DeepEqual(pv.Spec.MountOptions, []string{"noatime"}) || pv.Spec.VolumeMode != tc.mode ||
 				!reflect.DeepEqual(pv.Spec.AccessModes, claim.Spec.AccessModes) {
 				t.Errorf("spec = %+v", pv.Spec)
