@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -70,6 +72,11 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 		return nil, err
 	}
 	h.Conn, h.Driver = conn, conn.DriverName
+	// csi-hub's own metrics are served beside csi_sidecar_operations_seconds.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(h.Steps.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector())
+	conn.Metrics.WithAdditionalRegistry(reg)
 
 	cfg = rest.CopyConfig(cfg)
 	h.leaderConfig = rest.CopyConfig(cfg) // lease renewals are not steps of any volume
