@@ -25,7 +25,7 @@ var (
 // setup builds the VM image and the guest test binary once for all tests.
 // Only a machine that cannot provide qemu or the kernel skips, loudly; under
 // CI=true even that fails, so CI never passes without having run the VM.
-func setup(t *testing.T) (*Image, string) {
+func setup(t testing.TB) (*Image, string) {
 	t.Helper()
 	setupOnce.Do(func() {
 		if _, err := exec.LookPath("qemu-system-x86_64"); err != nil && os.Geteuid() != 0 {
@@ -79,7 +79,7 @@ func setup(t *testing.T) (*Image, string) {
 // runGuest boots the VM once with the guest tests matching run and fails
 // unless the VM reports PASS. The console goes to a log file whose tail is
 // shown on failure.
-func runGuest(t *testing.T, name, run string, timeout time.Duration) {
+func runGuest(t testing.TB, name, run string, timeout time.Duration) Result {
 	img, bin := setup(t)
 	logPath := filepath.Join(os.TempDir(), "csi-hub-vm-"+name+".log")
 	logFile, err := os.Create(logPath)
@@ -95,6 +95,7 @@ func runGuest(t *testing.T, name, run string, timeout time.Duration) {
 	if err != nil || !res.Passed {
 		t.Errorf("VM %q: passed=%v rc=%d err=%v; console tail:\n%s", name, res.Passed, res.ExitCode, err, tail(logPath, 150))
 	}
+	return res
 }
 
 func tail(path string, n int) string {
@@ -157,4 +158,16 @@ func TestCSIFlowInVM(t *testing.T) {
 // TestSanityInVM: csi-sanity against the plugin with the nvme transport.
 func TestSanityInVM(t *testing.T) {
 	runGuest(t, "sanity", "^TestSanity$", 8*time.Minute)
+}
+
+// BenchmarkTransportVM measures a whole VM run of the transport guest test:
+// boot, modprobe, nvmet export, NVMe/TCP connects, mkfs, I/O, grow, teardown,
+// power-off. Reported as seconds of VM wall time per run.
+func BenchmarkTransportVM(b *testing.B) {
+	setup(b)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		total += runGuest(b, "transport-bench", "^TestTransport", 4*time.Minute).Elapsed
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "vm-s/run")
 }

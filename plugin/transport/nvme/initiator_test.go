@@ -340,3 +340,35 @@ func TestHostNQNFile(t *testing.T) {
 		t.Error("initiator accepted a host NQN that is not an NQN")
 	}
 }
+
+func TestSysfsFindsNamespacesUnderControllersWithoutMultipath(t *testing.T) {
+	h := newFakeHost(t)
+	// nvme_core.multipath=N: no head under the subsystem, the namespace hangs
+	// under the controller in /sys/class/nvme.
+	dir := filepath.Join(h.sys, "class", "nvme-subsystem", "nvme-subsys3")
+	h.write(filepath.Join(dir, "subsysnqn"), SubsystemNQN(volID)+"\n")
+	h.write(filepath.Join(dir, "serial"), volID+"\n")
+	h.write(filepath.Join(dir, "nvme3", "state"), "live\n")
+	h.write(filepath.Join(h.sys, "class", "nvme", "nvme3", "nvme3n1", "size"), "2048\n")
+	h.write(filepath.Join(h.dev, "nvme3n1"), "")
+	i := newTestInitiator(t, h)
+	dev, err := i.Device(context.Background(), volID, nil)
+	if err != nil || dev != filepath.Join(h.dev, "nvme3n1") {
+		t.Errorf("Device = %q, %v; want nvme3n1", dev, err)
+	}
+}
+
+func TestAttachTimesOutOnCallerDeadline(t *testing.T) {
+	h := newFakeHost(t)
+	h.onConnect = func() ([]byte, error) { return nil, nil } // connects, but nothing ever appears
+	i := newTestInitiator(t, h)
+	i.cfg.AttachTimeout = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := i.Attach(ctx, volID, publishContext(volID))
+	wantCode(t, err, codes.DeadlineExceeded, SubsystemNQN(volID))
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("attach ignored the caller's deadline: %v", time.Since(start))
+	}
+}
