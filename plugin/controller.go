@@ -83,9 +83,14 @@ func NewControllerServer(ctx context.Context, cfg ControllerConfig) (*Controller
 		return nil, err
 	}
 	for _, v := range vols {
+		// One volume that cannot be exported (its file lost, say) must not keep
+		// the driver from serving all the others; its publish will fail visibly.
+		if _, err := p.Size(v.ID); err != nil {
+			klog.ErrorS(err, "Not exporting volume without backing file", "volume", v.ID)
+			continue
+		}
 		if err := c.target.Export(ctx, c.transportVolume(v)); err != nil {
-			st.Close()
-			return nil, fmt.Errorf("export %s: %w", v.ID, err)
+			klog.ErrorS(err, "Export at start-up failed", "volume", v.ID, "transport", c.target.Name())
 		}
 	}
 	klog.InfoS("Controller ready", "pool", p.Dir(), "capacity", c.capacity, "volumes", len(vols), "transport", c.target.Name())
