@@ -73,8 +73,11 @@ func (h *Hub) Snapshots() (*SnapshotAPI, error) {
 	e := v.(*snapshotAPIEntry)
 	e.once.Do(func() {
 		cfg := rest.CopyConfig(h.RestConfig)
-		if rl := h.Kube.CoreV1().RESTClient().GetRateLimiter(); rl != nil {
-			cfg.RateLimiter = rl
+		if cfg.RateLimiter == nil {
+			// A config without a shared bucket would give this client its own.
+			if rl := h.Kube.CoreV1().RESTClient().GetRateLimiter(); rl != nil {
+				cfg.RateLimiter = rl
+			}
 		}
 		client, err := snapclient.NewForConfig(cfg)
 		if err != nil {
