@@ -216,6 +216,10 @@ func lifecycle(ctx context.Context, t *testing.T, d *driver, base, fs string, si
 	vc := mountCap(fs)
 	vol := d.createVolume(ctx, "flow-"+fs, size, vc, nil)
 	id := vol.GetVolumeId()
+	// The pool is on ext4: nvmet must use direct I/O, the production path.
+	if b, _ := os.ReadFile(filepath.Join(nvmetRoot, "subsystems", nvme.SubsystemNQN(id), "namespaces", "1", "buffered_io")); string(bytes.TrimSpace(b)) != "0" {
+		t.Errorf("buffered_io of %s on an ext4 pool is %q, want 0", id, b)
+	}
 	a := d.attach(ctx, id, vc, base)
 	payload := randomBytes(t, 256<<10)
 	if err := os.WriteFile(filepath.Join(a.target, "payload"), payload, 0o644); err != nil {

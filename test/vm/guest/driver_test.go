@@ -5,6 +5,7 @@ package guest
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,10 +21,10 @@ import (
 const (
 	driverName = "block.csi-hub.io"
 	zoneValue  = "vm-zone"
-	// poolCapacity is above the pool's tmpfs (80% of the VM's 1 GiB): backing
-	// files are sparse and the tests write little, while the xfs case needs a
-	// 400 MiB volume, its snapshot and its restored copy at once.
-	poolCapacity = 2 << 30
+	// poolFSBytes is the size of the pool's ext4 (a sparse image on the VM's
+	// tmpfs): room for the xfs case's 400 MiB volume, snapshot and restored
+	// copy, while the tests write only a few MiB.
+	poolFSBytes = 3 << 30
 )
 
 // zoneKey is the topology key of nvme volumes: a zone, not a node, since any
@@ -55,7 +56,7 @@ func startDriver(t *testing.T, base string) *driver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &driver{t: t, hostNQN: hostNQN, poolDir: filepath.Join(base, "pool"), stateDir: filepath.Join(base, "node-state"),
+	d := &driver{t: t, hostNQN: hostNQN, poolDir: mountPoolFS(t, filepath.Base(base)), stateDir: filepath.Join(base, "node-state"),
 		endpoint: "unix://" + filepath.Join(base, "csi.sock")}
 	d.start()
 	conn, err := grpc.NewClient(d.endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -85,7 +86,7 @@ func (d *driver) start() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ctrl, err := plugin.NewControllerServer(ctx, plugin.ControllerConfig{DriverName: driverName, NodeID: d.hostNQN,
-		PoolDir: d.poolDir, Capacity: poolCapacity, Target: tg})
+		PoolDir: d.poolDir, Target: tg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,4 +119,26 @@ func (d *driver) stop() {
 func (d *driver) restart() {
 	d.stop()
 	d.start()
+}
+
+// mountPoolFS puts the pool on ext4 over a loop device, as on a real storage
+// host: nvmet then opens backing files with O_DIRECT (buffered_io=0), the
+// production path, where tmpfs would need buffered I/O (TestTransport covers
+// that one). The image lives on the VM's tmpfs and is sparse.
+func mountPoolFS(t *testing.T, name string) string {
+	t.Helper()
+	img := "/tmp/pool-" + name + ".img"
+	dir := "/tmp/pool-" + name
+	makeBackingFile(t, img, poolFSBytes)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", img)
+	run(t, "mount", "-o", "loop", img, dir)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-d", dir).CombinedOutput(); err != nil {
+			t.Errorf("unmount pool %s: %v: %s", dir, err, out)
+		}
+	})
+	return filepath.Join(dir, "pool")
 }

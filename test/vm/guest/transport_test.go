@@ -51,6 +51,10 @@ func TestTransport(t *testing.T) {
 	if err := tg.Export(ctx, vol); err != nil {
 		t.Fatalf("second export: %v", err)
 	}
+	// The backing file is on tmpfs, which has no O_DIRECT: auto must pick buffered I/O.
+	if b, _ := os.ReadFile(filepath.Join(nvmetRoot, "subsystems", nvme.SubsystemNQN(vol.ID), "namespaces", "1", "buffered_io")); strings.TrimSpace(string(b)) != "1" {
+		t.Errorf("buffered_io on tmpfs is %q, want 1", b)
+	}
 
 	// Not yet published: the target must refuse this host, and the failed
 	// connect must leave no controller behind.
