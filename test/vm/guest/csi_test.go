@@ -144,10 +144,29 @@ func TestCSIFlow(t *testing.T) {
 		d.t = t
 		vc := blockCap()
 		vol := d.createVolume(ctx, "flow-block", 16*mib, vc, nil)
+		other := d.createVolume(ctx, "flow-block-other", 16*mib, vc, nil)
 		a := d.attach(ctx, vol.GetVolumeId(), vc, base)
+		b := d.attach(ctx, other.GetVolumeId(), vc, base)
+		if n := len(nvmeControllers(t)); n != 2 {
+			t.Fatalf("%d NVMe controllers with two volumes staged, want 2", n)
+		}
 		payload := randomBytes(t, 4096)
 		writeAt(t, a.target, payload, 8*mib)
+		writeAt(t, b.target, payload, 0)
 		d.detach(ctx, a)
+		// Unstage disconnects only its own subsystem.
+		if n := len(nvmeControllers(t)); n != 1 {
+			t.Fatalf("%d NVMe controllers after unstaging one of two volumes, want 1", n)
+		}
+		// Drop the page cache so the read goes over NVMe/TCP to the target.
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := readAt(t, b.target, len(payload), 0); !bytes.Equal(got, payload) {
+			t.Error("the other volume's data changed when the first was unstaged")
+		}
+		d.detach(ctx, b)
+		d.deleteVolume(ctx, other.GetVolumeId())
 		a = d.attach(ctx, vol.GetVolumeId(), vc, base)
 		if got := readAt(t, a.target, len(payload), 8*mib); !bytes.Equal(got, payload) {
 			t.Error("raw block data changed across unstage/stage")
