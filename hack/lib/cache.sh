@@ -45,7 +45,7 @@ build_missing() {
 	tmp="$(mktemp -d "${bin_dir}/.build.XXXXXX")"
 	log "building ${names[*]} (from ${mod_dir}) into ${bin_dir}; a cold build takes several minutes"
 	local start=${SECONDS}
-	if ! (cd "${mod_dir}" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags}" -o "${tmp}/" "${pkgs[@]}"); then
+	if ! (cd "${mod_dir}" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags}" -o "${tmp}/" "${pkgs[@]}"); then
 		rm -rf "${tmp}"
 		exec {lock_fd}>&-
 		log "FAILED to build ${names[*]}"

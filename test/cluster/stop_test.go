@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -76,5 +79,32 @@ func TestRemoveStaleDirs(t *testing.T) {
 	}
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stale dir kept: %v", err)
+	}
+}
+
+// TestStartFailureIsClearAndClean gives kube-apiserver a bad flag: Start must
+// fail with the component's own complaint and leave nothing behind.
+func TestStartFailureIsClearAndClean(t *testing.T) {
+	Shared(t)
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	c, err := Start(Options{Logf: t.Logf, APIServerFlags: []string{"--no-such-flag=1"}})
+	if err == nil {
+		c.Stop()
+		t.Fatal("Start succeeded with an invalid kube-apiserver flag")
+	}
+	t.Logf("Start error (as a test author would see it):\n%v", err)
+	for _, want := range []string{"kube-apiserver exited", "unknown flag: --no-such-flag"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q", want)
+		}
+	}
+	if errors.Is(err, ErrPrerequisite) {
+		t.Error("a component failure must not be classed as a missing prerequisite (it would be skipped)")
+	}
+	after, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range after {
+		if !slices.Contains(before, dir) && strings.Contains(err.Error(), dir) {
+			t.Errorf("failed Start left its directory %s", dir)
+		}
 	}
 }
