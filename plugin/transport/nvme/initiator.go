@@ -39,7 +39,8 @@ type InitiatorConfig struct {
 	DevRoot string
 	// NVMeCLI is the nvme-cli binary ("nvme" from PATH if empty).
 	NVMeCLI string
-	// AttachTimeout bounds how long Attach waits for the device (default 30s).
+	// AttachTimeout bounds each wait on the kernel: Attach for the device,
+	// Detach for the controllers to go, Rescan for the new size (default 30s).
 	AttachTimeout time.Duration
 	// CtrlLossTimeout is nvme connect's ctrl_loss_tmo in seconds (0: the kernel default).
 	CtrlLossTimeout int
@@ -266,12 +267,15 @@ func (i *Initiator) disconnect(ctx context.Context, e expected) error {
 		return status.Errorf(codes.Internal, "nvme disconnect -n %s: %v: %s", e.nqn, err, strings.TrimSpace(string(out)))
 	}
 	// The subsystem's controllers go away synchronously; make sure they did.
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for deadline := time.Now().Add(i.cfg.AttachTimeout); ; {
 		sub, err := i.sys.byNQN(e.nqn)
 		if err == nil && (sub == nil || len(sub.controllers) == 0) {
 			return nil
 		}
 		if time.Now().After(deadline) {
+			if err != nil {
+				return status.Errorf(codes.Internal, "nvme disconnect -n %s: read NVMe subsystems: %v", e.nqn, err)
+			}
 			return status.Errorf(codes.Internal, "nvme disconnect -n %s returned but controllers %v remain", e.nqn, sub.controllers)
 		}
 		time.Sleep(i.cfg.PollInterval)

@@ -27,6 +27,8 @@ type fakeHost struct {
 	// onConnect runs on "nvme connect"; it returns the command's output and error.
 	onConnect func() ([]byte, error)
 	idNsJSON  string
+	// disconnectFails makes "nvme disconnect" succeed without disconnecting.
+	disconnectFails bool
 }
 
 func newFakeHost(t *testing.T) *fakeHost {
@@ -86,6 +88,9 @@ func (h *fakeHost) Run(ctx context.Context, name string, args ...string) ([]byte
 		}
 		return h.onConnect()
 	case "disconnect":
+		if h.disconnectFails {
+			return []byte("Failed to disconnect\n"), nil // exit 0, yet nothing happened
+		}
 		subs, _ := os.ReadDir(filepath.Join(h.sys, "class", "nvme-subsystem"))
 		for i := range subs {
 			nqn, _ := os.ReadFile(filepath.Join(h.sys, "class", "nvme-subsystem", subs[i].Name(), "subsysnqn"))
@@ -371,4 +376,12 @@ func TestAttachTimesOutOnCallerDeadline(t *testing.T) {
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("attach ignored the caller's deadline: %v", time.Since(start))
 	}
+}
+
+func TestDetachReportsControllersThatStay(t *testing.T) {
+	h := newFakeHost(t)
+	h.addSubsystem(0, SubsystemNQN(volID), volID, NamespaceUUID(volID), true)
+	h.disconnectFails = true
+	err := newTestInitiator(t, h).Detach(context.Background(), volID, publishContext(volID))
+	wantCode(t, err, codes.Internal, SubsystemNQN(volID), "nvme0", "remain")
 }
