@@ -54,11 +54,15 @@ type controllerSpec struct {
 
 var controllerSpecs = []controllerSpec{
 	{name: "provisioner", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
-		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return provisioner.New(h, o.Provisioner) }},
+		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
+			return provisioner.New(h, o.Provisioner)
+		}},
 	{name: "attacher",
 		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return attacher.New(h, o.Attacher) }},
 	{name: "snapshotter", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
-		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return snapshotter.New(h, o.Snapshotter) }},
+		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
+			return snapshotter.New(h, o.Snapshotter)
+		}},
 }
 
 // ControllerNames lists every controller csi-hub has.
@@ -123,13 +127,24 @@ func RunController(ctx context.Context, common hub.Options, o ControllerOptions)
 
 // RunControllerWithConfig is RunController with a given client configuration.
 func RunControllerWithConfig(ctx context.Context, cfg *rest.Config, common hub.Options, o ControllerOptions) error {
-	h, err := hub.New(ctx, common, cfg)
+	h, err := NewController(ctx, cfg, common, o)
 	if err != nil {
 		return err
 	}
 	defer h.Conn.Close()
-	if err := AddControllers(h, &o); err != nil {
-		return err
-	}
 	return h.Run(ctx)
+}
+
+// NewController connects to the driver and builds the hub with its controllers,
+// ready to Run.
+func NewController(ctx context.Context, cfg *rest.Config, common hub.Options, o ControllerOptions) (*hub.Hub, error) {
+	h, err := hub.New(ctx, common, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := AddControllers(h, &o); err != nil {
+		h.Conn.Close()
+		return nil, err
+	}
+	return h, nil
 }
