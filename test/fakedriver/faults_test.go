@@ -137,7 +137,9 @@ func TestClearFaultsReleasesGates(t *testing.T) {
 		_, err := c.ctrl.DeleteSnapshot(ctx(t), &csi.DeleteSnapshotRequest{SnapshotId: "snap-x"})
 		done <- err
 	}()
-	<-g.Arrived()
+	if err := g.WaitArrived(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
 	d.ClearFaults()
 	select {
 	case err := <-done:
