@@ -196,6 +196,9 @@ func guestInitrd(o RunOptions) (string, error) {
 	}
 	w := bufio.NewWriter(f)
 	w.Write(base)
+	// The kernel takes an uncompressed cpio only at a 4-byte aligned offset and
+	// skips NULs between archives: pad the gzip'd base to the next boundary.
+	w.WriteString(pad(len(base)))
 	err = writeCPIO(w, []cpioFile{
 		{Name: "test", Mode: 0o755, Data: bin},
 		{Name: "test.args", Mode: 0o644, Data: []byte(strings.Join(o.Args, " ") + "\n")},

@@ -171,3 +171,26 @@ func BenchmarkTransportVM(b *testing.B) {
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "vm-s/run")
 }
+
+// TestGuestInitrdAlignsAppendedArchive: the kernel reads an appended
+// uncompressed cpio only at a 4-byte aligned offset (else "Initramfs unpacking
+// failed: invalid magic"), and a gzip'd base initrd has any length.
+func TestGuestInitrdAlignsAppendedArchive(t *testing.T) {
+	dir := t.TempDir()
+	for _, baseLen := range []int{8, 9, 10, 11} {
+		base := filepath.Join(dir, "initrd.gz")
+		guest := filepath.Join(dir, "guest")
+		os.WriteFile(base, bytes.Repeat([]byte{0x1f}, baseLen), 0o644)
+		os.WriteFile(guest, []byte("binary"), 0o755)
+		path, err := guestInitrd(RunOptions{Image: &Image{Initrd: base}, Guest: guest, Args: []string{"-test.v"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		os.Remove(path)
+		off := (baseLen + 3) &^ 3
+		if !bytes.HasPrefix(b[off:], []byte("070701")) || !bytes.Equal(b[baseLen:off], make([]byte, off-baseLen)) {
+			t.Errorf("base of %d bytes: appended archive not at offset %d after NUL padding: % x", baseLen, off, b[baseLen:off+6])
+		}
+	}
+}
