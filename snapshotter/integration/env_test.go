@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,18 +45,9 @@ type env struct {
 
 func newEnv(t *testing.T, c *cluster.Cluster, prefix string, opts fakedriver.Options) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	t.Cleanup(cancel)
-	snaps, err := snapclient.NewForConfig(c.RESTConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := c.CreateNamespace(ctx, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Name = ns + ".fake.csi-hub.io"
-	e := &env{t: t, ctx: ctx, c: c, snaps: snaps, ns: ns, name: opts.Name, driver: fakedriver.New(opts)}
+	e := newBareEnv(t, c, prefix)
+	opts.Name = e.ns + ".fake.csi-hub.io"
+	e.name, e.driver = opts.Name, fakedriver.New(opts)
 	// A short directory: unix socket paths are limited to 108 bytes.
 	dir, err := mkShortDir(t)
 	if err != nil {
@@ -69,12 +61,28 @@ func newEnv(t *testing.T, c *cluster.Cluster, prefix string, opts fakedriver.Opt
 	return e
 }
 
+// newBareEnv has a namespace and clients but no driver yet.
+func newBareEnv(t *testing.T, c *cluster.Cluster, prefix string) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	snaps, err := snapclient.NewForConfig(c.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := c.CreateNamespace(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, ctx: ctx, c: c, snaps: snaps, ns: ns}
+}
+
 // startHub runs a hub with only the snapshotter. It does what
 // hubtest.Start does, except that hub.New gets a context that lives as long
 // as the hub: hub.New ties the event broadcaster to its context, and
 // hubtest.Start's is cancelled on return, which would drop every Event (see
 // /work/notes/snapshotter-core-request.md).
-func (e *env) startHub(cfg snapshotter.Config) {
+func (e *env) startHub(cfg snapshotter.Config) (stop func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h, err := hub.New(ctx, hubtest.Options(e.socket), e.c.RESTConfig())
@@ -90,17 +98,22 @@ func (e *env) startHub(cfg snapshotter.Config) {
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
 	e.hub = h
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				e.t.Errorf("hub.Run: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					e.t.Errorf("hub.Run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				e.t.Error("hub did not stop within 30s")
 			}
-		case <-time.After(30 * time.Second):
-			e.t.Error("hub did not stop within 30s")
-		}
-	})
+		})
+	}
+	e.t.Cleanup(stop)
+	return stop
 }
 
 // testConfig is the default config with a fast CRD poll.
@@ -119,11 +132,18 @@ func (e *env) sourcePVC(name string) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.bindPVC(name, handle, "1Gi")
+	return handle
+}
+
+// bindPVC binds a PVC named name to a static PV of the volume handle.
+func (e *env) bindPVC(name, handle, size string) {
+	e.t.Helper()
 	pvName := e.ns + "-" + name
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: pvName},
 		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)},
 			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
 			StorageClassName:              "",
@@ -139,7 +159,7 @@ func (e *env) sourcePVC(name string) string {
 			StorageClassName: ptr.To(""),
 			VolumeName:       pvName,
 			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceStorage: resource.MustParse("1Gi")}},
+				corev1.ResourceStorage: resource.MustParse(size)}},
 		},
 	}
 	// The claim first, then the PV pointing at its UID: the PV binder then
@@ -173,7 +193,6 @@ func (e *env) sourcePVC(name string) string {
 		}
 		return false, err
 	})
-	return handle
 }
 
 // class creates a VolumeSnapshotClass of the env's driver.
