@@ -4,6 +4,7 @@ package guest
 
 import (
 	"context"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,11 +73,24 @@ func startDriver(t *testing.T, base string) *driver {
 	return d
 }
 
+// flags are what cmd/csi-hub-plugin would parse from --transport=nvme
+// --nvme-listen-address=127.0.0.1 --nvme-zone=vm-zone; building through
+// nvme.Flags exercises that wiring.
+func (d *driver) flags() *nvme.Flags {
+	f := &nvme.Flags{}
+	fs := flag.NewFlagSet("csi-hub-plugin", flag.ContinueOnError)
+	f.Register(fs)
+	if err := fs.Parse([]string{"--nvme-listen-address=127.0.0.1", "--nvme-zone=" + zoneValue, "--nvme-attach-timeout=20s"}); err != nil {
+		d.t.Fatal(err)
+	}
+	return f
+}
+
 func (d *driver) start() {
 	t := d.t
 	t.Helper()
-	tg, err := nvme.NewTarget(nvme.TargetConfig{ListenAddress: "127.0.0.1", Port: nvme.DefaultPort,
-		TopologyKey: zoneKey, TopologyValue: zoneValue})
+	f := d.flags()
+	tg, err := f.NewTarget(driverName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,12 +104,16 @@ func (d *driver) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ini, err := nvme.NewInitiator(nvme.InitiatorConfig{HostNQN: d.hostNQN, AttachTimeout: 20 * time.Second})
+	ini, err := f.NewInitiator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	topology, err := f.Topology(driverName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: driverName, NodeID: ini.HostNQN(),
-		Topology: map[string]string{zoneKey: zoneValue}, Initiator: ini, StateDir: d.stateDir})
+		Topology: topology, Initiator: ini, StateDir: d.stateDir})
 	if err != nil {
 		t.Fatal(err)
 	}
