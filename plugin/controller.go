@@ -91,6 +91,15 @@ func NewControllerServer(ctx context.Context, cfg ControllerConfig) (*Controller
 		}
 		if err := c.target.Export(ctx, c.transportVolume(v)); err != nil {
 			klog.ErrorS(err, "Export at start-up failed", "volume", v.ID, "transport", c.target.Name())
+			continue
+		}
+		// Grants may not survive a reboot of the storage host either (nvmet's
+		// configfs does not): renew them so nodes that reconnect are let in
+		// without waiting for the CO to publish again.
+		for _, node := range v.AttachedNodes() {
+			if _, err := c.target.Publish(ctx, c.transportVolume(v), node); err != nil {
+				klog.ErrorS(err, "Re-granting access at start-up failed", "volume", v.ID, "node", node)
+			}
 		}
 	}
 	klog.InfoS("Controller ready", "pool", p.Dir(), "capacity", c.capacity, "volumes", len(vols), "transport", c.target.Name())

@@ -83,7 +83,7 @@ func TestTargetContract(t *testing.T) {
 	capBlock := []*csi.VolumeCapability{{AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
 		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}}
 	var ids []string
-	for _, name := range []string{"a", "b", "c"} {
+	for _, name := range []string{"a", "b", "c", "d"} {
 		resp, err := c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: name, VolumeCapabilities: capBlock, CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 20}})
 		if err != nil {
 			t.Fatal(err)
@@ -93,9 +93,15 @@ func TestTargetContract(t *testing.T) {
 		}
 		ids = append(ids, resp.GetVolume().GetVolumeId())
 	}
-	want := []string{"export " + ids[0] + " 1048576", "export " + ids[1] + " 1048576", "export " + ids[2] + " 1048576"}
+	want := []string{"export " + ids[0] + " 1048576", "export " + ids[1] + " 1048576", "export " + ids[2] + " 1048576", "export " + ids[3] + " 1048576"}
 	if got := target.take(); !slices.Equal(got, want) {
 		t.Fatalf("calls on create: %v, want %v", got, want)
+	}
+	if _, err := c.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: ids[3], NodeId: "n1", VolumeCapability: capBlock[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := target.take(); !slices.Equal(got, []string{"publish-n1 " + ids[3] + " 1048576"}) {
+		t.Fatalf("calls on publish: %v", got)
 	}
 	if _, err := c.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: ids[0], CapacityRange: &csi.CapacityRange{RequiredBytes: 2 << 20}}); err != nil {
 		t.Fatal(err)
@@ -109,7 +115,8 @@ func TestTargetContract(t *testing.T) {
 	}
 	c.Close()
 
-	// Restart: every volume is exported again; one refusing does not stop start-up,
+	// Restart: every volume is exported again and its grants renewed (nvmet's
+	// configfs does not survive a reboot); one refusing does not stop start-up,
 	// and a volume whose file is gone is not exported at all.
 	target.failExport = map[string]bool{ids[0]: true}
 	if err := os.Remove(c.pool.Path(ids[2])); err != nil {
@@ -118,7 +125,10 @@ func TestTargetContract(t *testing.T) {
 	c = start()
 	defer c.Close()
 	got := target.take()
-	if !slices.Equal(got, []string{"export " + ids[0] + " 2097152"}) {
-		t.Fatalf("calls at start-up: %v", got)
+	want = []string{"export " + ids[0] + " 2097152", "export " + ids[3] + " 1048576", "publish-n1 " + ids[3] + " 1048576"}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("calls at start-up: %v, want %v", got, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/plugin/transport/loop"
@@ -288,6 +289,12 @@ func transportError(err error, what string) error {
 		return errorf(codes.NotFound, "%s: %v", what, err)
 	case errors.Is(err, loop.ErrBadPublishContext):
 		return errorf(codes.InvalidArgument, "%s: publish_context: %v", what, err)
+	}
+	// A transport that already chose a gRPC code (nvme: Unavailable for an
+	// unreachable target, DeadlineExceeded for a device that never appeared)
+	// knows better than Internal.
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown && st.Code() != codes.OK {
+		return errorf(st.Code(), "%s: %s", what, st.Message())
 	}
 	return errorf(codes.Internal, "%s: %v", what, err)
 }

@@ -16,11 +16,13 @@ import (
 
 	"github.com/csi-hub/csi-hub/plugin"
 	"github.com/csi-hub/csi-hub/plugin/transport/loop"
+	"github.com/csi-hub/csi-hub/plugin/transport/nvme"
 )
 
 type options struct {
 	endpoint, mode, nodeID, driverName, poolDir, poolCapacity, nodeStateDir string
 	maxVolumes                                                              int64
+	transport                                                               transportOptions
 }
 
 func main() {
@@ -34,6 +36,7 @@ func main() {
 	flag.StringVar(&o.poolCapacity, "pool-capacity", "", "limit on provisioned bytes of all volumes and snapshots, e.g. 10Gi (default: size of the pool filesystem)")
 	flag.StringVar(&o.nodeStateDir, "node-state-dir", plugin.DefaultNodeStateDir, "directory of the node's per-volume records (node)")
 	flag.Int64Var(&o.maxVolumes, "max-volumes-per-node", 0, "NodeGetInfo max_volumes_per_node (0: no limit)")
+	o.transport.addFlags(flag.CommandLine)
 	flag.Parse()
 	if err := run(o); err != nil {
 		klog.ErrorS(err, "csi-hub-plugin failed")
@@ -56,7 +59,11 @@ func run(o options) error {
 	default:
 		return fmt.Errorf("--mode %q: want controller, node or all", o.mode)
 	}
-	if o.nodeID == "" {
+	if o.transport.name == "" {
+		o.transport.name = loop.Name
+	}
+	// With nvme a node's ID is its host NQN, read from the machine.
+	if o.nodeID == "" && (ctrlMode || o.transport.name != nvme.Name) {
 		return fmt.Errorf("--node-id is required")
 	}
 	if o.driverName == "" {
@@ -73,13 +80,12 @@ func run(o options) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	topologyKey := plugin.TopologyNodeKey(o.driverName)
 	cfg := plugin.ServerConfig{Endpoint: o.endpoint, DriverName: o.driverName}
 	if ctrlMode {
 		if o.poolDir == "" {
 			return fmt.Errorf("--pool-dir is required in mode %s", o.mode)
 		}
-		target, err := loop.NewTarget(loop.TargetConfig{NodeID: o.nodeID, TopologyKey: topologyKey})
+		target, err := o.transport.target(o.driverName, o.nodeID)
 		if err != nil {
 			return err
 		}
@@ -92,8 +98,12 @@ func run(o options) error {
 		cfg.Controller, cfg.Ready = ctrl, ctrl.Ready
 	}
 	if nodeMode {
-		node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: o.driverName, NodeID: o.nodeID,
-			Topology: map[string]string{topologyKey: o.nodeID}, Initiator: loop.NewInitiator(), MaxVolumes: o.maxVolumes, StateDir: o.nodeStateDir})
+		initiator, nodeID, topology, err := o.transport.initiator(o.driverName, o.nodeID)
+		if err != nil {
+			return err
+		}
+		node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: o.driverName, NodeID: nodeID,
+			Topology: topology, Initiator: initiator, MaxVolumes: o.maxVolumes, StateDir: o.nodeStateDir})
 		if err != nil {
 			return err
 		}
@@ -103,7 +113,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	klog.InfoS("csi-hub-plugin started", "mode", o.mode, "driver", o.driverName, "node", o.nodeID, "version", plugin.Version)
+	klog.InfoS("csi-hub-plugin started", "mode", o.mode, "transport", o.transport.name, "driver", o.driverName, "node", o.nodeID, "version", plugin.Version)
 	select {
 	case <-ctx.Done():
 		klog.InfoS("Signal received, stopping")

@@ -20,6 +20,9 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"capacity sign", func(o *options) { o.poolCapacity = "-1Gi" }, "--pool-capacity"},
 		{"pool dir", func(o *options) { o.poolDir = "" }, "--pool-dir"},
 		{"endpoint", func(o *options) { o.endpoint = "tcp://127.0.0.1:9" }, "unix://"},
+		{"transport", func(o *options) { o.transport.name = "iscsi" }, "--transport"},
+		{"nvme zone", func(o *options) { o.transport.name = "nvme" }, "--nvme-zone"},
+		{"nvme listen", func(o *options) { o.transport = transportOptions{name: "nvme", nvmeZone: "z1"} }, "--nvme-listen-address"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
