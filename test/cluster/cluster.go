@@ -83,16 +83,23 @@ func Start(opts Options) (*Cluster, error) {
 	}
 
 	began := time.Now()
-	c, err := newCluster(opts, binDir, snapDir)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
 	defer cancel()
-	if err := c.start(ctx, etcdBin); err != nil {
+	var c *Cluster
+	for attempt := 1; ; attempt++ {
+		if c, err = newCluster(opts, binDir, snapDir); err != nil {
+			return nil, err
+		}
+		err = c.start(ctx, etcdBin)
+		if err == nil {
+			break
+		}
 		err = fmt.Errorf("starting test cluster in %s: %w", c.Dir, err)
 		c.Stop()
-		return nil, err
+		if !isAddrInUse(err) || attempt == 3 {
+			return nil, err
+		}
+		opts.Logf("a port was taken by another process, retrying with new ports: %v", err)
 	}
 	c.Startup = time.Since(began)
 	opts.Logf("cluster up in %.1fs at %s (dir %s, logs %s)", c.Startup.Seconds(), c.Host, c.Dir, c.logDir)

@@ -3,10 +3,12 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -92,10 +94,12 @@ func (p *process) deadError() error {
 	return fmt.Errorf("%s exited (%v); last log lines of %s:\n%s", p.name, err, p.logPath, p.logTail(30))
 }
 
-// freePorts reserves n distinct free TCP ports on 127.0.0.1. All listeners are
-// held until every port is chosen so the same port is never returned twice.
-// Another process could still take a port before our component binds it; the
-// components then fail fast and the error names the port.
+// freePorts reserves n distinct free TCP ports on 127.0.0.1. They are drawn
+// below the kernel's ephemeral range, because the cluster's own outgoing
+// connections (and those of other tests) take ephemeral ports and could grab a
+// port between reservation and bind. All listeners are held until every port
+// is chosen so none is returned twice. Another process can still bind a port
+// first; Start then retries with new ports.
 func freePorts(n int) ([]int, error) {
 	var listeners []net.Listener
 	defer func() {
@@ -103,16 +107,43 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
+	low, high := 10000, ephemeralPortLow()
 	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for attempt := 0; len(ports) < n && attempt < 1000; attempt++ {
+		addr := "127.0.0.1:0" // fallback when the ephemeral range starts too low
+		if high-low > 1000 {
+			addr = "127.0.0.1:" + strconv.Itoa(low+rand.IntN(high-low))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, err
+			continue
 		}
 		listeners = append(listeners, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
+	if len(ports) < n {
+		return nil, fmt.Errorf("found only %d of %d free ports", len(ports), n)
+	}
 	return ports, nil
+}
+
+// ephemeralPortLow returns the first port of the kernel's ephemeral range.
+func ephemeralPortLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(data), &low, &high); err != nil {
+		return 32768
+	}
+	return low
+}
+
+// isAddrInUse reports whether a start failure came from a port taken by
+// someone else after freePorts chose it.
+func isAddrInUse(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "address already in use")
 }
 
 // ownerFile marks a cluster directory with the pid of the test process that
