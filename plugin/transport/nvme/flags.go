@@ -18,6 +18,8 @@ type Flags struct {
 	BufferedIO       string
 	AttachTimeout    time.Duration
 	HostNQNFile      string
+	CtrlLossTimeout  int
+	ReconnectDelay   int
 }
 
 // Register adds the --nvme-* flags to fs.
@@ -30,6 +32,8 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ConfigfsRoot, "nvme-configfs-root", DefaultConfigfsRoot, "controller: nvmet configfs directory")
 	fs.StringVar(&f.BufferedIO, "nvme-buffered-io", string(BufferedIOAuto), "controller: nvmet buffered_io: auto (only where O_DIRECT fails), always or never")
 	fs.DurationVar(&f.AttachTimeout, "nvme-attach-timeout", 30*time.Second, "node: how long to wait for a connected volume's block device")
+	fs.IntVar(&f.CtrlLossTimeout, "nvme-ctrl-loss-tmo", 0, "node: seconds I/O waits for a lost target before failing (0: kernel default, 600)")
+	fs.IntVar(&f.ReconnectDelay, "nvme-reconnect-delay", 0, "node: seconds between reconnect attempts to a lost target (0: kernel default, 10)")
 	fs.StringVar(&f.HostNQNFile, "nvme-hostnqn-file", DefaultHostNQNFile, "node: file holding this node's host NQN (created if absent); the NQN is the node ID")
 }
 
@@ -66,5 +70,6 @@ func (f *Flags) NewInitiator() (*Initiator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewInitiator(InitiatorConfig{HostNQN: nqn, AttachTimeout: f.AttachTimeout})
+	return NewInitiator(InitiatorConfig{HostNQN: nqn, AttachTimeout: f.AttachTimeout,
+		CtrlLossTimeout: f.CtrlLossTimeout, ReconnectDelay: f.ReconnectDelay})
 }

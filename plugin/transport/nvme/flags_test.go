@@ -18,7 +18,7 @@ func TestFlagsBuildBothSides(t *testing.T) {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	f.Register(fs)
 	if err := fs.Parse([]string{"--nvme-listen-address=0.0.0.0", "--nvme-advertise-address=192.0.2.10", "--nvme-port=4421",
-		"--nvme-zone=zone-a", "--nvme-configfs-root=" + root, "--nvme-hostnqn-file=" + hostFile}); err != nil {
+		"--nvme-zone=zone-a", "--nvme-configfs-root=" + root, "--nvme-reconnect-delay=2", "--nvme-ctrl-loss-tmo=60", "--nvme-hostnqn-file=" + hostFile}); err != nil {
 		t.Fatal(err)
 	}
 	tg, err := f.NewTarget("block.csi-hub.io")
@@ -30,8 +30,8 @@ func TestFlagsBuildBothSides(t *testing.T) {
 		t.Errorf("target config %+v, topology %v", tg.cfg, tg.AccessibleTopology())
 	}
 	ini, err := f.NewInitiator()
-	if err != nil || ini.HostNQN() != testHost {
-		t.Fatalf("initiator %v, %v", ini, err)
+	if err != nil || ini.HostNQN() != testHost || ini.cfg.ReconnectDelay != 2 || ini.cfg.CtrlLossTimeout != 60 {
+		t.Fatalf("initiator %+v, %v", ini, err)
 	}
 	top, err := f.Topology("block.csi-hub.io")
 	if err != nil || top["topology.block.csi-hub.io/zone"] != "zone-a" || len(top) != 1 {

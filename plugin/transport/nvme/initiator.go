@@ -42,8 +42,12 @@ type InitiatorConfig struct {
 	// AttachTimeout bounds each wait on the kernel: Attach for the device,
 	// Detach for the controllers to go, Rescan for the new size (default 30s).
 	AttachTimeout time.Duration
-	// CtrlLossTimeout is nvme connect's ctrl_loss_tmo in seconds (0: the kernel default).
+	// CtrlLossTimeout is nvme connect's ctrl_loss_tmo in seconds (0: the kernel
+	// default, 600): how long I/O waits for a lost target before failing.
 	CtrlLossTimeout int
+	// ReconnectDelay is nvme connect's reconnect_delay in seconds (0: the
+	// kernel default, 10): the pause between attempts to reach a lost target.
+	ReconnectDelay int
 	// PollInterval between sysfs checks (default 100ms).
 	PollInterval time.Duration
 	// Exec runs nvme-cli (the real one if nil).
@@ -190,6 +194,9 @@ func (i *Initiator) Attach(ctx context.Context, volumeID string, pc map[string]s
 	}
 	if i.cfg.CtrlLossTimeout > 0 {
 		args = append(args, "-l", strconv.Itoa(i.cfg.CtrlLossTimeout))
+	}
+	if i.cfg.ReconnectDelay > 0 {
+		args = append(args, "-c", strconv.Itoa(i.cfg.ReconnectDelay))
 	}
 	out, err := i.cfg.Exec.Run(ctx, i.cfg.NVMeCLI, args...)
 	if err != nil && !alreadyConnected(out) {

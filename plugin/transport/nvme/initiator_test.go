@@ -156,6 +156,7 @@ func TestAttachConnectsAndFindsTheHeadDevice(t *testing.T) {
 		return nil, nil
 	}
 	i := newTestInitiator(t, h)
+	i.cfg.CtrlLossTimeout, i.cfg.ReconnectDelay = 60, 2
 	dev, err := i.Attach(context.Background(), volID, publishContext(volID))
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +165,7 @@ func TestAttachConnectsAndFindsTheHeadDevice(t *testing.T) {
 		t.Errorf("device %q, want nvme1n1 (nvme0n1 is another volume)", dev)
 	}
 	connects := h.called("nvme connect")
-	want := "nvme connect -t tcp -a 192.0.2.10 -s 4420 -n " + SubsystemNQN(volID) + " --hostnqn " + testHost + " --hostid 3f2a6c1e-1111-4222-8333-444455556666"
+	want := "nvme connect -t tcp -a 192.0.2.10 -s 4420 -n " + SubsystemNQN(volID) + " --hostnqn " + testHost + " --hostid 3f2a6c1e-1111-4222-8333-444455556666 -l 60 -c 2"
 	if len(connects) != 1 || connects[0] != want {
 		t.Errorf("connect calls %q, want [%q]", connects, want)
 	}
