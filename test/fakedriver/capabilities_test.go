@@ -107,7 +107,7 @@ func TestCapabilitiesCanBeNarrowed(t *testing.T) {
 }
 
 func TestAttachSwitchedOn(t *testing.T) {
-	d, c := startDriver(t, Options{Attach: true, ListPublishedNodes: true, MaxVolumesPerNode: 2, NodeID: "node-a"})
+	d, c := startDriver(t, Options{Attach: true, ListPublishedNodes: true, MaxVolumesPerNode: 2, NodeID: "node-a", Nodes: []string{"node-a", "node-b"}})
 	caps := controllerCaps(t, c)
 	for _, want := range []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME, csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES} {
@@ -140,6 +140,8 @@ func TestAttachSwitchedOn(t *testing.T) {
 	wantCode(t, err, codes.FailedPrecondition, "node-a")
 	_, err = publish("vol-nope", "node-a", false)
 	wantCode(t, err, codes.NotFound, "vol-nope")
+	_, err = publish(v.GetVolumeId(), "node-unknown", false)
+	wantCode(t, err, codes.NotFound, "node-unknown")
 	_, err = c.ctrl.ControllerPublishVolume(ctx(t), &csi.ControllerPublishVolumeRequest{VolumeId: v.GetVolumeId(), VolumeCapability: rwo})
 	wantCode(t, err, codes.InvalidArgument, "node_id")
 

@@ -63,6 +63,9 @@ type Options struct {
 	VendorVersion string
 	// NodeID is what NodeGetInfo reports. Default DefaultNodeID.
 	NodeID string
+	// Nodes are the node IDs the backend knows: ControllerPublishVolume to
+	// any other node is NotFound, as with a real storage system. Default {NodeID}.
+	Nodes []string
 
 	// ControllerCapabilities replaces DefaultControllerCapabilities when non-nil.
 	// RPCs whose capability is missing return Unimplemented, as real drivers do.
@@ -196,6 +199,9 @@ func withDefaults(o Options) Options {
 	}
 	if o.NodeID == "" {
 		o.NodeID = DefaultNodeID
+	}
+	if len(o.Nodes) == 0 {
+		o.Nodes = []string{o.NodeID}
 	}
 	if o.ControllerCapabilities == nil {
 		o.ControllerCapabilities = DefaultControllerCapabilities()

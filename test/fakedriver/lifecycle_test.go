@@ -123,7 +123,7 @@ func TestGracefulStopIsBoundedByStopTimeout(t *testing.T) {
 
 func TestStateFilePersistence(t *testing.T) {
 	stateFile := filepath.Join(t.TempDir(), "state.json")
-	d, c := startDriver(t, Options{StateFile: stateFile, Attach: true})
+	d, c := startDriver(t, Options{StateFile: stateFile, Attach: true, NodeID: "node-1"})
 	v := mustCreate(t, c, createReq("pvc-p", 3*mib))
 	snap := mustSnapshot(t, c, "snap-p", v.GetVolumeId())
 	if _, err := c.ctrl.ControllerPublishVolume(ctx(t), &csi.ControllerPublishVolumeRequest{
@@ -134,7 +134,7 @@ func TestStateFilePersistence(t *testing.T) {
 	d.StopNow()
 
 	// A brand-new driver takes over the backend.
-	fresh := New(Options{StateFile: stateFile, Attach: true})
+	fresh := New(Options{StateFile: stateFile, Attach: true, NodeID: "node-1"})
 	after := fresh.Volumes()
 	if len(after) != 1 || after[0].ID != v.GetVolumeId() || after[0].CapacityBytes != before[0].CapacityBytes ||
 		after[0].Attachments["node-1"].PublishContext[PublishContextNode] != "node-1" {

@@ -33,6 +33,9 @@ func (s *nodeServer) NodeGetCapabilities(context.Context, *csi.NodeGetCapabiliti
 	if s.d.opts.NodeExpansionRequired {
 		types = append(types, csi.NodeServiceCapability_RPC_EXPAND_VOLUME)
 	}
+	if s.d.controllerOn[csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER] {
+		types = append(types, csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER)
+	}
 	resp := &csi.NodeGetCapabilitiesResponse{}
 	for _, t := range types {
 		resp.Capabilities = append(resp.Capabilities, &csi.NodeServiceCapability{
@@ -122,6 +125,13 @@ func (s *nodeServer) NodePublishVolume(_ context.Context, req *csi.NodePublishVo
 	}
 	if v.StagingPath != req.GetStagingTargetPath() {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s", v.ID, req.GetStagingTargetPath())
+	}
+	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		for _, p := range v.TargetPaths {
+			if p != req.GetTargetPath() {
+				return nil, status.Errorf(codes.FailedPrecondition, "volume %s is SINGLE_NODE_SINGLE_WRITER and already published at %s", v.ID, p)
+			}
+		}
 	}
 	if d.opts.CreateTargetPaths {
 		if err := createTarget(req.GetTargetPath(), req.GetVolumeCapability().GetBlock() != nil); err != nil {

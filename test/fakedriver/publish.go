@@ -3,6 +3,7 @@ package fakedriver
 import (
 	"context"
 	"maps"
+	"slices"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -36,6 +37,9 @@ func (s *controllerServer) ControllerPublishVolume(_ context.Context, req *csi.C
 		return nil, status.Errorf(codes.NotFound, "volume_id %q not found", req.GetVolumeId())
 	}
 	node := req.GetNodeId()
+	if !slices.Contains(d.opts.Nodes, node) {
+		return nil, status.Errorf(codes.NotFound, "node_id %q not found (known nodes: %q)", node, d.opts.Nodes)
+	}
 	if a, ok := v.Attachments[node]; ok {
 		if a.ReadOnly != req.GetReadonly() {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %s is already published to node %s with readonly=%t", v.ID, node, a.ReadOnly)
