@@ -1,0 +1,65 @@
+package resizer
+
+import (
+	"flag"
+	"fmt"
+	"time"
+)
+
+// Defaults of the external-resizer sidecar (--workers, --timeout).
+const (
+	DefaultWorkerThreads = 10
+	DefaultTimeout       = 10 * time.Second
+)
+
+// Config holds the resizer's own flags.
+//
+// external-resizer's --handle-volume-inuse-error is deliberately absent: it
+// needs a cluster-wide Pod informer (every Pod of the cluster held in memory)
+// only to delay the retry of drivers that cannot expand volumes in use.
+// csi-hub retries such FailedPrecondition errors with the usual per-PVC
+// backoff instead, which is what the sidecar does with the flag off.
+type Config struct {
+	// WorkerThreads is the number of workers of each queue (expansion,
+	// modification). 0: --worker-threads when given, else 10.
+	WorkerThreads int
+	// Timeout bounds each ControllerExpandVolume / ControllerModifyVolume call.
+	// 0: --timeout when given, else 10s.
+	Timeout time.Duration
+	// ExtraModifyMetadata adds csi.storage.k8s.io/pvc/name, pvc/namespace and
+	// pv/name to the parameters of ControllerModifyVolume.
+	ExtraModifyMetadata bool
+	// AnnotateFsResize is external-resizer's AnnotateFsResize feature gate:
+	// while a node expansion is pending, the PV carries the PVC's previous
+	// capacity in volume.alpha.kubernetes.io/pre-resize-capacity, so a PVC
+	// re-bound to it reports the size its filesystem really has.
+	AnnotateFsResize bool
+}
+
+// DefaultConfig returns the sidecar's defaults. WorkerThreads and Timeout are
+// left unset so the hub-wide --worker-threads / --timeout can apply.
+func DefaultConfig() Config { return Config{} }
+
+// AddFlags registers the resizer's flags. Flags that several sidecars share
+// with different defaults carry the "resizer-" prefix.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.WorkerThreads, "resizer-worker-threads", c.WorkerThreads,
+		fmt.Sprintf("Resizer workers per queue (external-resizer's --workers); when unset, --worker-threads or %d.", DefaultWorkerThreads))
+	fs.DurationVar(&c.Timeout, "resizer-timeout", c.Timeout,
+		fmt.Sprintf("Timeout of ControllerExpandVolume/ControllerModifyVolume calls; when unset, --timeout or %s.", DefaultTimeout))
+	fs.BoolVar(&c.ExtraModifyMetadata, "extra-modify-metadata", c.ExtraModifyMetadata,
+		"Add PVC and PV names (csi.storage.k8s.io/pvc/name, pvc/namespace, pv/name) to the parameters of ControllerModifyVolume.")
+	fs.BoolVar(&c.AnnotateFsResize, "resizer-annotate-fs-resize", c.AnnotateFsResize,
+		"Record the PVC's previous capacity on the PV (volume.alpha.kubernetes.io/pre-resize-capacity) while a node expansion is pending (external-resizer's AnnotateFsResize feature gate).")
+}
+
+// validate reports the first bad setting, naming its flag.
+func (c Config) validate() error {
+	switch {
+	case c.WorkerThreads < 0:
+		return fmt.Errorf("--resizer-worker-threads must not be negative, got %d", c.WorkerThreads)
+	case c.Timeout < 0:
+		return fmt.Errorf("--resizer-timeout must not be negative, got %s", c.Timeout)
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+package resizer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/kubernetes-csi/csi-lib-utils/accessmodes"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// expandVolume calls ControllerExpandVolume for pv and returns the size the
+// driver reports and whether kubelet must finish with NodeExpandVolume. For a
+// driver that expands only on the node ("trivial resizer") nothing is called:
+// the PV takes the requested size and the node does the work.
+func (c *Controller) expandVolume(ctx context.Context, pv *v1.PersistentVolume, size resource.Quantity) (resource.Quantity, bool, error) {
+	if c.expand.nodeOnly {
+		return size, true, nil
+	}
+	src := pv.Spec.CSI
+	if src.VolumeHandle == "" {
+		return resource.Quantity{}, false, errors.New("PV spec.csi.volumeHandle is empty")
+	}
+	secrets, err := c.secrets(ctx, src.ControllerExpandSecretRef, "spec.csi.controllerExpandSecretRef")
+	if err != nil {
+		return resource.Quantity{}, false, err
+	}
+	capability, err := c.volumeCapability(pv)
+	if err != nil {
+		return resource.Quantity{}, false, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := c.h.Conn.Controller().ControllerExpandVolume(cctx, &csi.ControllerExpandVolumeRequest{
+		VolumeId:         src.VolumeHandle,
+		CapacityRange:    &csi.CapacityRange{RequiredBytes: size.Value()},
+		Secrets:          secrets,
+		VolumeCapability: capability,
+	})
+	if err != nil {
+		return resource.Quantity{}, false, err
+	}
+	got := resp.GetCapacityBytes()
+	if got < size.Value() {
+		// capacity_bytes is required to cover the request; a driver that
+		// leaves it 0 must not shrink the PV's recorded size to nothing.
+		got = size.Value()
+	}
+	return *resource.NewQuantity(got, resource.BinarySI), resp.GetNodeExpansionRequired(), nil
+}
+
+// modifyVolume calls ControllerModifyVolume with the class's parameters.
+func (c *Controller) modifyVolume(ctx context.Context, pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume, params map[string]string) error {
+	src := pv.Spec.CSI
+	if src.VolumeHandle == "" {
+		return errors.New("PV spec.csi.volumeHandle is empty")
+	}
+	if c.cfg.ExtraModifyMetadata {
+		params = maps.Clone(params)
+		if params == nil {
+			params = map[string]string{}
+		}
+		params[paramPVCName], params[paramPVCNamespace], params[paramPVName] = pvc.Name, pvc.Namespace, pv.Name
+	}
+	// The provisioner records a dedicated modify secret on the PV; without
+	// one, the expand secret is used, as external-resizer does.
+	ref, field := src.ControllerExpandSecretRef, "spec.csi.controllerExpandSecretRef"
+	if name, ns := pv.Annotations[annModifySecretName], pv.Annotations[annModifySecretNamespace]; name != "" && ns != "" {
+		ref, field = &v1.SecretReference{Name: name, Namespace: ns}, "annotation "+annModifySecretName
+	}
+	secrets, err := c.secrets(ctx, ref, field)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	_, err = c.h.Conn.Controller().ControllerModifyVolume(cctx, &csi.ControllerModifyVolumeRequest{
+		VolumeId:          src.VolumeHandle,
+		Secrets:           secrets,
+		MutableParameters: params,
+	})
+	return err
+}
+
+// secrets reads the referenced Secret with a GET, as the sidecar does: a
+// Secret informer would keep every Secret of the cluster in memory. The
+// values go only into the CSI request, which is logged sanitized.
+func (c *Controller) secrets(ctx context.Context, ref *v1.SecretReference, field string) (map[string]string, error) {
+	if ref == nil {
+		return nil, nil
+	}
+	if ref.Name == "" || ref.Namespace == "" {
+		return nil, fmt.Errorf("PV %s names secret %q in namespace %q: both are required", field, ref.Name, ref.Namespace)
+	}
+	s, err := c.h.Kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading secret %s/%s named by PV %s: %w", ref.Namespace, ref.Name, field, err)
+	}
+	out := make(map[string]string, len(s.Data))
+	for k, v := range s.Data {
+		out[k] = string(v)
+	}
+	return out, nil
+}
+
+// volumeCapability describes the PV to the driver (block or mount, access mode).
+func (c *Controller) volumeCapability(pv *v1.PersistentVolume) (*csi.VolumeCapability, error) {
+	mode, err := accessmodes.ToCSIAccessMode(pv.Spec.AccessModes,
+		c.h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER))
+	if err != nil {
+		return nil, fmt.Errorf("PV %s spec.accessModes: %w", pv.Name, err)
+	}
+	capability := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: mode}}
+	if pv.Spec.VolumeMode != nil && *pv.Spec.VolumeMode == v1.PersistentVolumeBlock {
+		capability.AccessType = &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}
+	} else {
+		capability.AccessType = &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{
+			FsType: pv.Spec.CSI.FSType, MountFlags: pv.Spec.MountOptions}}
+	}
+	return capability, nil
+}

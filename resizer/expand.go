@@ -1,0 +1,260 @@
+package resizer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kubernetes-csi/csi-lib-utils/slowset"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+// expander is the expansion sub-controller (external-resizer's
+// pkg/controller with RecoverVolumeExpansionFailure, GA since Kubernetes 1.34).
+type expander struct {
+	c        *Controller
+	q        hub.Queue
+	nodeOnly bool
+	// slow holds PVCs whose last expansion was infeasible: the same size is
+	// retried only after --retry-interval-max, while a changed request is
+	// tried at once.
+	slow *slowset.SlowSet
+
+	mu sync.Mutex
+	// finalErr holds PVCs whose last ControllerExpandVolume failed with a
+	// final error, so no operation can still be running in the driver and
+	// the user's new (lower) request may be tried instead of the old one.
+	finalErr map[string]bool
+}
+
+func newExpander(c *Controller, nodeOnly bool) *expander {
+	return &expander{c: c, q: c.h.NewQueue("resizer-expand"), nodeOnly: nodeOnly,
+		slow: slowset.NewSlowSet(c.h.Opts.RetryIntervalMax), finalErr: map[string]bool{}}
+}
+
+func (e *expander) run(ctx context.Context) {
+	go e.slow.Run(ctx.Done())
+	hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", e.q, e.c.workers, e.sync)
+}
+
+func (e *expander) forget(key string) {
+	e.q.Forget(key)
+	e.slow.Remove(key)
+	e.setFinalError(key, false)
+}
+
+func (e *expander) setFinalError(key string, final bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if final {
+		e.finalErr[key] = true
+	} else {
+		delete(e.finalErr, key)
+	}
+}
+
+func (e *expander) hasFinalError(key string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.finalErr[key]
+}
+
+func (e *expander) sync(ctx context.Context, key string) error {
+	c := e.c
+	pvc, pv, err := c.claimAndVolume(key)
+	if err != nil || pvc == nil {
+		return err
+	}
+	if c.cfg.AnnotateFsResize && metav1.HasAnnotation(pv.ObjectMeta, annPreResizeCapacity) && nodeExpansionDone(pvc, pv) {
+		updated := pv.DeepCopy()
+		delete(updated.Annotations, annPreResizeCapacity)
+		if pv, err = c.patchVolume(ctx, pv, updated); err != nil {
+			return err
+		}
+	}
+	request := pvc.Spec.Resources.Requests[v1.ResourceStorage]
+	capacity := pvc.Status.Capacity[v1.ResourceStorage]
+	if request.Cmp(capacity) <= 0 {
+		return nil
+	}
+	size, act := e.targetSize(key, pvc, pv)
+	if !act {
+		return nil
+	}
+	return e.expand(ctx, key, pvc, pv, size)
+}
+
+// nodeExpansionDone: kubelet has reported the PV's size in the PVC.
+func nodeExpansionDone(pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume) bool {
+	pvcCap, pvCap := pvc.Status.Capacity[v1.ResourceStorage], pv.Spec.Capacity[v1.ResourceStorage]
+	return pvcCap.Cmp(pvCap) >= 0
+}
+
+// targetSize decides the size to expand to, given that the request exceeds
+// status.capacity. It is the sidecar's recovery logic: an expansion that may
+// still be running in the driver (uncertain error) or on the node is
+// finished at its recorded size (status.allocatedResources) before a newer
+// request is followed; after a final or infeasible error, the user's current
+// request, possibly lowered, is followed.
+func (e *expander) targetSize(key string, pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume) (resource.Quantity, bool) {
+	request := pvc.Spec.Resources.Requests[v1.ResourceStorage]
+	pvSize := pv.Spec.Capacity[v1.ResourceStorage]
+	state := pvc.Status.AllocatedResourceStatuses[v1.ResourceStorage]
+	allocated, hasAllocated := pvc.Status.AllocatedResources[v1.ResourceStorage]
+	orAllocated := func(def resource.Quantity) resource.Quantity {
+		if hasAllocated {
+			return allocated
+		}
+		return def
+	}
+	if pvSize.Cmp(request) < 0 {
+		switch state {
+		case v1.PersistentVolumeClaimNodeResizeInfeasible:
+			return orAllocated(request), true
+		case v1.PersistentVolumeClaimNodeResizePending, v1.PersistentVolumeClaimNodeResizeInProgress:
+			size := orAllocated(request)
+			// The node still has to finish the previous expansion.
+			return size, pvSize.Cmp(size) < 0
+		case v1.PersistentVolumeClaimControllerResizeInProgress:
+			if e.hasFinalError(key) {
+				return request, true
+			}
+			return orAllocated(request), true
+		default: // no expansion yet, or ControllerResizeInfeasible: follow the request
+			return request, true
+		}
+	}
+	// The PV is already big enough for the request.
+	switch state {
+	case v1.PersistentVolumeClaimNodeResizePending, v1.PersistentVolumeClaimNodeResizeInProgress:
+		return resource.Quantity{}, false // kubelet's turn
+	case v1.PersistentVolumeClaimNodeResizeInfeasible:
+		if e.nodeOnly {
+			return request, true
+		}
+		return orAllocated(request), true
+	case v1.PersistentVolumeClaimControllerResizeInProgress, v1.PersistentVolumeClaimControllerResizeInfeasible:
+		// The driver expanded but the API objects were not all written, or the
+		// user lowered the request below what was already allocated.
+		return orAllocated(request), true
+	default:
+		if state == "" && hasAllocated {
+			return allocated, true
+		}
+		if hasCondition(pvc, v1.PersistentVolumeClaimFileSystemResizePending) {
+			return resource.Quantity{}, false
+		}
+		return request, true
+	}
+}
+
+// expand marks the PVC, calls the driver and records the outcome.
+func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume, size resource.Quantity) error {
+	c := e.c
+	allocated, hasAllocated := pvc.Status.AllocatedResources[v1.ResourceStorage]
+	state := pvc.Status.AllocatedResourceStatuses[v1.ResourceStorage]
+	// After an infeasible answer the very same size is tried again only
+	// slowly; a changed request goes ahead at once.
+	if state == v1.PersistentVolumeClaimControllerResizeInfeasible {
+		e.slow.Add(key, slowset.ObjectData{Timestamp: time.Now()})
+	}
+	sameSize := hasAllocated && allocated.Cmp(size) == 0
+	if sameSize && e.slow.Contains(key) {
+		klog.V(4).InfoS("Expansion to this size was infeasible; retrying later", "PVC", key, "size", size.String())
+		return hub.RequeueAfter(e.slow.TimeRemaining(key))
+	}
+	current := pvc.Status.Capacity[v1.ResourceStorage]
+	c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC asks for %s but has %s: expand volume %s to %s",
+		pvc.Spec.Resources.Requests.Storage(), current.String(), pv.Name, size.String()))
+
+	pvc, err := e.markInProgress(ctx, pvc, size, !sameSize)
+	if err != nil {
+		if err, ok := c.conflictRetry(err); ok {
+			return err
+		}
+		return fmt.Errorf("marking PVC %s as resizing: %w", key, err)
+	}
+	c.h.Events.Event(pvc, v1.EventTypeNormal, reasonResizing, fmt.Sprintf("External resizer is resizing volume %s", pv.Name))
+
+	newSize, nodeNeeded, err := c.expandVolume(ctx, pv, size)
+	if err != nil {
+		return e.failed(ctx, key, pvc, pv, err)
+	}
+	e.setFinalError(key, false)
+	e.slow.Remove(key)
+
+	if err := e.finish(ctx, pvc, pv, current, newSize, nodeNeeded); err != nil {
+		if err, ok := c.conflictRetry(err); ok {
+			return err
+		}
+		c.h.Events.Event(pvc, v1.EventTypeWarning, reasonResizeFailed, err.Error())
+		return err
+	}
+	return nil
+}
+
+// failed records a failed ControllerExpandVolume on the PVC.
+func (e *expander) failed(ctx context.Context, key string, pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume, callErr error) error {
+	c := e.c
+	err := fmt.Errorf("resize volume %q by resizer %q failed: %w", pv.Name, c.h.Driver, callErr)
+	switch {
+	case !isFinalError(callErr):
+		// The driver may still be working on it: keep ControllerResizeInProgress
+		// and retry the same size with backoff.
+		e.slow.Remove(key)
+		e.setFinalError(key, false)
+	case isInfeasibleError(callErr):
+		e.setFinalError(key, true)
+		e.slow.Add(key, slowset.ObjectData{Timestamp: time.Now()})
+		if _, merr := e.markFailed(ctx, pvc, callErr, true); merr != nil {
+			err = fmt.Errorf("%w; and recording it on the PVC failed: %v", err, merr)
+		}
+	default:
+		e.setFinalError(key, true)
+		e.slow.Remove(key)
+		if _, merr := e.markFailed(ctx, pvc, callErr, false); merr != nil {
+			err = fmt.Errorf("%w; and recording it on the PVC failed: %v", err, merr)
+		}
+	}
+	klog.ErrorS(callErr, "ControllerExpandVolume failed", "PVC", key, "PV", pv.Name, "final", isFinalError(callErr), "infeasible", isInfeasibleError(callErr))
+	c.h.Events.Event(pvc, v1.EventTypeWarning, reasonResizeFailed, err.Error())
+	if isInfeasibleError(callErr) {
+		// Nothing changes by retrying soon: wait for the user (a spec change
+		// enqueues the PVC at once) or for the slow retry.
+		return hub.RequeueAfter(e.slow.TimeRemaining(key))
+	}
+	return err
+}
+
+// finish writes the PV's new size, then either hands over to kubelet or
+// completes the expansion on the PVC.
+func (e *expander) finish(ctx context.Context, pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume,
+	oldCapacity, newSize resource.Quantity, nodeNeeded bool) error {
+	c := e.c
+	updated := pv.DeepCopy()
+	updated.Spec.Capacity[v1.ResourceStorage] = newSize
+	if c.cfg.AnnotateFsResize && nodeNeeded && !metav1.HasAnnotation(pv.ObjectMeta, annPreResizeCapacity) {
+		metav1.SetMetaDataAnnotation(&updated.ObjectMeta, annPreResizeCapacity, oldCapacity.String())
+	}
+	if _, err := c.patchVolume(ctx, pv, updated); err != nil {
+		return fmt.Errorf("updating capacity of PV %s to %s: %w", pv.Name, newSize.String(), err)
+	}
+	if nodeNeeded {
+		if _, err := e.markNodePending(ctx, pvc); err != nil {
+			return err
+		}
+		c.h.Events.Event(pvc, v1.EventTypeNormal, reasonFileSystemResizeNeeded, "Require file system resize of volume on node")
+		return nil
+	}
+	if _, err := e.markFinished(ctx, pvc, newSize); err != nil {
+		return err
+	}
+	c.h.Events.Event(pvc, v1.EventTypeNormal, reasonResizeSuccessful, "Resize volume succeeded")
+	return nil
+}
