@@ -54,7 +54,10 @@ type Controller struct {
 	// created bridges the PV informer's lag: PV names this process created
 	// and the informer has not delivered yet, so a PVC update arriving first
 	// does not cause a second CreateVolume.
-	created sync.Map // PV name -> struct{}
+	created sync.Map // PV name -> claim UID
+	// finished holds UIDs of PVs whose deletion this process completed, so a
+	// stale informer copy does not cause a second DeleteVolume and patch.
+	finished sync.Map // PV UID -> struct{}
 	// announced remembers claims (by UID) that got their Provisioning event,
 	// so retries do not repeat it: events share the API budget with real work.
 	announced sync.Map
@@ -217,5 +220,6 @@ func (c *Controller) volumeDeleted(obj any) {
 	}
 	if pv, ok := obj.(*v1.PersistentVolume); ok {
 		c.created.Delete(pv.Name)
+		c.finished.Delete(pv.UID)
 	}
 }

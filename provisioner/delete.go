@@ -28,6 +28,9 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 	if !c.ownsVolume(pv) {
 		return nil
 	}
+	if _, done := c.finished.Load(pv.UID); done {
+		return nil // our deletion completed; the informer has not caught up yet
+	}
 	if err := c.fixFinalizer(ctx, pv); err != nil {
 		return err
 	}
@@ -116,6 +119,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 			return fmt.Errorf("removing finalizer %s from PV %s: %w", finalizerPV, pv.Name, err)
 		}
 	}
+	c.finished.Store(pv.UID, struct{}{})
 	klog.InfoS("Deleted volume", "PV", pv.Name, "handle", pv.Spec.CSI.VolumeHandle)
 	return nil
 }

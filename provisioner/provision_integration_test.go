@@ -140,8 +140,15 @@ func TestProvisionBindAndDelete(t *testing.T) {
 	}
 
 	// Delete: PVC gone -> PV Released -> DeleteVolume with the deletion secret -> PV and volume gone.
+	before := e.hub.Steps.Writes()
 	e.deletePVC("data")
 	e.waitPVGone(wantName)
+	after := e.hub.Steps.Writes()
+	for _, k := range []string{"delete persistentvolumes", "patch persistentvolumes"} {
+		if n := after[k] - before[k]; n != 1 {
+			t.Errorf("%d %q writes while deleting, want 1 (writes before %v, after %v)", n, k, before, after)
+		}
+	}
 	if _, ok := e.drv.Volume(vol.ID); ok {
 		t.Errorf("backend volume %s still exists after its PV was deleted", vol.ID)
 	}
