@@ -71,7 +71,7 @@ func (s *controllerServer) CreateVolume(_ context.Context, req *csi.CreateVolume
 	if err != nil {
 		return nil, err
 	}
-	if free := d.opts.TotalCapacityBytes - d.state.usedBytes(); size > free {
+	if free := d.freeBytesLocked(); size > free {
 		return nil, status.Errorf(codes.ResourceExhausted, "not enough capacity: volume needs %d bytes, pool has %d free", size, free)
 	}
 	v := &Volume{
@@ -291,7 +291,7 @@ func (s *controllerServer) GetCapacity(_ context.Context, req *csi.GetCapacityRe
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return &csi.GetCapacityResponse{AvailableCapacity: d.opts.TotalCapacityBytes - d.state.usedBytes()}, nil
+	return &csi.GetCapacityResponse{AvailableCapacity: d.freeBytesLocked()}, nil
 }
 
 func (s *controllerServer) ControllerExpandVolume(_ context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
@@ -321,7 +321,7 @@ func (s *controllerServer) ControllerExpandVolume(_ context.Context, req *csi.Co
 		return nil, status.Errorf(codes.NotFound, "volume_id %q not found", req.GetVolumeId())
 	}
 	if size > v.CapacityBytes { // never shrink; a repeated call is a no-op
-		if free := d.opts.TotalCapacityBytes - d.state.usedBytes(); size-v.CapacityBytes > free {
+		if free := d.freeBytesLocked(); size-v.CapacityBytes > free {
 			return nil, status.Errorf(codes.ResourceExhausted, "not enough capacity: growing to %d bytes needs %d, pool has %d free",
 				size, size-v.CapacityBytes, free)
 		}

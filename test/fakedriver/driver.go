@@ -149,8 +149,9 @@ type Driver struct {
 	socket  string
 	loadErr error
 
-	mu    sync.Mutex // guards state and every backend operation
-	state state
+	mu         sync.Mutex // guards state, totalBytes and every backend operation
+	state      state
+	totalBytes int64
 
 	faults faults
 	calls  callLog
@@ -165,6 +166,7 @@ func New(opts Options) *Driver {
 		controllerOn: map[csi.ControllerServiceCapability_RPC_Type]bool{},
 		mutableKeys:  map[string]bool{},
 		state:        newState(),
+		totalBytes:   opts.TotalCapacityBytes,
 	}
 	for _, c := range opts.ControllerCapabilities {
 		d.controllerOn[c] = true
@@ -236,6 +238,16 @@ func (d *Driver) Name() string { return d.opts.Name }
 // NodeID is the node ID NodeGetInfo reports.
 func (d *Driver) NodeID() string { return d.opts.NodeID }
 
+// SetTotalCapacity resizes the backend pool, e.g. to make GetCapacity change
+// or CreateVolume run out of space mid-test. Existing volumes are kept.
+func (d *Driver) SetTotalCapacity(bytes int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.totalBytes = bytes
+}
+
+func (d *Driver) freeBytesLocked() int64 { return d.totalBytes - d.state.usedBytes() }
+
 // SetReady sets what Probe reports from now on.
 func (d *Driver) SetReady(ready bool) { d.ready.Store(ready) }
 
@@ -272,7 +284,7 @@ func (d *Driver) Start(socketPath string) error {
 			klog.ErrorS(err, "Fake CSI driver stopped serving", "socket", socketPath)
 		}
 	}()
-	klog.InfoS("Fake CSI driver serving", "driver", d.opts.Name, "socket", socketPath)
+	klog.V(2).InfoS("Fake CSI driver serving", "driver", d.opts.Name, "socket", socketPath)
 	return nil
 }
 
@@ -308,7 +320,7 @@ func (d *Driver) stop(graceful bool) {
 	} else {
 		srv.Stop()
 	}
-	klog.InfoS("Fake CSI driver stopped", "socket", d.socket, "graceful", graceful)
+	klog.V(2).InfoS("Fake CSI driver stopped", "socket", d.socket, "graceful", graceful)
 }
 
 // removeStaleSocket removes a socket file left by a previous server, but never

@@ -53,8 +53,9 @@ type faults struct {
 }
 
 // InjectError makes the next `times` calls of method (Forever: all calls) fail
-// with code and msg before the driver acts on them. Several injections on one
-// method queue up in order.
+// with code and msg before the driver acts on them. A call takes its error
+// when it arrives, before any gate or delay. Several injections on one method
+// queue up in order.
 func (d *Driver) InjectError(method string, code codes.Code, msg string, times int) {
 	d.inject(method, code, msg, times, false)
 }

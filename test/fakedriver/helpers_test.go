@@ -25,7 +25,7 @@ type client struct {
 
 // socketPath returns a short socket path: unix socket paths are limited to
 // 108 bytes and t.TempDir() paths of long test names exceed that.
-func socketPath(t *testing.T) string {
+func socketPath(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "fakedrv-")
 	if err != nil {
@@ -47,7 +47,7 @@ func startDriver(t *testing.T, opts Options) (*Driver, *client) {
 	return d, dial(t, sock)
 }
 
-func dial(t *testing.T, sock string) *client {
+func dial(t testing.TB, sock string) *client {
 	t.Helper()
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

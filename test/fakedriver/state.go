@@ -201,6 +201,26 @@ func (d *Driver) AddSnapshot(s Snapshot) (string, error) {
 	return s.ID, d.saveLocked()
 }
 
+// RemoveVolume deletes a volume behind the CO's back, as an administrator or
+// a backend failure would. It reports whether the volume existed.
+func (d *Driver) RemoveVolume(id string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.state.Volumes[id]
+	delete(d.state.Volumes, id)
+	return ok, d.saveLocked()
+}
+
+// RemoveSnapshot deletes a snapshot behind the CO's back. It reports whether
+// the snapshot existed.
+func (d *Driver) RemoveSnapshot(id string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.state.Snapshots[id]
+	delete(d.state.Snapshots, id)
+	return ok, d.saveLocked()
+}
+
 // SetSnapshotReady forces a snapshot's readiness, overriding the ready options.
 func (d *Driver) SetSnapshotReady(id string, ready bool) error {
 	d.mu.Lock()
