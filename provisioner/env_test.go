@@ -49,6 +49,22 @@ var nonDNS = regexp.MustCompile(`[^a-z0-9]+`)
 
 func newEnv(t *testing.T, opts fakedriver.Options, cfg Config) *env {
 	t.Helper()
+	e := baseEnv(t, cfg)
+	opts.Name = e.driver
+	e.socket = filepath.Join(t.TempDir(), "csi.sock")
+	e.drv = fakedriver.New(opts)
+	if err := e.drv.Start(e.socket); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.drv.StopNow)
+	e.startHub()
+	return e
+}
+
+// baseEnv prepares the cluster side: a namespace and a driver name of the
+// test's own. The caller starts a driver on e.socket and then the hub.
+func baseEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
 	c := cluster.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -60,15 +76,7 @@ func newEnv(t *testing.T, opts fakedriver.Options, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Name = short + ".fake.csi-hub.io"
-	e := &env{t: t, ctx: ctx, c: c, kube: c.Client, ns: ns, driver: opts.Name, cfg: cfg,
-		socket: filepath.Join(t.TempDir(), "csi.sock"), drv: fakedriver.New(opts)}
-	if err := e.drv.Start(e.socket); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.drv.StopNow)
-	e.startHub()
-	return e
+	return &env{t: t, ctx: ctx, c: c, kube: c.Client, ns: ns, driver: short + ".fake.csi-hub.io", cfg: cfg}
 }
 
 func (e *env) startHub() {
