@@ -9,6 +9,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -131,31 +132,56 @@ func TestAttachDetachWithFakeKubelet(t *testing.T) {
 }
 
 // TestFakeNodeStaysReady checks the Lease heartbeat keeps a kubelet-less node
-// Ready and untainted past the node monitor grace period.
+// Ready and untainted past the node monitor grace period (shortened to 20s in
+// this package's TestMain), while a node without heartbeat turns Unknown.
 func TestFakeNodeStaysReady(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes a minute: waits out the node monitor grace period")
-	}
 	c := Shared(t)
 	ctx := context.Background()
-	name := "heartbeat-node"
-	if _, err := c.CreateNode(ctx, name, nil); err != nil {
+	const alive, silent = "heartbeat-node", "silent-node"
+	if _, err := c.CreateNode(ctx, alive, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Parallel()
-	// kube-controller-manager's --node-monitor-grace-period is 50s in 1.34,
-	// checked every 5s: 75s is well past the point a silent node turns Unknown.
-	time.Sleep(75 * time.Second)
-	n, err := c.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	// The control: the same Node object and Ready status, but no Lease renewal.
+	if _, err := c.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: silent}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		node, err := c.Client.CoreV1().Nodes().Get(ctx, silent, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		node.Status.Conditions = []corev1.NodeCondition{readyCondition()}
+		_, err = c.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cond := range n.Status.Conditions {
-		if cond.Type == corev1.NodeReady && cond.Status != corev1.ConditionTrue {
-			t.Errorf("node Ready = %s (%s: %s)", cond.Status, cond.Reason, cond.Message)
+	t.Parallel()
+
+	readyOf := func(name string) corev1.ConditionStatus {
+		n, err := c.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				return cond.Status
+			}
+		}
+		return ""
+	}
+	poll(t, 90*time.Second, "the node without heartbeat to turn Unknown", func(context.Context) (bool, error) {
+		return readyOf(silent) == corev1.ConditionUnknown, nil
+	})
+	if got := readyOf(alive); got != corev1.ConditionTrue {
+		t.Errorf("node %s Ready = %s, want True: the Lease heartbeat does not keep it alive", alive, got)
+	}
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, alive, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, taint := range n.Spec.Taints {
-		t.Errorf("node has taint %s:%s", taint.Key, taint.Effect)
+		t.Errorf("node %s has taint %s:%s", alive, taint.Key, taint.Effect)
 	}
 }

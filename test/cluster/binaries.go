@@ -28,6 +28,16 @@ func etcdPath() (string, error) {
 	return "", fmt.Errorf("%w: etcd not found in PATH (install the Debian package etcd-server: make deps)", ErrPrerequisite)
 }
 
+// EnsureBinaries returns the directory holding the named Kubernetes binaries
+// (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl),
+// building the missing ones first; for tests that run e.g. a real kubelet.
+// Honors CSI_HUB_K8S_BIN. Errors wrap ErrPrerequisite.
+func EnsureBinaries(names ...string) (string, error) {
+	o := Options{}
+	o.setDefaults()
+	return k8sBinDir(o.Logf, names...)
+}
+
 // k8sBinDir returns a directory holding the requested Kubernetes binaries,
 // building missing ones with hack/ensure-k8s.sh.
 func k8sBinDir(logf func(string, ...any), names ...string) (string, error) {

@@ -19,7 +19,13 @@ import (
 const testDriver = "test.csi-hub.io"
 
 func TestMain(m *testing.M) {
-	os.Exit(Main(m, Options{WithScheduler: true, WithSnapshotController: true}))
+	os.Exit(Main(m, Options{
+		WithScheduler:          true,
+		WithSnapshotController: true,
+		// Short, so TestFakeNodeStaysReady sees an unrenewed node go Unknown
+		// soon (the default is 50s); still above the 10s heartbeat interval.
+		ControllerManagerFlags: []string{"--node-monitor-grace-period=20s"},
+	}))
 }
 
 func TestStartupTime(t *testing.T) {

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +46,36 @@ func TestIsAddrInUse(t *testing.T) {
 	}
 	if isAddrInUse(errors.New("unknown flag")) || isAddrInUse(nil) {
 		t.Error("isAddrInUse true for an unrelated error")
+	}
+}
+
+func TestSkippableOnlyForPrerequisitesOutsideCI(t *testing.T) {
+	prereq := fmt.Errorf("start: %w: etcd not found", ErrPrerequisite)
+	t.Setenv("CI", "")
+	if !skippable(prereq) {
+		t.Error("a missing prerequisite outside CI must skip")
+	}
+	if skippable(errors.New("kube-apiserver exited")) {
+		t.Error("a component failure must never skip")
+	}
+	t.Setenv("CI", "true")
+	if skippable(prereq) {
+		t.Error("in CI a missing prerequisite must fail, not skip")
+	}
+}
+
+func TestEnsureBinariesFindsKubectl(t *testing.T) {
+	Shared(t) // same prerequisites
+	dir, err := EnsureBinaries("kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(dir, "kubectl"), "version", "--client", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("kubectl version: %v", err)
+	}
+	// The build stamps the version; unstamped binaries say v0.0.0-master.
+	if !strings.Contains(string(out), `"gitVersion": "v1.34.4"`) {
+		t.Errorf("kubectl reports %s", out)
 	}
 }
