@@ -299,3 +299,16 @@ func (e *env) expectWarning(va, reason, msg string) {
 		e.t.Logf("%d %s event(s) on VolumeAttachment %s reached the API server", len(list.Items), reason, va)
 	}
 }
+
+// dump logs what a failing test needs to see: the VolumeAttachment, the
+// driver's calls and the hub's recent steps.
+func (e *env) dump(va string) {
+	got, err := e.c.Client.StorageV1().VolumeAttachments().Get(e.ctx, va, metav1.GetOptions{})
+	e.t.Logf("VolumeAttachment %s: %+v (err %v)", va, got, err)
+	for _, m := range []string{"ControllerPublishVolume", "ControllerUnpublishVolume", "ListVolumes"} {
+		e.t.Logf("driver calls %s: %d", m, e.driver.Calls(m))
+	}
+	for _, s := range e.hub.Steps.Recent(0) {
+		e.t.Logf("step %+v", s)
+	}
+}
