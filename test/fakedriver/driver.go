@@ -1,9 +1,3 @@
-// Package fakedriver is an in-memory CSI driver (spec v1.13) for csi-hub's
-// integration tests. It is deliberately a different implementation from
-// csi-hub's own plugin: csi-hub must work with any conformant driver, and this
-// one lets tests switch capabilities, inject errors, delays and blocking gates,
-// inspect every request received, and restart the driver mid-flight while its
-// volume and snapshot state survives.
 package fakedriver
 
 import (
