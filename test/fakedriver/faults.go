@@ -216,6 +216,8 @@ func (g *Gate) hold() {
 type callLog struct {
 	mu       sync.Mutex
 	requests map[string][]proto.Message
+	// changed is closed and replaced on every recorded call, waking WaitCalls.
+	changed chan struct{}
 }
 
 // Calls is how many calls of method the driver has received (including ones
@@ -281,6 +283,33 @@ func (c *callLog) record(method string, req any) {
 		c.requests = map[string][]proto.Message{}
 	}
 	c.requests[method] = append(c.requests[method], proto.Clone(msg))
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
+}
+
+// WaitCalls waits until the driver has received at least n calls of method,
+// or ctx ends.
+func (d *Driver) WaitCalls(ctx context.Context, method string, n int) error {
+	mustKnow(method)
+	for {
+		d.calls.mu.Lock()
+		got := len(d.calls.requests[method])
+		if d.calls.changed == nil {
+			d.calls.changed = make(chan struct{})
+		}
+		changed := d.calls.changed
+		d.calls.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d %s calls, got %d: %w", n, method, got, ctx.Err())
+		}
+	}
 }
 
 // intercept wraps every call: account, then gate, delay and injected errors,

@@ -187,6 +187,26 @@ func TestRequestsAreRecordedCopies(t *testing.T) {
 	}
 }
 
+func TestWaitCalls(t *testing.T) {
+	d, c := startDriver(t, Options{})
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := d.WaitCalls(short, "DeleteVolume", 1); err == nil {
+		t.Fatal("WaitCalls returned before any call")
+	}
+	go func() {
+		for range 3 {
+			_, _ = c.ctrl.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: "vol-x"})
+		}
+	}()
+	if err := d.WaitCalls(ctx(t), "DeleteVolume", 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Calls("DeleteVolume"); got < 3 {
+		t.Fatalf("WaitCalls returned at %d calls", got)
+	}
+}
+
 func TestUnknownMethodPanics(t *testing.T) {
 	d := New(Options{})
 	for name, f := range map[string]func(){
@@ -194,6 +214,7 @@ func TestUnknownMethodPanics(t *testing.T) {
 		"SetDelay":    func() { d.SetDelay("Createvolume", time.Second) },
 		"Gate":        func() { d.Gate("createVolume") },
 		"Calls":       func() { d.Calls("Nope") },
+		"WaitCalls":   func() { _ = d.WaitCalls(context.Background(), "Nope", 1) },
 		"times 0":     func() { d.InjectError("CreateVolume", codes.Internal, "", 0) },
 	} {
 		func() {

@@ -92,7 +92,9 @@ func TestGracefulStopLetsInFlightCallFinish(t *testing.T) {
 		_, err := c.ctrl.CreateVolume(ctx(t), createReq("pvc-graceful", mib))
 		done <- err
 	}()
-	waitFor(t, func() bool { return d.Calls("CreateVolume") == 1 }, "the call to arrive")
+	if err := d.WaitCalls(ctx(t), "CreateVolume", 1); err != nil {
+		t.Fatal(err)
+	}
 	d.Stop()
 	if err := <-done; err != nil {
 		t.Fatalf("graceful stop cut off an in-flight call: %v", err)
