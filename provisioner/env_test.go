@@ -32,7 +32,7 @@ import (
 // fake driver with a name of its own (so hubs of other tests ignore its
 // objects) and a csi-hub running the provisioner against both.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	c      *cluster.Cluster
 	kube   kubernetes.Interface
@@ -43,11 +43,13 @@ type env struct {
 	hub    *hubtest.Running
 	ctrl   *Controller
 	cfg    Config
+	// tuneHub, when set, adjusts the hub options (e.g. the API budget).
+	tuneHub func(*hub.Options)
 }
 
 var nonDNS = regexp.MustCompile(`[^a-z0-9]+`)
 
-func newEnv(t *testing.T, opts fakedriver.Options, cfg Config) *env {
+func newEnv(t testing.TB, opts fakedriver.Options, cfg Config) *env {
 	t.Helper()
 	e := baseEnv(t, cfg)
 	opts.Name = e.driver
@@ -63,7 +65,7 @@ func newEnv(t *testing.T, opts fakedriver.Options, cfg Config) *env {
 
 // baseEnv prepares the cluster side: a namespace and a driver name of the
 // test's own. The caller starts a driver on e.socket and then the hub.
-func baseEnv(t *testing.T, cfg Config) *env {
+func baseEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	c := cluster.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -81,7 +83,11 @@ func baseEnv(t *testing.T, cfg Config) *env {
 
 func (e *env) startHub() {
 	e.t.Helper()
-	e.hub = hubtest.Start(e.t, e.c.RESTConfig(), hubtest.Options(e.socket), func(h *hub.Hub) error {
+	opts := hubtest.Options(e.socket)
+	if e.tuneHub != nil {
+		e.tuneHub(&opts)
+	}
+	e.hub = hubtest.Start(e.t, e.c.RESTConfig(), opts, func(h *hub.Hub) error {
 		h.Events = testEventRecorder(e.t, h)
 		ctrl, err := New(h, e.cfg)
 		if err != nil {
@@ -98,7 +104,7 @@ func (e *env) startHub() {
 // broadcaster to that context, so the hub's own recorder drops every event
 // ("broadcaster already stopped"). This one lives until the test ends and
 // still records events as steps.
-func testEventRecorder(t *testing.T, h *hub.Hub) record.EventRecorder {
+func testEventRecorder(t testing.TB, h *hub.Hub) record.EventRecorder {
 	b := record.NewBroadcaster()
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: h.Kube.CoreV1().Events("")})
 	t.Cleanup(b.Shutdown)
