@@ -26,4 +26,20 @@
 //	}
 //
 // Or one cluster for a single test: c := cluster.StartT(t, cluster.Options{}).
+//
+// Start fails, and Shared/StartT skip (loudly, and never when CI=true), only
+// for a missing prerequisite (errors wrapping ErrPrerequisite: no etcd,
+// binaries that cannot be built). Root is not needed for the control plane.
+// Run `make deps` first: a cold build inside a test binary eats into
+// go test's default 10 minute timeout.
+//
+// Behaviour worth knowing when writing tests:
+//   - kube-controller-manager runs all controllers (--controllers=*), so PVs
+//     bind, PVCs get volume.kubernetes.io/storage-provisioner, pods on a
+//     CreateNode node get VolumeAttachments, expansion is marked.
+//   - Nodes from CreateNode stay Ready: the cluster renews their Leases.
+//   - Detach needs SetVolumesInUse (see there).
+//   - Feature gates and extra flags: Options.FeatureGates, Options.*Flags.
+//   - Logs: LogTail/DumpLogs; Main and StartT dump them when tests fail.
+//   - EnsureBinaries("kubelet") builds/finds other binaries of the same version.
 package cluster

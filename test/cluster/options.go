@@ -17,8 +17,9 @@ type Options struct {
 	// WithSnapshotController installs the snapshot.storage.k8s.io CRDs and
 	// starts the snapshot-controller.
 	WithSnapshotController bool
-	// FeatureGates are passed to every Kubernetes component, e.g.
-	// {"VolumeAttributesClass": true}.
+	// FeatureGates are passed to kube-apiserver, kube-controller-manager and
+	// kube-scheduler (not to snapshot-controller, which has its own gates),
+	// e.g. {"MutableCSINodeAllocatableCount": true}.
 	FeatureGates map[string]bool
 	// Extra flags appended to a component's command line (they win over the
 	// defaults, as the last occurrence of a flag counts), e.g.
