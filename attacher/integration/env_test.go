@@ -117,6 +117,12 @@ func (e *env) startHub() {
 // volume creates a backend volume and a PV/PVC pair bound to each other.
 func (e *env) volume(name string) (pvName, handle string) {
 	e.t.Helper()
+	return e.volumeWith(name, nil)
+}
+
+// volumeWith is volume with a chance to change the PV and PVC before creation.
+func (e *env) volumeWith(name string, mutate func(*corev1.PersistentVolume, *corev1.PersistentVolumeClaim)) (pvName, handle string) {
+	e.t.Helper()
 	handle = e.ns + "-" + name
 	if _, err := e.driver.AddVolume(fakedriver.Volume{ID: handle, Name: handle, CapacityBytes: 1 << 30}); err != nil {
 		e.t.Fatal(err)
@@ -135,9 +141,6 @@ func (e *env) volume(name string) (pvName, handle string) {
 			}},
 		},
 	}
-	if _, err := e.c.Client.CoreV1().PersistentVolumes().Create(e.ctx, pv, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
 		Spec: corev1.PersistentVolumeClaimSpec{
@@ -146,6 +149,12 @@ func (e *env) volume(name string) (pvName, handle string) {
 			VolumeName:       pvName,
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
 		},
+	}
+	if mutate != nil {
+		mutate(pv, pvc)
+	}
+	if _, err := e.c.Client.CoreV1().PersistentVolumes().Create(e.ctx, pv, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
 	}
 	if _, err := e.c.Client.CoreV1().PersistentVolumeClaims(e.ns).Create(e.ctx, pvc, metav1.CreateOptions{}); err != nil {
 		e.t.Fatal(err)
@@ -176,6 +185,24 @@ func (e *env) pod(name, claim string) {
 	}
 }
 
+// podBlock is pod with the claim as a raw block device.
+func (e *env) podBlock(name, claim string) {
+	e.t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
+		Spec: corev1.PodSpec{
+			NodeName:   e.node,
+			Containers: []corev1.Container{{Name: "app", Image: "busybox", VolumeDevices: []corev1.VolumeDevice{{Name: "data", DevicePath: "/dev/xvda"}}}},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
+			}}},
+		},
+	}
+	if _, err := e.c.Client.CoreV1().Pods(e.ns).Create(e.ctx, pod, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // deletePod deletes the pod and, playing kubelet, reports no volume in use,
 // which lets the attach/detach controller delete the VolumeAttachment.
 func (e *env) deletePod(name string) {
@@ -192,6 +219,9 @@ func (e *env) deletePod(name string) {
 func (e *env) va(pv string) *storagev1.VolumeAttachment {
 	e.t.Helper()
 	var found *storagev1.VolumeAttachment
+	defer func(began time.Time) {
+		e.t.Logf("kube-controller-manager created VolumeAttachment of %s within %v", pv, time.Since(began).Round(100*time.Millisecond))
+	}(time.Now())
 	e.waitFor("kube-controller-manager to create the VolumeAttachment of "+pv, 2*time.Minute, func() (bool, error) {
 		list, err := e.c.Client.StorageV1().VolumeAttachments().List(e.ctx, metav1.ListOptions{})
 		if err != nil {
