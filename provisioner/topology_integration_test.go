@@ -109,3 +109,25 @@ func TestRescheduleOnResourceExhausted(t *testing.T) {
 		t.Errorf("backend has volumes %v, want none", e.drv.Volumes())
 	}
 }
+
+// A selected node that does not exist (deleted after the scheduler chose it)
+// also sends the claim back to the scheduler.
+func TestRescheduleWhenSelectedNodeGone(t *testing.T) {
+	e := newEnv(t, fakedriver.Options{Topology: true}, DefaultConfig())
+	e.node("a1", "zone-a")
+	sc := e.storageClass("gone", waitForConsumer)
+	e.createPVC("orphan", sc.Name, "1Gi")
+	e.selectNode("orphan", e.ns+"-ghost")
+	e.eventually(30*time.Second, "selected-node to be removed", func() (bool, error) {
+		p, err := e.kube.CoreV1().PersistentVolumeClaims(e.ns).Get(e.ctx, "orphan", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		_, has := p.Annotations[annSelectedNode]
+		return !has, nil
+	})
+	e.waitEvent("orphan", reasonFailed, v1.EventTypeWarning, "does not exist")
+	if n := e.drv.Calls("CreateVolume"); n != 0 {
+		t.Errorf("%d CreateVolume calls for a claim whose node is gone, want 0", n)
+	}
+}
