@@ -211,11 +211,11 @@ func (c *Controller) pvcDeleted(obj any) {
 	}
 }
 
-// expansionRelevant filters PVC updates as external-resizer does, so that the
-// resizer's own status writes and unrelated edits do not start syncs: the
-// request changed (either way: lowering it is how a user recovers), the
-// resizer annotation changed, the capacity grew (kubelet finished), the
-// resize status changed (e.g. the node failed), or it is a periodic resync.
+// expansionRelevant filters PVC updates as external-resizer does, so that
+// unrelated edits do not start syncs: the request changed (either way:
+// lowering it is how a user recovers), the resizer annotation changed, the
+// capacity grew (kubelet finished), kubelet changed the resize status (e.g.
+// the node failed), or it is a periodic resync.
 func expansionRelevant(oldPVC, newPVC *v1.PersistentVolumeClaim) bool {
 	oldReq, newReq := oldPVC.Spec.Resources.Requests[v1.ResourceStorage], newPVC.Spec.Resources.Requests[v1.ResourceStorage]
 	oldCap, newCap := oldPVC.Status.Capacity[v1.ResourceStorage], newPVC.Status.Capacity[v1.ResourceStorage]
@@ -223,8 +223,16 @@ func expansionRelevant(oldPVC, newPVC *v1.PersistentVolumeClaim) bool {
 		oldPVC.Annotations[annResizer] != newPVC.Annotations[annResizer] ||
 		newPVC.ResourceVersion == oldPVC.ResourceVersion ||
 		newCap.Cmp(oldCap) > 0 ||
-		oldPVC.Status.AllocatedResourceStatuses[v1.ResourceStorage] != newPVC.Status.AllocatedResourceStatuses[v1.ResourceStorage] ||
+		kubeletResizeStatus(oldPVC, newPVC) ||
 		(oldPVC.Status.Phase != v1.ClaimBound && newPVC.Status.Phase == v1.ClaimBound)
+}
+
+// kubeletResizeStatus reports a resize status change into a state only
+// kubelet writes. Unlike the sidecar, the resizer's own status writes do not
+// count: they would re-run a failed sync at once instead of after its backoff.
+func kubeletResizeStatus(oldPVC, newPVC *v1.PersistentVolumeClaim) bool {
+	before, after := oldPVC.Status.AllocatedResourceStatuses[v1.ResourceStorage], newPVC.Status.AllocatedResourceStatuses[v1.ResourceStorage]
+	return before != after && (after == v1.PersistentVolumeClaimNodeResizeInProgress || after == v1.PersistentVolumeClaimNodeResizeInfeasible)
 }
 
 // modificationRelevant: the requested class changed (including back to the
