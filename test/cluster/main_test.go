@@ -12,6 +12,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 )
@@ -170,4 +171,50 @@ func TestLogTail(t *testing.T) {
 	if err := c.Check(); err != nil {
 		t.Errorf("a component has died: %v", err)
 	}
+}
+
+// TestControllerManagerHandsExpansionToResizer checks kcm's expand controller
+// sees a grown PVC of a CSI volume and leaves it to the external resizer with
+// an ExternalExpanding event. (It sets volume.kubernetes.io/storage-resizer
+// only for migrated in-tree volumes, not for CSI PVs: a resizer must match
+// pv.spec.csi.driver instead.)
+func TestControllerManagerHandsExpansionToResizer(t *testing.T) {
+	c := Shared(t)
+	ctx := context.Background()
+	ns, err := c.CreateNamespace(ctx, "expand")
+	if err != nil {
+		t.Fatal(err)
+	}
+	class := storageClass(ns + "-sc")
+	class.AllowVolumeExpansion = ptr.To(true)
+	if _, err := c.Client.StorageV1().StorageClasses().Create(ctx, class, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.CoreV1().PersistentVolumes().Create(ctx, csiPV(ns+"-pv", class.Name, ns+"-handle"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc(ns, "grow", class.Name, "1Gi"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, time.Minute, "the PVC to bind", func(ctx context.Context) (bool, error) {
+		claim, err := c.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "grow", metav1.GetOptions{})
+		return err == nil && claim.Status.Phase == corev1.ClaimBound, err
+	})
+	patch := []byte(`{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}`)
+	if _, err := c.Client.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "grow", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, time.Minute, "an ExternalExpanding event on the grown PVC", func(ctx context.Context) (bool, error) {
+		events, err := c.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=grow"})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range events.Items {
+			if e.Reason == "ExternalExpanding" {
+				t.Logf("event: %s", e.Message)
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }
