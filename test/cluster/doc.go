@@ -36,7 +36,9 @@
 // Behaviour worth knowing when writing tests:
 //   - kube-controller-manager runs all controllers (--controllers=*), so PVs
 //     bind, PVCs get volume.kubernetes.io/storage-provisioner, pods on a
-//     CreateNode node get VolumeAttachments, expansion is marked.
+//     CreateNode node get VolumeAttachments, grown CSI PVCs get an
+//     ExternalExpanding event (the storage-resizer annotation is set only for
+//     migrated in-tree volumes, never for CSI PVs).
 //   - Nodes from CreateNode stay Ready: the cluster renews their Leases.
 //   - Detach needs SetVolumesInUse (see there).
 //   - Feature gates and extra flags: Options.FeatureGates, Options.*Flags.
