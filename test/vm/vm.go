@@ -76,15 +76,26 @@ func BuildImage(ctx context.Context, repo string, log io.Writer) (*Image, error)
 
 // BuildGuest compiles the guest test package as a static test binary.
 func BuildGuest(ctx context.Context, repo, pkg, out string) error {
+	return goStatic(ctx, repo, "test", "-c", "-tags", "vmguest", "-ldflags", "-s -w", "-o", out, pkg)
+}
+
+// BuildCommand compiles a main package (the plugin) as a static binary.
+func BuildCommand(ctx context.Context, repo, pkg, out string) error {
+	return goStatic(ctx, repo, "build", "-ldflags", "-s -w", "-o", out, pkg)
+}
+
+// goStatic runs the go tool without cgo: the initramfs has no Go-compatible
+// libc, and static binaries need none.
+func goStatic(ctx context.Context, repo string, args ...string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, goBin, "test", "-c", "-tags", "vmguest", "-ldflags", "-s -w", "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go test -c %s: %w\n%s", pkg, err, b)
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
 	}
 	return nil
 }
@@ -96,6 +107,8 @@ type RunOptions struct {
 	Guest string
 	// Args are the arguments /init passes to /test (e.g. -test.run=...).
 	Args []string
+	// Executables are more files for the initramfs: name there -> host path.
+	Executables map[string]string
 	// Log receives the serial console (kernel messages and the test's output).
 	Log io.Writer
 	// Timeout kills qemu (default 5 minutes).
@@ -199,10 +212,20 @@ func guestInitrd(o RunOptions) (string, error) {
 	// The kernel takes an uncompressed cpio only at a 4-byte aligned offset and
 	// skips NULs between archives: pad the gzip'd base to the next boundary.
 	w.WriteString(pad(len(base)))
-	err = writeCPIO(w, []cpioFile{
+	files := []cpioFile{
 		{Name: "test", Mode: 0o755, Data: bin},
 		{Name: "test.args", Mode: 0o644, Data: []byte(strings.Join(o.Args, " ") + "\n")},
-	})
+	}
+	for name, path := range o.Executables {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return "", err
+		}
+		files = append(files, cpioFile{Name: name, Mode: 0o755, Data: data})
+	}
+	err = writeCPIO(w, files)
 	if err == nil {
 		err = w.Flush()
 	}

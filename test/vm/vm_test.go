@@ -14,10 +14,19 @@ import (
 	"time"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if guestBin != "" {
+		os.RemoveAll(filepath.Dir(guestBin)) // the built guest and plugin binaries
+	}
+	os.Exit(code)
+}
+
 var (
 	setupOnce sync.Once
 	image     *Image
 	guestBin  string
+	pluginBin string
 	setupSkip string // why the VM cannot be provided on this machine
 	setupErr  error
 )
@@ -61,8 +70,13 @@ func setup(t testing.TB) (*Image, string) {
 			setupErr = err
 			return
 		}
-		t.Logf("guest test binary built in %v", time.Since(start).Round(time.Millisecond))
-		image, guestBin = img, bin
+		plugin := filepath.Join(dir, "csi-hub-plugin")
+		if err := BuildCommand(ctx, repo, "./cmd/csi-hub-plugin", plugin); err != nil {
+			setupErr = err
+			return
+		}
+		t.Logf("guest test binary and csi-hub-plugin built in %v", time.Since(start).Round(time.Millisecond))
+		image, guestBin, pluginBin = img, bin, plugin
 	})
 	if setupSkip != "" {
 		if os.Getenv("CI") == "true" {
@@ -89,7 +103,9 @@ func runGuest(t testing.TB, name, run string, timeout time.Duration) Result {
 	defer logFile.Close()
 	res, err := Run(context.Background(), RunOptions{
 		Image: img, Guest: bin, Log: logFile, Timeout: timeout,
-		Args: []string{"-test.v", "-test.run=" + run, "-test.timeout=" + (timeout - 20*time.Second).String()},
+		// The guest runs the real plugin binary, as a DaemonSet would.
+		Executables: map[string]string{"csi-hub-plugin": pluginBin},
+		Args:        []string{"-test.v", "-test.run=" + run, "-test.timeout=" + (timeout - 20*time.Second).String()},
 	})
 	t.Logf("VM %q (kernel %s): %v from qemu start to power-off; console log %s", name, img.Version, res.Elapsed.Round(10*time.Millisecond), logPath)
 	if err != nil || !res.Passed {

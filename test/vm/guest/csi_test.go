@@ -14,7 +14,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 
-	"github.com/csi-hub/csi-hub/plugin/transport"
 	"github.com/csi-hub/csi-hub/plugin/transport/nvme"
 )
 
@@ -182,9 +181,7 @@ func TestCSIFlow(t *testing.T) {
 		id := vol.GetVolumeId()
 		d.stop()
 		// A reboot of the storage host empties configfs; stand in for it.
-		if err := d.target.Unexport(ctx, transport.Volume{ID: id}); err != nil {
-			t.Fatal(err)
-		}
+		wipeExport(t, id)
 		if left := entries(t, filepath.Join(nvmetRoot, "subsystems")); len(left) > 0 {
 			t.Fatalf("configfs not wiped: %v", left)
 		}
@@ -193,6 +190,42 @@ func TestCSIFlow(t *testing.T) {
 			t.Fatalf("restart did not rebuild the export of %s: %v", id, err)
 		}
 		a := d.attach(ctx, id, mountCap("ext4"), base)
+		d.detach(ctx, a)
+		d.deleteVolume(ctx, id)
+	})
+	d.t = t
+
+	t.Run("storage-host-restart-while-staged", func(t *testing.T) {
+		d.t = t
+		vc := mountCap("ext4")
+		vol := d.createVolume(ctx, "flow-reboot", 16*mib, vc, nil)
+		id := vol.GetVolumeId()
+		a := d.attach(ctx, id, vc, base)
+		before := randomBytes(t, 64<<10)
+		writeSynced(t, filepath.Join(a.target, "before"), before)
+		// Stand in for a storage-host reboot under a connected node: the plugin
+		// stops and configfs loses the export and the grant. The node's
+		// controller drops and keeps reconnecting.
+		d.stop()
+		wipeExport(t, id)
+		d.start()
+		// The restarted controller must re-export and re-grant from its store,
+		// so the node's reconnect gets in and I/O resumes.
+		ctrl := nvmeControllers(t)
+		if len(ctrl) != 1 {
+			t.Fatalf("NVMe controllers %v, want the staged volume's one", ctrl)
+		}
+		state := waitState(t, ctrl[0], "live", 30*time.Second)
+		t.Logf("controller %s is %s again after the target came back", ctrl[0], state)
+		after := randomBytes(t, 64<<10)
+		writeSynced(t, filepath.Join(a.target, "after"), after)
+		d.detach(ctx, a)
+		a = d.attach(ctx, id, vc, base)
+		for name, want := range map[string][]byte{"before": before, "after": after} {
+			if got, err := os.ReadFile(filepath.Join(a.target, name)); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("file %s after the target restart: %d bytes, %v", name, len(got), err)
+			}
+		}
 		d.detach(ctx, a)
 		d.deleteVolume(ctx, id)
 	})
@@ -357,4 +390,33 @@ func readAt(t *testing.T, path string, n int, off int64) []byte {
 		t.Fatal(err)
 	}
 	return buf
+}
+
+func writeSynced(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync %s: %v", path, err)
+	}
+}
+
+// waitState waits until NVMe controller ctrl reports want (live, connecting...).
+func waitState(t *testing.T, ctrl, want string, timeout time.Duration) string {
+	t.Helper()
+	var state string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join("/sys/class/nvme", ctrl, "state"))
+		if state = string(bytes.TrimSpace(b)); state == want {
+			return state
+		}
+	}
+	t.Fatalf("NVMe controller %s is %q after %v, want %s", ctrl, state, timeout, want)
+	return state
 }

@@ -4,10 +4,10 @@ package guest
 
 import (
 	"context"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,13 +15,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/csi-hub/csi-hub/plugin"
+	"github.com/csi-hub/csi-hub/plugin/transport"
 	"github.com/csi-hub/csi-hub/plugin/transport/nvme"
 )
 
 const (
 	driverName = "block.csi-hub.io"
 	zoneValue  = "vm-zone"
+	// pluginBinary is cmd/csi-hub-plugin, built static and put in the
+	// initramfs by test/vm.
+	pluginBinary = "/csi-hub-plugin"
 	// poolFSBytes is the size of the pool's ext4 (a sparse image on the VM's
 	// tmpfs): room for the xfs case's 400 MiB volume, snapshot and restored
 	// copy, while the tests write only a few MiB.
@@ -32,19 +35,17 @@ const (
 // node that reaches the target can attach them.
 var zoneKey = nvme.ZoneTopologyKey(driverName)
 
-// driver is the csi-hub plugin wired with the nvme transport, the way
-// cmd/csi-hub-plugin would with --transport=nvme (see notes/nvme-wiring.md):
-// controller on an nvmet target at 127.0.0.1:4420, node with the nvme-tcp
-// initiator whose node ID is the host NQN, both on one socket.
+// driver is the real csi-hub-plugin process in mode all with the nvme
+// transport: controller on an nvmet target at 127.0.0.1:4420, node with the
+// nvme-tcp initiator whose node ID is the host NQN, both on one socket.
 type driver struct {
 	t        *testing.T
 	hostNQN  string
 	poolDir  string
 	stateDir string
 	endpoint string
-	target   *nvme.Target
-	ctrl     *plugin.ControllerServer
-	srv      *plugin.Server
+	cmd      *exec.Cmd
+	exited   chan error
 	conn     *grpc.ClientConn
 	cc       csi.ControllerClient
 	nc       csi.NodeClient
@@ -60,83 +61,89 @@ func startDriver(t *testing.T, base string) *driver {
 	d := &driver{t: t, hostNQN: hostNQN, poolDir: mountPoolFS(t, filepath.Base(base)), stateDir: filepath.Join(base, "node-state"),
 		endpoint: "unix://" + filepath.Join(base, "csi.sock")}
 	d.start()
+	t.Cleanup(d.stop)
+	return d
+}
+
+// start runs the plugin and waits until it answers Probe.
+func (d *driver) start() {
+	t := d.t
+	t.Helper()
+	cmd := exec.Command(pluginBinary, "--mode=all", "--transport=nvme", "--endpoint="+d.endpoint,
+		"--node-id="+d.hostNQN, "--pool-dir="+d.poolDir, "--node-state-dir="+d.stateDir,
+		"--nvme-listen-address=127.0.0.1", "--nvme-zone="+zoneValue, "--nvme-attach-timeout=20s", "-v=2")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout // the serial console
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd, d.exited = cmd, make(chan error, 1)
+	go func() { d.exited <- cmd.Wait() }()
 	conn, err := grpc.NewClient(d.endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.conn = conn
 	d.cc, d.nc, d.ic = csi.NewControllerClient(conn), csi.NewNodeClient(conn), csi.NewIdentityClient(conn)
-	t.Cleanup(func() {
-		conn.Close()
-		d.stop()
-	})
-	return d
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := d.ic.Probe(ctx, &csi.ProbeRequest{})
+		cancel()
+		if err == nil && resp.GetReady().GetValue() {
+			return
+		}
+		select {
+		case err := <-d.exited:
+			d.cmd = nil
+			t.Fatalf("csi-hub-plugin exited during start-up: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("csi-hub-plugin not ready after 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
-// flags are what cmd/csi-hub-plugin would parse from --transport=nvme
-// --nvme-listen-address=127.0.0.1 --nvme-zone=vm-zone; building through
-// nvme.Flags exercises that wiring.
-func (d *driver) flags() *nvme.Flags {
-	f := &nvme.Flags{}
-	fs := flag.NewFlagSet("csi-hub-plugin", flag.ContinueOnError)
-	f.Register(fs)
-	if err := fs.Parse([]string{"--nvme-listen-address=127.0.0.1", "--nvme-zone=" + zoneValue, "--nvme-attach-timeout=20s"}); err != nil {
-		d.t.Fatal(err)
-	}
-	return f
-}
-
-func (d *driver) start() {
-	t := d.t
-	t.Helper()
-	f := d.flags()
-	tg, err := f.NewTarget(driverName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(d.poolDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ctrl, err := plugin.NewControllerServer(ctx, plugin.ControllerConfig{DriverName: driverName, NodeID: d.hostNQN,
-		PoolDir: d.poolDir, Target: tg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ini, err := f.NewInitiator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	topology, err := f.Topology(driverName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: driverName, NodeID: ini.HostNQN(),
-		Topology: topology, Initiator: ini, StateDir: d.stateDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := plugin.Serve(plugin.ServerConfig{Endpoint: d.endpoint, DriverName: driverName, Controller: ctrl, Node: node})
-	if err != nil {
-		ctrl.Close()
-		t.Fatal(err)
-	}
-	d.target, d.ctrl, d.srv = tg, ctrl, srv
-}
-
+// stop ends the plugin with SIGTERM, as kubelet would, and waits for it.
 func (d *driver) stop() {
-	if d.srv != nil {
-		d.srv.Stop()
-		d.ctrl.Close()
-		d.srv = nil
+	if d.cmd == nil {
+		return
 	}
+	d.conn.Close()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		if err != nil && d.t != nil {
+			d.t.Errorf("csi-hub-plugin exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		if d.t != nil {
+			d.t.Error("csi-hub-plugin ignored SIGTERM for 30s")
+		}
+	}
+	d.cmd = nil
 }
 
 // restart stops the plugin and starts it again on the same pool and state.
 func (d *driver) restart() {
 	d.stop()
 	d.start()
+}
+
+// wipeExport removes a volume's nvmet export and grants as a reboot of the
+// storage host would (configfs does not survive one).
+func wipeExport(t *testing.T, volumeID string) {
+	t.Helper()
+	tg, err := nvme.NewTarget(nvme.TargetConfig{ListenAddress: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.Unexport(context.Background(), transport.Volume{ID: volumeID}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // mountPoolFS puts the pool on ext4 over a loop device, as on a real storage
