@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
@@ -245,13 +246,25 @@ func (c *Cluster) SetVolumesInUse(ctx context.Context, node string, volumes ...c
 }
 
 // CreateNamespace creates a namespace named prefix plus a random suffix, so
-// tests sharing a cluster do not see each other's objects.
+// tests sharing a cluster do not see each other's objects. It returns once
+// kube-controller-manager has created the namespace's default ServiceAccount,
+// without which pods in it are rejected.
 func (c *Cluster) CreateNamespace(ctx context.Context, prefix string) (string, error) {
 	ns, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("creating namespace %s-*: %w", prefix, err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := c.Client.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return "", fmt.Errorf("waiting for the default ServiceAccount in namespace %s: %w", ns.Name, err)
 	}
 	return ns.Name, nil
 }
