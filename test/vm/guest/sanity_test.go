@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"testing"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 	. "github.com/onsi/ginkgo/v2"
-	"github.com/onsi/ginkgo/v2/types"
 	. "github.com/onsi/gomega"
+
+	"github.com/csi-hub/csi-hub/test/sanityreport"
 )
 
 // allowedSkips are the skip messages of specs for capabilities the plugin
@@ -53,65 +52,14 @@ func TestSanity(t *testing.T) {
 		Describe("access type "+accessType, func() { sanity.GinkgoTest(&cfg) })
 	}
 
-	counts := map[string]map[types.SpecState]int{}
-	skips := map[string]map[string]int{}
-	ReportAfterSuite("csi-sanity counts", func(r Report) {
-		for _, s := range r.SpecReports {
-			if s.LeafNodeType != types.NodeTypeIt || len(s.ContainerHierarchyTexts) == 0 {
-				continue
-			}
-			at := s.ContainerHierarchyTexts[0]
-			if counts[at] == nil {
-				counts[at], skips[at] = map[types.SpecState]int{}, map[string]int{}
-			}
-			counts[at][s.State]++
-			if s.State == types.SpecStateSkipped {
-				skips[at][s.Failure.Message]++
-			}
-		}
-	})
+	counts := sanityreport.Register()
 	RegisterFailHandler(Fail)
 	suiteConfig, reporterConfig := GinkgoConfiguration()
 	reporterConfig.Succinct = true
 	reporterConfig.NoColor = true // the serial console log is read as text
 	RunSpecs(t, "csi-sanity against csi-hub-plugin with the nvme transport", suiteConfig, reporterConfig)
-
-	if len(counts) != 2 {
-		t.Errorf("specs ran for %d access types, want 2", len(counts))
-	}
-	for _, at := range sortedKeys(counts) {
-		c := counts[at]
-		t.Logf("csi-sanity nvme %s: %d passed, %d failed, %d skipped, %d panicked", at,
-			c[types.SpecStatePassed], c[types.SpecStateFailed], c[types.SpecStateSkipped], c[types.SpecStatePanicked])
-		for _, msg := range sortedKeys(skips[at]) {
-			t.Logf("  skipped %dx: %s", skips[at][msg], msg)
-			if !allowedSkip(msg) {
-				t.Errorf("%s: spec skipped for a reason other than an unclaimed capability: %q", at, msg)
-			}
-		}
-		if c[types.SpecStatePassed] == 0 {
-			t.Errorf("%s: no spec passed", at)
-		}
-	}
+	counts.Check(t, "csi-sanity nvme", 2, allowedSkips)
 	// Stop the driver first so nothing races with the clean-up checks.
 	d.stop()
 	assertClean(t, base)
-}
-
-func allowedSkip(msg string) bool {
-	for _, a := range allowedSkips {
-		if strings.Contains(msg, a) {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
