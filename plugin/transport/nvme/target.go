@@ -205,10 +205,6 @@ func (t *Target) ensureNamespace(sub string, vol transport.Volume) error {
 		return err
 	}
 	uuid := NamespaceUUID(vol.ID)
-	buffered := "0"
-	if t.wantBufferedIO(vol.BackingFile) {
-		buffered = "1"
-	}
 	enabled, _ := readAttr(t.cfs, filepath.Join(ns, "enable"))
 	if enabled == "1" {
 		path, _ := readAttr(t.cfs, filepath.Join(ns, "device_path"))
@@ -220,6 +216,10 @@ func (t *Target) ensureNamespace(sub string, vol transport.Volume) error {
 		if err := t.cfs.WriteFile(filepath.Join(ns, "enable"), "0"); err != nil {
 			return fmt.Errorf("disable to reconfigure: %w", err)
 		}
+	}
+	buffered := "0"
+	if t.wantBufferedIO(vol.BackingFile) {
+		buffered = "1"
 	}
 	if err := setAttr(t.cfs, filepath.Join(ns, "device_path"), vol.BackingFile); err != nil {
 		return fmt.Errorf("device_path %s: %w", vol.BackingFile, err)
