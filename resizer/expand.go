@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
-	"github.com/kubernetes-csi/csi-lib-utils/slowset"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,10 +19,8 @@ type expander struct {
 	c        *Controller
 	q        hub.Queue
 	nodeOnly bool
-	// slow holds PVCs whose last expansion was infeasible: the same size is
-	// retried only after --retry-interval-max, while a changed request is
-	// tried at once.
-	slow *slowset.SlowSet
+	// slow holds PVCs whose last expansion was infeasible.
+	slow *slowRetry
 
 	mu sync.Mutex
 	// finalErr holds PVCs whose last ControllerExpandVolume failed with a
@@ -35,17 +31,17 @@ type expander struct {
 
 func newExpander(c *Controller, nodeOnly bool) *expander {
 	return &expander{c: c, q: c.h.NewQueue("resizer-expand"), nodeOnly: nodeOnly,
-		slow: slowset.NewSlowSet(c.h.Opts.RetryIntervalMax), finalErr: map[string]bool{}}
+		slow: newSlowRetry(c.h.Opts.RetryIntervalMax), finalErr: map[string]bool{}}
 }
 
 func (e *expander) run(ctx context.Context) {
-	go e.slow.Run(ctx.Done())
+	go e.slow.run(ctx)
 	hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", e.q, e.c.workers, e.sync)
 }
 
 func (e *expander) forget(key string) {
 	e.q.Forget(key)
-	e.slow.Remove(key)
+	e.slow.clear(key)
 	e.setFinalError(key, false)
 }
 
@@ -162,12 +158,12 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 	// After an infeasible answer the very same size is tried again only
 	// slowly; a changed request goes ahead at once.
 	if state == v1.PersistentVolumeClaimControllerResizeInfeasible {
-		e.slow.Add(key, slowset.ObjectData{Timestamp: time.Now()})
+		e.slow.adopt(key)
 	}
 	sameSize := hasAllocated && allocated.Cmp(size) == 0
-	if sameSize && e.slow.Contains(key) {
-		klog.V(4).InfoS("Expansion to this size was infeasible; retrying later", "PVC", key, "size", size.String())
-		return hub.RequeueAfter(e.slow.TimeRemaining(key))
+	if wait, ok := e.slow.wait(key); ok && sameSize {
+		klog.V(4).InfoS("Expansion to this size was infeasible; retrying later", "PVC", key, "size", size.String(), "after", wait)
+		return hub.RequeueAfter(wait)
 	}
 	current := pvc.Status.Capacity[v1.ResourceStorage]
 	c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC asks for %s but has %s: expand volume %s to %s",
@@ -187,7 +183,7 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 		return e.failed(ctx, key, pvc, pv, err)
 	}
 	e.setFinalError(key, false)
-	e.slow.Remove(key)
+	e.slow.clear(key)
 
 	if err := e.finish(ctx, pvc, pv, current, newSize, nodeNeeded); err != nil {
 		if err, ok := c.conflictRetry(err); ok {
@@ -207,17 +203,17 @@ func (e *expander) failed(ctx context.Context, key string, pvc *v1.PersistentVol
 	case !isFinalError(callErr):
 		// The driver may still be working on it: keep ControllerResizeInProgress
 		// and retry the same size with backoff.
-		e.slow.Remove(key)
+		e.slow.clear(key)
 		e.setFinalError(key, false)
 	case isInfeasibleError(callErr):
 		e.setFinalError(key, true)
-		e.slow.Add(key, slowset.ObjectData{Timestamp: time.Now()})
+		e.slow.refused(key)
 		if _, merr := e.markFailed(ctx, pvc, callErr, true); merr != nil {
 			err = fmt.Errorf("%w; and recording it on the PVC failed: %v", err, merr)
 		}
 	default:
 		e.setFinalError(key, true)
-		e.slow.Remove(key)
+		e.slow.clear(key)
 		if _, merr := e.markFailed(ctx, pvc, callErr, false); merr != nil {
 			err = fmt.Errorf("%w; and recording it on the PVC failed: %v", err, merr)
 		}
@@ -227,7 +223,8 @@ func (e *expander) failed(ctx context.Context, key string, pvc *v1.PersistentVol
 	if isInfeasibleError(callErr) {
 		// Nothing changes by retrying soon: wait for the user (a spec change
 		// enqueues the PVC at once) or for the slow retry.
-		return hub.RequeueAfter(e.slow.TimeRemaining(key))
+		wait, _ := e.slow.wait(key)
+		return hub.RequeueAfter(wait)
 	}
 	return err
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
-	"github.com/kubernetes-csi/csi-lib-utils/slowset"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	v1 "k8s.io/api/core/v1"
@@ -24,16 +22,15 @@ import (
 type modifier struct {
 	c *Controller
 	q hub.Queue
-	// slow holds PVCs whose class the driver refused (Infeasible): that class
-	// is retried only after --retry-interval-max; another class at once.
-	slow *slowset.SlowSet
+	// slow holds PVCs whose class the driver refused (Infeasible).
+	slow *slowRetry
 	// uncertain holds PVCs whose last ControllerModifyVolume may still be
 	// running in the driver; their target must not change until it ends.
 	uncertain sync.Map
 }
 
 func newModifier(c *Controller) *modifier {
-	return &modifier{c: c, q: c.h.NewQueue("resizer-modify"), slow: slowset.NewSlowSet(c.h.Opts.RetryIntervalMax)}
+	return &modifier{c: c, q: c.h.NewQueue("resizer-modify"), slow: newSlowRetry(c.h.Opts.RetryIntervalMax)}
 }
 
 func (m *modifier) run(ctx context.Context) {
@@ -48,13 +45,13 @@ func (m *modifier) run(ctx context.Context) {
 			}
 		}
 	}
-	go m.slow.Run(ctx.Done())
+	go m.slow.run(ctx)
 	hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", m.q, m.c.workers, m.sync)
 }
 
 func (m *modifier) forget(key string) {
 	m.q.Forget(key)
-	m.slow.Remove(key)
+	m.slow.clear(key)
 	m.uncertain.Delete(key)
 }
 
@@ -155,7 +152,7 @@ func (m *modifier) modifyTo(ctx context.Context, key string, pvc *v1.PersistentV
 	callErr := m.c.modifyVolume(ctx, pvc, pv, vac.Parameters)
 	if callErr == nil {
 		m.uncertain.Delete(key)
-		m.slow.Remove(key)
+		m.slow.clear(key)
 		if _, _, err := m.markCompleted(ctx, pvc, pv, vac.Name); err != nil {
 			m.c.h.Events.Event(pvc, v1.EventTypeWarning, reasonModifyFailed, err.Error())
 			return err
@@ -174,7 +171,7 @@ func (m *modifier) modifyTo(ctx context.Context, key string, pvc *v1.PersistentV
 		// errors are retried with backoff, still InProgress.
 		if status.Code(callErr) == codes.InvalidArgument {
 			outcome = v1.PersistentVolumeClaimModifyVolumeInfeasible
-			m.slow.Add(key, slowset.ObjectData{Timestamp: time.Now()})
+			m.slow.refused(key)
 		}
 		m.uncertain.Delete(key)
 	}
@@ -190,7 +187,8 @@ func (m *modifier) modifyTo(ctx context.Context, key string, pvc *v1.PersistentV
 	if outcome == v1.PersistentVolumeClaimModifyVolumeInfeasible {
 		// Retrying soon cannot help: wait for the user to pick another class
 		// (which enqueues the PVC at once) or for the slow retry.
-		return hub.RequeueAfter(m.slow.TimeRemaining(key))
+		wait, _ := m.slow.wait(key)
+		return hub.RequeueAfter(wait)
 	}
 	return callErr
 }
@@ -199,14 +197,14 @@ func (m *modifier) modifyTo(ctx context.Context, key string, pvc *v1.PersistentV
 func (m *modifier) delayIfInfeasible(key string, pvc *v1.PersistentVolumeClaim) error {
 	s := pvc.Status.ModifyVolumeStatus
 	if s == nil || s.TargetVolumeAttributesClassName != deref(pvc.Spec.VolumeAttributesClassName) {
-		m.slow.Remove(key) // another class may well be feasible
+		m.slow.clear(key) // another class may well be feasible
 		return nil
 	}
 	if s.Status == v1.PersistentVolumeClaimModifyVolumeInfeasible {
-		m.slow.Add(key, slowset.ObjectData{Timestamp: time.Now()}) // no-op when present
+		m.slow.adopt(key)
 	}
-	if m.slow.Contains(key) {
-		return hub.RequeueAfter(m.slow.TimeRemaining(key))
+	if wait, ok := m.slow.wait(key); ok {
+		return hub.RequeueAfter(wait)
 	}
 	return nil
 }
