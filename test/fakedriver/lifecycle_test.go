@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestRestartKeepsState(t *testing.T) {
@@ -24,8 +24,11 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Fatalf("restart on the same socket: %v", err)
 	}
 	// The same client connection reconnects, as csi-hub's would.
-	resp, err := c.ctrl.ListVolumes(ctx(t), &csi.ListVolumesRequest{}, grpc.WaitForReady(true))
-	if err != nil {
+	var resp *csi.ListVolumesResponse
+	if err := untilReconnected(t, func() (err error) {
+		resp, err = c.ctrl.ListVolumes(ctx(t), &csi.ListVolumesRequest{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if len(resp.GetEntries()) != 1 || resp.GetEntries()[0].GetVolume().GetVolumeId() != v.GetVolumeId() {
@@ -77,8 +80,12 @@ func TestStopNowCutsInFlightCallButBackendFinishes(t *testing.T) {
 	g.Release()
 	waitFor(t, func() bool { _, ok := d.VolumeByName("pvc-inflight"); return ok }, "the cut-off call to finish in the backend")
 	// The restarted caller's retry finds the volume instead of leaking a second one.
-	mustCreate(t, c, &csi.CreateVolumeRequest{Name: "pvc-inflight", VolumeCapabilities: []*csi.VolumeCapability{rwo},
-		CapacityRange: &csi.CapacityRange{RequiredBytes: mib}})
+	if err := untilReconnected(t, func() error {
+		_, err := c.ctrl.CreateVolume(ctx(t), createReq("pvc-inflight", mib))
+		return err
+	}); err != nil {
+		t.Fatalf("retry after restart: %v", err)
+	}
 	if n := len(d.Volumes()); n != 1 {
 		t.Fatalf("%d volumes after retry, want 1", n)
 	}
@@ -149,8 +156,13 @@ func TestStateFilePersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fresh.StopNow()
-	if again := mustCreate(t, c, createReq("pvc-p", 3*mib)); again.GetVolumeId() != v.GetVolumeId() {
-		t.Fatal("idempotency lost across drivers")
+	var again *csi.CreateVolumeResponse
+	err := untilReconnected(t, func() (err error) {
+		again, err = c.ctrl.CreateVolume(ctx(t), createReq("pvc-p", 3*mib))
+		return err
+	})
+	if err != nil || again.GetVolume().GetVolumeId() != v.GetVolumeId() {
+		t.Fatalf("idempotency lost across drivers: %v, %v", again, err)
 	}
 
 	// A deletion is persisted too.
@@ -171,5 +183,20 @@ func TestCorruptStateFileFailsStart(t *testing.T) {
 	if err := d.Start(socketPath(t)); err == nil {
 		d.StopNow()
 		t.Fatal("Start succeeded with a corrupt state file")
+	}
+}
+
+// untilReconnected retries call while it fails with Unavailable, as a caller
+// must after its driver restarted: a call can still go out on the connection
+// the old server closed before the client noticed.
+func untilReconnected(t *testing.T, call func() error) error {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := call()
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
