@@ -1,10 +1,3 @@
-// Package provisioner is csi-hub's external-provisioner: it watches
-// PersistentVolumeClaims of the driver's StorageClasses, calls CreateVolume and
-// creates the PersistentVolume exactly as the official csi-provisioner sidecar
-// does (same names, annotations, finalizer, secrets and topology), and deletes
-// the backend volume of Released PVs whose reclaim policy is Delete. Objects it
-// writes are indistinguishable from the sidecar's, so a cluster can switch
-// between csi-hub and the sidecar without migrating anything.
 package provisioner
 
 import (

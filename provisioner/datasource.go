@@ -21,7 +21,10 @@ var (
 // (restore from a VolumeSnapshot, clone of a PVC). The snapshot work registers
 // implementations with Controller.SetDataSource; until one is registered for a
 // kind, PVCs with that kind of source get a ProvisioningFailed event and are
-// retried, never provisioned empty.
+// retried, never provisioned empty. A handler also owns the protection of its
+// sources (finalizers provisioner.storage.kubernetes.io/cloning-protection and
+// .../volumesnapshot-as-source-protection) and their removal once no pending
+// claim uses the source.
 type DataSource interface {
 	// ContentSource validates the source (bound, ready, same driver, size...)
 	// and returns what CreateVolume needs. An error is reported on the PVC and
