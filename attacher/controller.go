@@ -46,7 +46,8 @@ type Controller struct {
 	csiNodeLister storagelisters.CSINodeLister
 	vaQueue       hub.Queue
 	pvQueue       hub.Queue
-	stale         *staleGuard
+	stale         *staleGuard // VolumeAttachments
+	pvStale       *staleGuard // PersistentVolumes
 
 	forceMu sync.Mutex
 	force   map[string]bool // VolumeAttachments the reconciler found out of step
@@ -73,6 +74,7 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 		vaQueue:     h.NewQueue("attacher-va"),
 		pvQueue:     h.NewQueue("attacher-pv"),
 		stale:       newStaleGuard(),
+		pvStale:     newStaleGuard(),
 		force:       map[string]bool{},
 	}
 	c.reconcile = c.publish && caps.Has(csi.ControllerServiceCapability_RPC_LIST_VOLUMES) &&
@@ -99,6 +101,7 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	if _, err := pvs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.pvChanged(nil, obj) },
 		UpdateFunc: c.pvChanged,
+		DeleteFunc: c.pvDeleted,
 	}); err != nil {
 		return nil, fmt.Errorf("watching PersistentVolumes: %w", err)
 	}
@@ -165,6 +168,15 @@ func (c *Controller) pvChanged(_, newObj any) {
 	pv, ok := newObj.(*v1.PersistentVolume)
 	if ok && pv.DeletionTimestamp != nil && hasFinalizer(pv.Finalizers, c.finalizer) {
 		c.pvQueue.Add(pv.Name)
+	}
+}
+
+func (c *Controller) pvDeleted(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if pv, ok := obj.(*v1.PersistentVolume); ok {
+		c.pvStale.forget(pv.Name)
 	}
 }
 

@@ -12,13 +12,10 @@ import (
 	"github.com/kubernetes-csi/csi-lib-utils/rpc"
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
@@ -223,36 +220,30 @@ func TestSyncPVReleasesFinalizerOnlyWhenUnused(t *testing.T) {
 	}
 }
 
-func TestPatchMetaRereadsAfterConflict(t *testing.T) {
+// TestFinalizerPatchesKeepOthersFinalizers: a stale copy must never drop a
+// finalizer someone else added meanwhile; strategic merge patches touch only ours.
+func TestFinalizerPatchesKeepOthersFinalizers(t *testing.T) {
 	f := FinalizerName(unitDriver)
-	c, client := newUnitController(t, true, hub.Options{}, DefaultConfig(), unitPV("pv1", false))
-	conflicts := 0
-	client.PrependReactor("patch", "persistentvolumes", func(k8stesting.Action) (bool, runtime.Object, error) {
-		if conflicts == 0 {
-			conflicts++
-			return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "persistentvolumes"}, "pv1", nil)
-		}
-		return false, nil, nil
-	})
+	c, client := newUnitController(t, true, hub.Options{}, DefaultConfig(), unitPV("pv1", false, "first/keep"))
 	stale, _ := c.pvLister.Get("pv1")
+	live := stale.DeepCopy()
+	live.Finalizers = append(live.Finalizers, "added/meanwhile")
+	if _, err := client.CoreV1().PersistentVolumes().Update(ctx(t), live, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.patchPVMeta(ctx(t), stale, addFinalizer(f)); err != nil {
 		t.Fatal(err)
 	}
-	var gets, patches int
-	for _, a := range client.Actions() {
-		switch a.GetVerb() {
-		case "get":
-			gets++
-		case "patch":
-			patches++
-		}
-	}
-	if conflicts != 1 || gets != 1 || patches != 2 {
-		t.Errorf("conflict %d, gets %d, patches %d: want a re-read and one retry", conflicts, gets, patches)
-	}
 	pv, _ := client.CoreV1().PersistentVolumes().Get(ctx(t), "pv1", metav1.GetOptions{})
-	if !slices.Equal(pv.Finalizers, []string{f}) {
-		t.Errorf("finalizers = %v", pv.Finalizers)
+	if got := slices.Sorted(slices.Values(pv.Finalizers)); !slices.Equal(got, []string{"added/meanwhile", f, "first/keep"}) {
+		t.Errorf("after add: %v", pv.Finalizers)
+	}
+	if _, err := c.patchPVMeta(ctx(t), pv, removeFinalizer(f)); err != nil {
+		t.Fatal(err)
+	}
+	pv, _ = client.CoreV1().PersistentVolumes().Get(ctx(t), "pv1", metav1.GetOptions{})
+	if got := slices.Sorted(slices.Values(pv.Finalizers)); !slices.Equal(got, []string{"added/meanwhile", "first/keep"}) {
+		t.Errorf("after remove: %v", pv.Finalizers)
 	}
 }
 

@@ -24,6 +24,9 @@ func (c *Controller) syncPV(ctx context.Context, name string) error {
 	if pv.DeletionTimestamp == nil || !hasFinalizer(pv.Finalizers, c.finalizer) {
 		return nil
 	}
+	if c.pvStale.isStale(name, pv.ResourceVersion) {
+		return nil // our own write is on its way and queues the PV again
+	}
 	vas, err := c.vaLister.List(labels.Everything())
 	if err != nil {
 		return err
@@ -38,6 +41,7 @@ func (c *Controller) syncPV(ctx context.Context, name string) error {
 	}
 	c.h.Steps.Trigger(ctx, "PersistentVolume is being deleted and no VolumeAttachment uses it any more: removing the attacher's finalizer")
 	if _, err := c.patchPVMeta(ctx, pv, removeFinalizer(c.finalizer)); err != nil && !apierrors.IsNotFound(err) {
+		c.pvStale.forget(name)
 		return fmt.Errorf("removing finalizer %s: %w", c.finalizer, err)
 	}
 	return nil

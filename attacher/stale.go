@@ -2,7 +2,7 @@ package attacher
 
 import "sync"
 
-// staleGuard remembers which resourceVersions of a VolumeAttachment our own
+// staleGuard remembers which resourceVersions of an object our own
 // writes have replaced. When a sync finds the informer still holding one of
 // them, the cache has not caught up with our write yet: acting on it would
 // repeat a CSI call and a write that are already done. The informer delivers

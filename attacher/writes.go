@@ -9,14 +9,16 @@ import (
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 )
 
-// metaEdit returns the metadata fields to merge-patch into obj, or nil when
-// obj already is as wanted (so nothing is written).
+// metaEdit returns the metadata part of a strategic merge patch that makes obj
+// as wanted, or nil when obj already is (so nothing is written).
+//
+// Strategic merge patches add or delete single finalizers (finalizers carry
+// patchStrategy=merge), so no resourceVersion is needed and nobody else's
+// finalizer can be lost to a stale copy, and no write ever conflicts.
 type metaEdit func(obj metav1.Object) map[string]any
 
 func addFinalizer(name string) metaEdit {
@@ -24,7 +26,7 @@ func addFinalizer(name string) metaEdit {
 		if slices.Contains(obj.GetFinalizers(), name) {
 			return nil
 		}
-		return map[string]any{"finalizers": append(slices.Clone(obj.GetFinalizers()), name)}
+		return map[string]any{"finalizers": []string{name}}
 	}
 }
 
@@ -33,11 +35,7 @@ func removeFinalizer(name string) metaEdit {
 		if !slices.Contains(obj.GetFinalizers(), name) {
 			return nil
 		}
-		rest := slices.DeleteFunc(slices.Clone(obj.GetFinalizers()), func(f string) bool { return f == name })
-		if len(rest) == 0 {
-			return map[string]any{"finalizers": nil} // null removes the field
-		}
-		return map[string]any{"finalizers": rest}
+		return map[string]any{"$deleteFromPrimitiveList/finalizers": []string{name}}
 	}
 }
 
@@ -66,56 +64,39 @@ func both(edits ...metaEdit) metaEdit {
 	}
 }
 
-// patchMeta applies edit to cur with a merge patch guarded by cur's
-// resourceVersion: finalizer lists are replaced whole, so a stale copy must
-// never overwrite another controller's finalizer. On a conflict (our informer
-// copy was stale) it reads the object afresh and tries again.
-func patchMeta[T metav1.Object](ctx context.Context, cur T, edit metaEdit,
-	get func(ctx context.Context, name string, opts metav1.GetOptions) (T, error),
-	patch func(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (T, error),
-) (T, bool, error) {
-	obj, wrote := cur, false
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		fields := edit(obj)
-		if fields == nil {
-			return nil
-		}
-		fields["resourceVersion"] = obj.GetResourceVersion()
-		data, err := json.Marshal(map[string]any{"metadata": fields})
-		if err != nil {
-			return err
-		}
-		out, err := patch(ctx, obj.GetName(), types.MergePatchType, data, metav1.PatchOptions{})
-		if apierrors.IsConflict(err) {
-			fresh, gerr := get(ctx, obj.GetName(), metav1.GetOptions{})
-			if gerr != nil {
-				return gerr
-			}
-			obj = fresh
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		obj, wrote = out, true
-		return nil
-	})
-	return obj, wrote, err
+// metaPatch renders edit's patch for obj, or nil when there is nothing to do.
+func metaPatch(obj metav1.Object, edit metaEdit) ([]byte, error) {
+	fields := edit(obj)
+	if fields == nil {
+		return nil, nil
+	}
+	return json.Marshal(map[string]any{"metadata": fields})
 }
 
 func (c *Controller) patchVAMeta(ctx context.Context, va *storagev1.VolumeAttachment, edit metaEdit) (*storagev1.VolumeAttachment, error) {
-	vas := c.h.Kube.StorageV1().VolumeAttachments()
-	out, wrote, err := patchMeta(ctx, va, edit, vas.Get, vas.Patch)
-	if wrote {
-		c.stale.wrote(va.Name, va.ResourceVersion)
+	data, err := metaPatch(va, edit)
+	if err != nil || data == nil {
+		return va, err
 	}
-	return out, err
+	out, err := c.h.Kube.StorageV1().VolumeAttachments().Patch(ctx, va.Name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
+	if err != nil {
+		return va, err
+	}
+	c.stale.wrote(va.Name, va.ResourceVersion)
+	return out, nil
 }
 
 func (c *Controller) patchPVMeta(ctx context.Context, pv *v1.PersistentVolume, edit metaEdit) (*v1.PersistentVolume, error) {
-	pvs := c.h.Kube.CoreV1().PersistentVolumes()
-	out, _, err := patchMeta(ctx, pv, edit, pvs.Get, pvs.Patch)
-	return out, err
+	data, err := metaPatch(pv, edit)
+	if err != nil || data == nil {
+		return pv, err
+	}
+	out, err := c.h.Kube.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
+	if err != nil {
+		return pv, err
+	}
+	c.pvStale.wrote(pv.Name, pv.ResourceVersion)
+	return out, nil
 }
 
 // statusPatch is the merge patch turning have into want, or nil when they are

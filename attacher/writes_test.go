@@ -66,33 +66,32 @@ func TestStatusPatchClearsMetadataOnDetach(t *testing.T) {
 
 func TestMetaEdits(t *testing.T) {
 	obj := &metav1.ObjectMeta{Finalizers: []string{"a", "f"}, Annotations: map[string]string{"k": "v"}}
-	if addFinalizer("f")(obj) != nil {
-		t.Error("adding a present finalizer must write nothing")
+	patch := func(e metaEdit) string {
+		data, err := metaPatch(obj, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
 	}
-	if got := addFinalizer("g")(obj)["finalizers"]; !reflect.DeepEqual(got, []string{"a", "f", "g"}) {
-		t.Errorf("add: %v", got)
+	for name, tc := range map[string]struct {
+		edit metaEdit
+		want string
+	}{
+		"add present finalizer":   {addFinalizer("f"), ""},
+		"add new finalizer":       {addFinalizer("g"), `{"metadata":{"finalizers":["g"]}}`},
+		"remove finalizer":        {removeFinalizer("f"), `{"metadata":{"$deleteFromPrimitiveList/finalizers":["f"]}}`},
+		"remove absent finalizer": {removeFinalizer("zz"), ""},
+		"same annotation":         {setAnnotation("k", "v"), ""},
+		"new annotation value":    {setAnnotation("k", "w"), `{"metadata":{"annotations":{"k":"w"}}}`},
+		"both, one to do":         {both(addFinalizer("f"), setAnnotation("n", "id")), `{"metadata":{"annotations":{"n":"id"}}}`},
+		"both, two to do":         {both(addFinalizer("g"), setAnnotation("n", "id")), `{"metadata":{"annotations":{"n":"id"},"finalizers":["g"]}}`},
+		"both, nothing to do":     {both(addFinalizer("f"), setAnnotation("k", "v")), ""},
+	} {
+		if got := patch(tc.edit); got != tc.want {
+			t.Errorf("%s: patch %s, want %s", name, got, tc.want)
+		}
 	}
-	if got := removeFinalizer("f")(obj)["finalizers"]; !reflect.DeepEqual(got, []string{"a"}) {
-		t.Errorf("remove: %v", got)
-	}
-	if removeFinalizer("zz")(obj) != nil {
-		t.Error("removing an absent finalizer must write nothing")
-	}
-	only := &metav1.ObjectMeta{Finalizers: []string{"f"}}
-	if fields := removeFinalizer("f")(only); fields == nil || fields["finalizers"] != nil {
-		t.Errorf("removing the last finalizer must null the field: %v", fields)
-	}
-	if setAnnotation("k", "v")(obj) != nil || setAnnotation("k", "w")(obj) == nil {
-		t.Error("setAnnotation must write only a change")
-	}
-	combined := both(addFinalizer("f"), setAnnotation("n", "id"))(obj)
-	if _, hasF := combined["finalizers"]; hasF || combined["annotations"] == nil {
-		t.Errorf("both: %v", combined)
-	}
-	if both(addFinalizer("f"), setAnnotation("k", "v"))(obj) != nil {
-		t.Error("both with nothing to do must write nothing")
-	}
-	if obj.Finalizers[1] != "f" || len(obj.Finalizers) != 2 {
+	if !reflect.DeepEqual(obj.Finalizers, []string{"a", "f"}) {
 		t.Errorf("edits mutated the object: %v", obj.Finalizers)
 	}
 }

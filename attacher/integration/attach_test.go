@@ -95,6 +95,17 @@ func TestAttachDetach(t *testing.T) {
 		attachLatency.Round(time.Millisecond), publishCalls, writesAttach)
 	t.Logf("detach: node reports volume unused -> VolumeAttachment gone in %v; all writes %v",
 		detachLatency.Round(time.Millisecond), e.hub.Steps.Writes())
+	// Exactly the protocol's writes, nothing repeated: attach = PV finalizer,
+	// VolumeAttachment finalizer+node-id, status; detach = VolumeAttachment
+	// finalizer (it is gone then, so no status write), PV finalizer on deletion.
+	wantAttach := map[string]int{"patch persistentvolumes": 1, "patch volumeattachments": 1, "patch volumeattachments/status": 1}
+	wantAll := map[string]int{"patch persistentvolumes": 2, "patch volumeattachments": 2, "patch volumeattachments/status": 1}
+	if !maps.Equal(writesAttach, wantAttach) {
+		t.Errorf("attach writes %v, want %v", writesAttach, wantAttach)
+	}
+	if w := e.hub.Steps.Writes(); !maps.Equal(w, wantAll) {
+		t.Errorf("attach+detach writes %v, want %v", w, wantAll)
+	}
 	if publishCalls != 1 {
 		t.Errorf("ControllerPublishVolume calls = %d, want 1 (no repeated publish of an attached volume)", publishCalls)
 	}

@@ -46,15 +46,7 @@ type env struct {
 // The hub is started by startHub so tests can prepare the driver first.
 func newEnv(t *testing.T, prefix string, opts fakedriver.Options) *env {
 	t.Helper()
-	c := cluster.Shared(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	t.Cleanup(cancel)
-	e := &env{t: t, c: c, ctx: ctx, name: prefix + ".fake.csi-hub.io", cfg: attacher.DefaultConfig()}
-	ns, err := c.CreateNamespace(ctx, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.ns, e.node, e.nodeID = ns, ns+"-node", "id-"+ns
+	e := newBaseEnv(t, prefix)
 	opts.Name, opts.NodeID = e.name, e.nodeID
 	e.driver = fakedriver.New(opts)
 	dir, err := os.MkdirTemp("", "att-")
@@ -67,6 +59,22 @@ func newEnv(t *testing.T, prefix string, opts fakedriver.Options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.driver.StopNow)
+	return e
+}
+
+// newBaseEnv makes the namespace and node; the caller starts a driver named
+// e.name reporting node ID e.nodeID and sets e.socket.
+func newBaseEnv(t *testing.T, prefix string) *env {
+	t.Helper()
+	c := cluster.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	e := &env{t: t, c: c, ctx: ctx, name: prefix + ".fake.csi-hub.io", cfg: attacher.DefaultConfig()}
+	ns, err := c.CreateNamespace(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ns, e.node, e.nodeID = ns, ns+"-node", "id-"+ns
 	e.createNode()
 	return e
 }
@@ -127,7 +135,13 @@ func (e *env) volumeWith(name string, mutate func(*corev1.PersistentVolume, *cor
 	if _, err := e.driver.AddVolume(fakedriver.Volume{ID: handle, Name: handle, CapacityBytes: 1 << 30}); err != nil {
 		e.t.Fatal(err)
 	}
-	pvName = handle
+	return e.boundPV(name, handle, mutate), handle
+}
+
+// boundPV creates a PV of the existing volume handle and a claim bound to it.
+func (e *env) boundPV(name, handle string, mutate func(*corev1.PersistentVolume, *corev1.PersistentVolumeClaim)) (pvName string) {
+	e.t.Helper()
+	pvName = e.ns + "-" + name
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: pvName},
 		Spec: corev1.PersistentVolumeSpec{
@@ -163,7 +177,7 @@ func (e *env) volumeWith(name string, mutate func(*corev1.PersistentVolume, *cor
 		got, err := e.c.Client.CoreV1().PersistentVolumeClaims(e.ns).Get(e.ctx, name, metav1.GetOptions{})
 		return err == nil && got.Status.Phase == corev1.ClaimBound, err
 	})
-	return pvName, handle
+	return pvName
 }
 
 // pod creates a pod on e.node that uses claim; kube-controller-manager then
