@@ -1,6 +1,7 @@
 package resizer
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
@@ -221,6 +223,7 @@ func TestExpandFinalErrorRecovers(t *testing.T) {
 // The PV's controller-expand secret reaches the driver; a missing secret is
 // a Warning event and no CSI call.
 func TestExpandSecrets(t *testing.T) {
+	logs := captureLogs(t)
 	e := newEnv(t, fakedriver.Options{}, DefaultConfig())
 	secret := &v1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "expand-creds", Namespace: e.ns}, StringData: map[string]string{"password": "s3cret"}}
 	if _, err := e.kube.CoreV1().Secrets(e.ns).Create(e.ctx, secret, metav1.CreateOptions{}); err != nil {
@@ -241,6 +244,14 @@ func TestExpandSecrets(t *testing.T) {
 	e.waitEvent(missing.Name, reasonResizeFailed, v1.EventTypeWarning, `"absent"`)
 	if n := e.drv.Calls("ControllerExpandVolume"); n != 1 {
 		t.Errorf("ControllerExpandVolume calls = %d, want 1 (none for the PV whose secret is missing)", n)
+	}
+	klog.Flush()
+	out := logs.String()
+	if !strings.Contains(out, `"GRPC call" method="/csi.v1.Controller/ControllerExpandVolume"`) || !strings.Contains(out, "***stripped***") {
+		t.Errorf("the -v=5 log does not show the CSI call; the secret check below would prove nothing")
+	}
+	if strings.Contains(out, "s3cret") {
+		t.Errorf("a secret value reached the log")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
@@ -186,5 +187,38 @@ func TestModifyTransientErrorRetried(t *testing.T) {
 		if first < 80*time.Millisecond || last < 3*first {
 			t.Errorf("modify retries did not back off: first gap %v, last %v", first, last)
 		}
+	}
+}
+
+// The controller-modify secret the provisioner records on the PV reaches
+// ControllerModifyVolume; without it the expand secret is used.
+func TestModifySecrets(t *testing.T) {
+	e := newEnv(t, fakedriver.Options{}, DefaultConfig())
+	for name, value := range map[string]string{"modify-creds": "m0dify", "expand-creds": "exp4nd"} {
+		s := &v1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns}, StringData: map[string]string{"key": value}}
+		if _, err := e.kube.CoreV1().Secrets(e.ns).Create(e.ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	annotated, _ := e.boundVolume("annotated", "1Gi", withExpandSecret(e.ns, "expand-creds"),
+		func(pv *v1.PersistentVolume, _ *v1.PersistentVolumeClaim) {
+			pv.Annotations = map[string]string{annModifySecretName: "modify-creds", annModifySecretNamespace: e.ns}
+		})
+	plain, _ := e.boundVolume("plain", "1Gi", withExpandSecret(e.ns, "expand-creds"))
+	gold := e.class("gold", map[string]string{"iops": "5000"})
+
+	if err := e.setClass(annotated.Name, gold); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPVC(annotated.Name, "current class "+gold, modified(gold))
+	if r, _ := fakedriver.LastRequest[*csi.ControllerModifyVolumeRequest](e.drv); r.GetSecrets()["key"] != "m0dify" {
+		t.Errorf("secrets of the annotated PV's request have key=%q, want the modify secret", r.GetSecrets()["key"])
+	}
+	if err := e.setClass(plain.Name, gold); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPVC(plain.Name, "current class "+gold, modified(gold))
+	if r, _ := fakedriver.LastRequest[*csi.ControllerModifyVolumeRequest](e.drv); r.GetSecrets()["key"] != "exp4nd" {
+		t.Errorf("secrets of the plain PV's request have key=%q, want the expand secret", r.GetSecrets()["key"])
 	}
 }
