@@ -140,6 +140,7 @@ type Driver struct {
 
 	lifeMu  sync.Mutex // serialises Start/Stop
 	server  *grpc.Server
+	lis     net.Listener
 	socket  string
 	loadErr error
 
@@ -272,7 +273,7 @@ func (d *Driver) Start(socketPath string) error {
 	csi.RegisterIdentityServer(srv, &identityServer{d: d})
 	csi.RegisterControllerServer(srv, &controllerServer{d: d})
 	csi.RegisterNodeServer(srv, &nodeServer{d: d})
-	d.server, d.socket = srv, socketPath
+	d.server, d.lis, d.socket = srv, lis, socketPath
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			klog.ErrorS(err, "Fake CSI driver stopped serving", "socket", socketPath)
@@ -284,11 +285,12 @@ func (d *Driver) Start(socketPath string) error {
 
 // Stop stops serving gracefully: no new calls are accepted and in-flight calls
 // may finish, for at most Options.StopTimeout (calls held by a Gate count as
-// in flight). It is a no-op on a stopped driver.
+// in flight). The socket file is gone when it returns. It is a no-op on a
+// stopped driver.
 func (d *Driver) Stop() { d.stop(true) }
 
-// StopNow stops serving immediately: connections are closed and callers of
-// in-flight calls get Unavailable. The handlers of those calls still run to
+// StopNow stops serving immediately: connections and the socket are closed
+// and callers of in-flight calls get Unavailable. The handlers of those calls still run to
 // completion in the background, like a backend that finishes an operation
 // whose caller went away.
 func (d *Driver) StopNow() { d.stop(false) }
@@ -314,6 +316,10 @@ func (d *Driver) stop(graceful bool) {
 	} else {
 		srv.Stop()
 	}
+	// gRPC closes the listener (which unlinks the socket) from the Serve
+	// goroutine, possibly later; closing it here makes the socket disappear
+	// before Stop returns. A second Close is harmless.
+	_ = d.lis.Close()
 	klog.V(2).InfoS("Fake CSI driver stopped", "socket", d.socket, "graceful", graceful)
 }
 

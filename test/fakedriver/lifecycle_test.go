@@ -20,6 +20,9 @@ func TestRestartKeepsState(t *testing.T) {
 	if _, err := c.ctrl.ListVolumes(ctx(t), &csi.ListVolumesRequest{}); err == nil {
 		t.Fatal("stopped driver still answers")
 	}
+	if _, err := os.Stat(c.socket); !os.IsNotExist(err) {
+		t.Fatalf("socket still there after Stop: %v", err)
+	}
 	if err := d.Start(c.socket); err != nil {
 		t.Fatalf("restart on the same socket: %v", err)
 	}
@@ -74,6 +77,9 @@ func TestStopNowCutsInFlightCallButBackendFinishes(t *testing.T) {
 	}
 	d.StopNow()
 	wantCode(t, <-done, codes.Unavailable)
+	if _, err := os.Stat(c.socket); !os.IsNotExist(err) {
+		t.Fatalf("socket still there after StopNow: %v", err)
+	}
 	if err := d.Start(c.socket); err != nil {
 		t.Fatal(err)
 	}
