@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -169,6 +170,19 @@ func TestCSIFlow(t *testing.T) {
 		a = d.attach(ctx, vol.GetVolumeId(), vc, base)
 		if got := readAt(t, a.target, len(payload), 8*mib); !bytes.Equal(got, payload) {
 			t.Error("raw block data changed across unstage/stage")
+		}
+		// Expanding a raw block volume: the target grows the namespace, the
+		// node rescans; the published device node shows the new size.
+		if _, err := d.cc.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: vol.GetVolumeId(),
+			CapacityRange: &csi.CapacityRange{RequiredBytes: 32 * mib}, VolumeCapability: vc}); err != nil {
+			t.Fatalf("ControllerExpandVolume: %v", err)
+		}
+		if _, err := d.nc.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vol.GetVolumeId(), VolumePath: a.target,
+			StagingTargetPath: a.staging, CapacityRange: &csi.CapacityRange{RequiredBytes: 32 * mib}, VolumeCapability: vc}); err != nil {
+			t.Fatalf("NodeExpandVolume: %v", err)
+		}
+		if size := deviceSize(t, a.target); size != 32*mib {
+			t.Errorf("block volume is %d bytes after expansion, want %d", size, 32*mib)
 		}
 		d.detach(ctx, a)
 		d.deleteVolume(ctx, vol.GetVolumeId())
@@ -419,4 +433,20 @@ func waitState(t *testing.T, ctrl, want string, timeout time.Duration) string {
 	}
 	t.Fatalf("NVMe controller %s is %q after %v, want %s", ctrl, state, timeout, want)
 	return state
+}
+
+// deviceSize is the size of the block device at path (a device node or a
+// publish target bind-mounted over one), by seeking to its end.
+func deviceSize(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return size
 }

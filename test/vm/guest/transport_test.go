@@ -30,8 +30,13 @@ func TestTransport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(hostNQN, "nqn.2014-08.org.nvmexpress:uuid:") {
-		t.Fatalf("host NQN %q is not uuid-based", hostNQN)
+	// /etc/nvme/hostnqn did not exist: it was made from the machine's DMI UUID (qemu -uuid).
+	dmi, _ := os.ReadFile("/sys/class/dmi/id/product_uuid")
+	if want := "nqn.2014-08.org.nvmexpress:uuid:" + strings.ToLower(strings.TrimSpace(string(dmi))); hostNQN != want {
+		t.Fatalf("host NQN %q, want %q", hostNQN, want)
+	}
+	if b, err := os.ReadFile(nvme.DefaultHostNQNFile); err != nil || strings.TrimSpace(string(b)) != hostNQN {
+		t.Fatalf("%s holds %q, %v", nvme.DefaultHostNQNFile, b, err)
 	}
 	t.Logf("host NQN %s", hostNQN)
 	tg, err := nvme.NewTarget(nvme.TargetConfig{ListenAddress: "127.0.0.1", TopologyKey: "topology.block.csi-hub.io/zone", TopologyValue: "vm"})
