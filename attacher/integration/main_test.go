@@ -13,6 +13,7 @@ func TestMain(m *testing.M) {
 		// upstream does when the gate is on.
 		FeatureGates: map[string]bool{"MutableCSINodeAllocatableCount": true},
 		// Detach as soon as the node reports the volume unused.
-		ControllerManagerFlags: []string{"--attach-detach-reconcile-sync-period=5s"},
+		// and bind claims without waiting for the binder's 15s resync.
+		ControllerManagerFlags: []string{"--attach-detach-reconcile-sync-period=5s", "--pvclaimbinder-sync-period=1s"},
 	}))
 }
