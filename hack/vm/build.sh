@@ -15,7 +15,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${CSI_HUB_CACHE:-$HOME/.cache/csi-hub}
+cache=${CSI_HUB_CACHE:-${HOME:-/root}/.cache/csi-hub}
 
 log() { echo "build.sh: $*" >&2; }
 
