@@ -74,9 +74,8 @@ func (d *Driver) ResetCalls() {
 	d.calls.requests = nil
 }
 
-func (c *callLog) record(method string, req any) {
-	msg, ok := req.(proto.Message)
-	if !ok {
+func (c *callLog) record(method string, msg proto.Message) {
+	if msg == nil {
 		return
 	}
 	c.mu.Lock()
@@ -118,9 +117,10 @@ func (d *Driver) WaitCalls(ctx context.Context, method string, n int) error {
 // then the handler.
 func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	method := path.Base(info.FullMethod)
-	d.calls.record(method, req)
+	msg, _ := req.(proto.Message)
+	d.calls.record(method, msg)
 	klog.V(4).InfoS("CSI call", "method", method, "request", protosanitizer.StripSecrets(req))
-	gate, delay, before, after := d.faults.take(method)
+	gate, delay, before, after := d.faults.take(method, msg)
 	if gate != nil {
 		klog.V(4).InfoS("CSI call held at gate", "method", method)
 		gate.hold()

@@ -16,7 +16,8 @@
 // replaces the list outright. An RPC whose capability is off is Unimplemented.
 //
 // Faults, all keyed by the CSI method name ("CreateVolume"), which is checked:
-//   - InjectError: the next n calls (or Forever) fail before acting.
+//   - InjectError: the next n calls (or Forever) fail before acting;
+//     InjectErrorIf: only calls whose request a predicate accepts.
 //   - InjectErrorAfter: the call acts, then fails (a lost response).
 //   - SetDelay: calls wait before acting, ignoring the caller's deadline.
 //   - Gate: calls block until Release, even if their caller goes away.
@@ -25,7 +26,7 @@
 // Order inside one call: recorded, takes its injected error, waits at the
 // gate, waits the delay, then fails (InjectError) or runs.
 //
-// Inspection: Calls and Requests / RequestsOf / LastRequest give what the
+// Inspection: Calls, WaitCalls and Requests / RequestsOf / LastRequest give what the
 // driver received (copies, secrets included: tests assert on them; the
 // driver's own logs strip them); Volumes, Volume, VolumeByName and Snapshots
 // give the backend state. AddVolume, AddSnapshot, RemoveVolume,

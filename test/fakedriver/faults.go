@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Forever makes an injected error apply to every call until ClearFaults.
@@ -38,6 +39,7 @@ type injectedError struct {
 	err       error
 	remaining int // Forever or > 0
 	after     bool
+	match     func(proto.Message) bool // nil: every call
 }
 
 type faults struct {
@@ -52,17 +54,25 @@ type faults struct {
 // when it arrives, before any gate or delay. Several injections on one method
 // queue up in order.
 func (d *Driver) InjectError(method string, code codes.Code, msg string, times int) {
-	d.inject(method, code, msg, times, false)
+	d.inject(method, code, msg, times, false, nil)
+}
+
+// InjectErrorIf is InjectError for only the calls whose request match
+// accepts, e.g. one volume among many handled concurrently; times counts
+// matching calls only. match sees the request as received: it must not
+// modify or keep it.
+func (d *Driver) InjectErrorIf(method string, match func(req proto.Message) bool, code codes.Code, msg string, times int) {
+	d.inject(method, code, msg, times, false, match)
 }
 
 // InjectErrorAfter is InjectError except that the driver performs the call
 // first and only then returns the error: the operation took effect but its
 // response was lost, the case that leaks volumes in a careless caller.
 func (d *Driver) InjectErrorAfter(method string, code codes.Code, msg string, times int) {
-	d.inject(method, code, msg, times, true)
+	d.inject(method, code, msg, times, true, nil)
 }
 
-func (d *Driver) inject(method string, code codes.Code, msg string, times int, after bool) {
+func (d *Driver) inject(method string, code codes.Code, msg string, times int, after bool, match func(proto.Message) bool) {
 	mustKnow(method)
 	if times != Forever && times <= 0 {
 		panic(fmt.Sprintf("fakedriver: InjectError times must be > 0 or Forever, got %d", times))
@@ -73,7 +83,7 @@ func (d *Driver) inject(method string, code codes.Code, msg string, times int, a
 	if f.errors == nil {
 		f.errors = map[string][]*injectedError{}
 	}
-	f.errors[method] = append(f.errors[method], &injectedError{err: status.Error(code, msg), remaining: times, after: after})
+	f.errors[method] = append(f.errors[method], &injectedError{err: status.Error(code, msg), remaining: times, after: after, match: match})
 }
 
 // SetDelay makes every call of method wait delay before it is handled (0
@@ -106,19 +116,22 @@ func (d *Driver) ClearFaults() {
 	}
 }
 
-// takeFault consumes what applies to one arriving call.
-func (f *faults) take(method string) (g *Gate, delay time.Duration, before, after error) {
+// take consumes what applies to one arriving call: the first queued error
+// that matches it, the gate and the delay.
+func (f *faults) take(method string, req proto.Message) (g *Gate, delay time.Duration, before, after error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	g = f.gates[method]
 	delay = f.delays[method]
 	queue := f.errors[method]
-	if len(queue) > 0 {
-		ie := queue[0]
+	for i, ie := range queue {
+		if ie.match != nil && !ie.match(req) {
+			continue
+		}
 		if ie.remaining != Forever {
 			ie.remaining--
 			if ie.remaining == 0 {
-				f.errors[method] = queue[1:]
+				f.errors[method] = append(queue[:i:i], queue[i+1:]...)
 			}
 		}
 		if ie.after {
@@ -126,6 +139,7 @@ func (f *faults) take(method string) (g *Gate, delay time.Duration, before, afte
 		} else {
 			before = ie.err
 		}
+		break
 	}
 	return g, delay, before, after
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestInjectErrorCounts(t *testing.T) {
@@ -45,6 +46,27 @@ func TestInjectErrorQueueAndForever(t *testing.T) {
 	d.ClearFaults()
 	if err := del(); err != nil {
 		t.Fatalf("after ClearFaults: %v", err)
+	}
+}
+
+func TestInjectErrorIfMatchesOnlyChosenCalls(t *testing.T) {
+	d, c := startDriver(t, Options{})
+	d.InjectErrorIf("CreateVolume", func(req proto.Message) bool {
+		return req.(*csi.CreateVolumeRequest).GetName() == "pvc-bad"
+	}, codes.Internal, "bad one", 2)
+	d.InjectError("CreateVolume", codes.Unavailable, "everyone after", 1)
+
+	// A non-matching call skips the matching-only entry and takes the next one.
+	_, err := c.ctrl.CreateVolume(ctx(t), createReq("pvc-good", mib))
+	wantCode(t, err, codes.Unavailable, "everyone after")
+	mustCreate(t, c, createReq("pvc-good", mib))
+	for range 2 {
+		_, err := c.ctrl.CreateVolume(ctx(t), createReq("pvc-bad", mib))
+		wantCode(t, err, codes.Internal, "bad one")
+	}
+	mustCreate(t, c, createReq("pvc-bad", mib))
+	if n := len(d.Volumes()); n != 2 {
+		t.Fatalf("%d volumes, want 2", n)
 	}
 }
 
