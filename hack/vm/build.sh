@@ -56,6 +56,10 @@ fi
 [ -n "$kpkg" ] || { log "cannot resolve linux-image-cloud-amd64 (apt-cache depends)"; exit 3; }
 kver=${kpkg#linux-image-}
 out=$cache/vm-$kver
+# One build at a time: concurrent test runs share the cache.
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
+flock 9
 # The stamp ties the image to this script's content: edit the script, get a rebuild.
 stamp=$(sha256sum "$0" | cut -c1-16)
 if [ -f "$out/initrd.gz" ] && [ -f "$out/vmlinuz" ] && [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ]; then
