@@ -26,10 +26,10 @@
 // Order inside one call: recorded, takes its injected error, waits at the
 // gate, waits the delay, then fails (InjectError) or runs.
 //
-// Inspection: Calls, WaitCalls and Requests / RequestsOf / LastRequest give what the
-// driver received (copies, secrets included: tests assert on them; the
-// driver's own logs strip them); Volumes, Volume, VolumeByName and Snapshots
-// give the backend state. AddVolume, AddSnapshot, RemoveVolume,
+// Inspection: Calls, WaitCalls and Requests / RequestsOf / LastRequest give
+// what the driver received (copies, secrets included: tests assert on them;
+// the driver's own logs strip them); Volumes, Volume, VolumeByName and
+// Snapshots give the backend state. AddVolume, AddSnapshot, RemoveVolume,
 // RemoveSnapshot, SetSnapshotReady, SetTotalCapacity and SetReady change the
 // backend behind the caller's back.
 package fakedriver
