@@ -29,3 +29,28 @@ vet:
 test: deps vet
 	$(GO) test -count=1 -timeout 35m ./...
 # ---------------------------------------------------------------------------
+
+# ---- local cluster, images, e2e, demo (owner: manifests/test/e2e) ----------
+# cluster-up:   real single-node cluster (etcd, kube-apiserver, kcm, scheduler,
+#               snapshot-controller, containerd, kubelet) with csi-hub deployed
+#               from manifests/ (only the image names overridden). Needs root.
+# cluster-down: removes all of it and leaves the machine clean.
+# images:       image tarballs without Docker (go-containerregistry) in _output/images.
+# e2e:          the e2e suite on that cluster (brings it up and down itself,
+#               or reuses one from cluster-up when CSI_HUB_E2E_REUSE=1).
+# demo:         cluster up + the PVC -> Pod -> snapshot -> restore -> resize story.
+.PHONY: cluster-up cluster-down images e2e demo
+cluster-up:
+	hack/cluster/up.sh
+
+cluster-down:
+	hack/cluster/down.sh
+
+images:
+	$(GO) run ./hack/imagebuild -out _output/images
+
+e2e:
+	$(GO) test -count=1 -timeout 20m -v ./test/e2e/
+
+demo:
+	hack/demo.sh
