@@ -177,6 +177,11 @@ func New(opts Options) *Driver {
 	}
 	d.ready.Store(!opts.NotReady)
 	if opts.StateFile != "" {
+		// A missing directory would fail every later save; create it now.
+		if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o755); err != nil {
+			d.loadErr = fmt.Errorf("creating fake driver state directory: %w", err)
+			return d
+		}
 		st, err := loadState(opts.StateFile)
 		if err != nil {
 			d.loadErr = fmt.Errorf("loading fake driver state: %w", err)

@@ -137,7 +137,7 @@ func TestGracefulStopIsBoundedByStopTimeout(t *testing.T) {
 }
 
 func TestStateFilePersistence(t *testing.T) {
-	stateFile := filepath.Join(t.TempDir(), "state.json")
+	stateFile := filepath.Join(t.TempDir(), "not-yet", "state.json")
 	d, c := startDriver(t, Options{StateFile: stateFile, Attach: true, NodeID: "node-1"})
 	v := mustCreate(t, c, createReq("pvc-p", 3*mib))
 	snap := mustSnapshot(t, c, "snap-p", v.GetVolumeId())
