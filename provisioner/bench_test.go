@@ -25,12 +25,7 @@ func BenchmarkProvision(b *testing.B) {
 		b.Run(fmt.Sprintf("qps=%g", qps), func(b *testing.B) {
 			e := baseEnv(b, DefaultConfig())
 			e.tuneHub = func(o *hub.Options) { o.KubeAPIQPS, o.KubeAPIBurst = qps, int(2*qps) }
-			e.socket = b.TempDir() + "/csi.sock"
-			e.drv = fakedriver.New(fakedriver.Options{Name: e.driver})
-			if err := e.drv.Start(e.socket); err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(e.drv.StopNow)
+			e.startFake(fakedriver.Options{})
 			e.startHub()
 			sc := e.storageClass("bench")
 

@@ -24,6 +24,12 @@ type Config struct {
 	StrictTopology            bool
 	ImmediateTopology         bool
 	ControllerPublishReadOnly bool
+
+	// Storage capacity tracking (CSIStorageCapacity objects for the scheduler).
+	EnableCapacity              bool
+	CapacityPollInterval        time.Duration
+	CapacityForImmediateBinding bool
+	CapacityOwnerrefLevel       int
 }
 
 // DefaultConfig returns the sidecar's defaults.
@@ -32,6 +38,9 @@ func DefaultConfig() Config {
 		VolumeNamePrefix:     DefaultNamePrefix,
 		VolumeNameUUIDLength: -1,
 		ImmediateTopology:    true,
+
+		CapacityPollInterval:  time.Minute,
+		CapacityOwnerrefLevel: 1,
 	}
 }
 
@@ -56,6 +65,14 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"With immediate binding and no allowedTopologies, pass the topology of all nodes the driver runs on.")
 	fs.BoolVar(&c.ControllerPublishReadOnly, "controller-publish-readonly", c.ControllerPublishReadOnly,
 		"Set readOnly on the PV's CSI source when the PVC's only access mode is ReadOnlyMany.")
+	fs.BoolVar(&c.EnableCapacity, "enable-capacity", c.EnableCapacity,
+		"Publish CSIStorageCapacity objects from GetCapacity (in the namespace of $NAMESPACE) for the scheduler.")
+	fs.DurationVar(&c.CapacityPollInterval, "capacity-poll-interval", c.CapacityPollInterval,
+		"How often to refresh CSIStorageCapacity objects with GetCapacity.")
+	fs.BoolVar(&c.CapacityForImmediateBinding, "capacity-for-immediate-binding", c.CapacityForImmediateBinding,
+		"Also publish capacity for StorageClasses with Immediate binding.")
+	fs.IntVar(&c.CapacityOwnerrefLevel, "capacity-ownerref-level", c.CapacityOwnerrefLevel,
+		"Owner of CSIStorageCapacity objects, counted from the pod $POD_NAME: -1 none, 0 the pod, 1 its StatefulSet/DaemonSet/ReplicaSet, 2 a Deployment.")
 }
 
 func (c Config) validate() error {
@@ -64,6 +81,12 @@ func (c Config) validate() error {
 	}
 	if c.VolumeNameUUIDLength == 0 || c.VolumeNameUUIDLength < -1 {
 		return errorf("--volume-name-uuid-length must be -1 or positive, got %d", c.VolumeNameUUIDLength)
+	}
+	if c.EnableCapacity && c.CapacityPollInterval <= 0 {
+		return errorf("--capacity-poll-interval must be positive, got %s", c.CapacityPollInterval)
+	}
+	if c.CapacityOwnerrefLevel < -1 {
+		return errorf("--capacity-ownerref-level must be -1 or more, got %d", c.CapacityOwnerrefLevel)
 	}
 	if c.WorkerThreads < 0 {
 		return errorf("--provisioner-worker-threads must not be negative, got %d", c.WorkerThreads)

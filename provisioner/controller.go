@@ -44,6 +44,7 @@ type Controller struct {
 	vaLister      storagelisters.VolumeAttachmentLister
 	claimsSynced  cache.InformerSynced
 	dataSources   map[schema.GroupKind]DataSource
+	capacity      *capacityPublisher // nil without --enable-capacity
 
 	// inFlight holds claims whose CreateVolume may have created a backend
 	// volume that no PV records yet (timeout, Unavailable, PV create failed).
@@ -108,19 +109,27 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	}
 	c.claimsSynced = pvcs.Informer().HasSynced
 
-	if _, err := pvcs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	var err error
+	if _, err = pvcs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.claimChanged,
 		UpdateFunc: func(_, obj any) { c.claimChanged(obj) },
 		DeleteFunc: c.claimDeleted,
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := pvs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err = pvs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.volumeChanged,
 		UpdateFunc: func(_, obj any) { c.volumeChanged(obj) },
 		DeleteFunc: c.volumeDeleted,
 	}); err != nil {
 		return nil, err
+	}
+	if cfg.EnableCapacity {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c.capacity, err = newCapacityPublisher(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	klog.InfoS("Provisioner configured", "driver", h.Driver, "identity", c.identity, "workers", c.workers,
 		"timeout", c.timeout, "topology", c.topology, "volumeNamePrefix", cfg.VolumeNamePrefix,
@@ -144,6 +153,13 @@ func (c *Controller) Name() string { return Name }
 func (c *Controller) Run(ctx context.Context) {
 	klog.InfoS("Starting provisioner", "driver", c.h.Driver, "workers", c.workers)
 	var wg sync.WaitGroup
+	if c.capacity != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.capacity.run(ctx)
+		}()
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()

@@ -52,15 +52,21 @@ var nonDNS = regexp.MustCompile(`[^a-z0-9]+`)
 func newEnv(t testing.TB, opts fakedriver.Options, cfg Config) *env {
 	t.Helper()
 	e := baseEnv(t, cfg)
-	opts.Name = e.driver
-	e.socket = filepath.Join(t.TempDir(), "csi.sock")
-	e.drv = fakedriver.New(opts)
-	if err := e.drv.Start(e.socket); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.drv.StopNow)
+	e.startFake(opts)
 	e.startHub()
 	return e
+}
+
+// startFake serves a fake driver named e.driver on e.socket.
+func (e *env) startFake(opts fakedriver.Options) {
+	e.t.Helper()
+	opts.Name = e.driver
+	e.socket = filepath.Join(e.t.TempDir(), "csi.sock")
+	e.drv = fakedriver.New(opts)
+	if err := e.drv.Start(e.socket); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(e.drv.StopNow)
 }
 
 // baseEnv prepares the cluster side: a namespace and a driver name of the

@@ -1,0 +1,68 @@
+package provisioner
+
+import (
+	"context"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+// ownerOf finds the owner for CSIStorageCapacity objects as the sidecar does:
+// start at the pod $POD_NAME and follow controller references level times
+// (0: the pod, 1: its ReplicaSet/StatefulSet/DaemonSet, 2: a Deployment).
+// The objects are then garbage-collected with the driver's deployment.
+func ownerOf(ctx context.Context, h *hub.Hub, ns, podName string, level int) (*metav1.OwnerReference, error) {
+	if podName == "" {
+		return nil, fmt.Errorf("POD_NAME is not set (use -1 for no owner)")
+	}
+	pod, err := h.Kube.CoreV1().Pods(ns).Get(ctx, podName, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	yes := true
+	ref := metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID, Controller: &yes}
+	meta := pod.ObjectMeta
+	for i := 1; i <= level; i++ {
+		ctrl := metav1.GetControllerOfNoCopy(&meta)
+		if ctrl == nil {
+			return nil, fmt.Errorf("%s %s/%s has no controlling owner (level %d)", ref.Kind, ns, ref.Name, i)
+		}
+		ref = *ctrl
+		ref.Controller = &yes
+		if i == level {
+			break
+		}
+		apps := h.Kube.AppsV1()
+		switch ctrl.Kind {
+		case "ReplicaSet":
+			o, err := apps.ReplicaSets(ns).Get(ctx, ctrl.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			meta = o.ObjectMeta
+		case "StatefulSet":
+			o, err := apps.StatefulSets(ns).Get(ctx, ctrl.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			meta = o.ObjectMeta
+		case "DaemonSet":
+			o, err := apps.DaemonSets(ns).Get(ctx, ctrl.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			meta = o.ObjectMeta
+		case "Deployment":
+			o, err := apps.Deployments(ns).Get(ctx, ctrl.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			meta = o.ObjectMeta
+		default:
+			return nil, fmt.Errorf("cannot follow owner %s %s beyond level %d", ctrl.Kind, ctrl.Name, i)
+		}
+	}
+	return &ref, nil
+}
