@@ -159,6 +159,11 @@ func (m *modifier) modifyTo(ctx context.Context, key string, pvc *v1.PersistentV
 		}
 		m.c.h.Events.Event(pvc, v1.EventTypeNormal, reasonModifySuccessful,
 			fmt.Sprintf("external resizer modified volume %s with vac %s successfully", pvc.Name, vac.Name))
+		if want := deref(pvc.Spec.VolumeAttributesClassName); want != "" && want != vac.Name {
+			// An uncertain earlier target was finished first; the spec asks
+			// for another class, and our status write will not wake the PVC.
+			m.q.Add(key)
+		}
 		return nil
 	}
 	msg := callErr.Error()

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/csi-hub/csi-hub/test/fakedriver"
@@ -87,5 +88,75 @@ func TestExpandInfeasibleSlowRetry(t *testing.T) {
 		if gap := times[i].Sub(times[i-1]); gap < 1500*time.Millisecond {
 			t.Errorf("gap before call %d = %v, want about --retry-interval-max (2s)", i+1, gap)
 		}
+	}
+}
+
+// The hub stops while ControllerModifyVolume to class gold is running, and the
+// user switches to silver meanwhile. The new hub first finishes gold (the
+// driver may have applied it), then applies silver.
+func TestModifyRestartMidCallFinishesTargetFirst(t *testing.T) {
+	e := newEnv(t, fakedriver.Options{}, DefaultConfig())
+	pvc, pv := e.boundVolume("data", "1Gi")
+	gold := e.class("gold", map[string]string{"iops": "5000"})
+	silver := e.class("silver", map[string]string{"iops": "3000"})
+	gate := e.drv.Gate("ControllerModifyVolume")
+
+	if err := e.setClass(pvc.Name, gold); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	if err := gate.WaitArrived(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.hub.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	gate.Release()
+	if s := e.pvc(pvc.Name).Status.ModifyVolumeStatus; s == nil || s.Status != v1.PersistentVolumeClaimModifyVolumeInProgress || s.TargetVolumeAttributesClassName != gold {
+		t.Fatalf("modifyVolumeStatus after the interrupted call = %+v, want InProgress to %s", s, gold)
+	}
+	if err := e.setClass(pvc.Name, silver); err != nil {
+		t.Fatal(err)
+	}
+	e.startHub()
+	e.waitPVC(pvc.Name, "current class "+silver, modified(silver))
+	var order []string
+	for _, r := range fakedriver.RequestsOf[*csi.ControllerModifyVolumeRequest](e.drv) {
+		order = append(order, r.GetMutableParameters()["iops"])
+	}
+	if len(order) != 3 || order[0] != "5000" || order[1] != "5000" || order[2] != "3000" {
+		t.Errorf("ControllerModifyVolume iops in order = %v, want [5000 5000 3000]: finish gold, then silver", order)
+	}
+	if got := deref(e.pv(pv.Name).Spec.VolumeAttributesClassName); got != silver {
+		t.Errorf("PV class = %q, want %q", got, silver)
+	}
+}
+
+// A driver that expands only on the node (no controller EXPAND_VOLUME, node
+// EXPAND_VOLUME): the PV takes the new size without a CSI call and kubelet's
+// turn is marked, as external-resizer's trivial resizer does.
+func TestExpandNodeOnlyDriver(t *testing.T) {
+	e := newEnv(t, fakedriver.Options{
+		NodeExpansionRequired: true,
+		ControllerCapabilities: []csi.ControllerServiceCapability_RPC_Type{
+			csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME, csi.ControllerServiceCapability_RPC_MODIFY_VOLUME},
+	}, DefaultConfig())
+	if e.ctrl.expand == nil || !e.ctrl.expand.nodeOnly {
+		t.Fatal("resizer did not choose node-only expansion for a driver with only node EXPAND_VOLUME")
+	}
+	pvc, pv := e.boundVolume("data", "1Gi")
+	e.request(pvc.Name, "2Gi")
+	got := e.waitPVC(pvc.Name, "NodeResizePending", func(c *v1.PersistentVolumeClaim) bool {
+		return c.Status.AllocatedResourceStatuses[v1.ResourceStorage] == v1.PersistentVolumeClaimNodeResizePending
+	})
+	if _, ok := condition(got, v1.PersistentVolumeClaimFileSystemResizePending); !ok {
+		t.Errorf("no FileSystemResizePending condition: %+v", got.Status.Conditions)
+	}
+	if q := e.pv(pv.Name).Spec.Capacity[v1.ResourceStorage]; !quantityIs(q, "2Gi") {
+		t.Errorf("PV capacity = %s, want 2Gi", q.String())
+	}
+	if n := e.drv.Calls("ControllerExpandVolume"); n != 0 {
+		t.Errorf("ControllerExpandVolume calls = %d, want 0", n)
 	}
 }
