@@ -10,6 +10,8 @@ import (
 
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/klog/v2"
 )
@@ -113,13 +115,19 @@ func (d *Driver) WaitCalls(ctx context.Context, method string, n int) error {
 	}
 }
 
-// intercept wraps every call: account, then gate, delay and injected errors,
-// then the handler.
+// intercept wraps every call: account, refuse concurrent operations (if
+// asked), then gate, delay and injected errors, then the handler.
 func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	method := path.Base(info.FullMethod)
 	msg, _ := req.(proto.Message)
 	d.calls.record(method, msg)
 	klog.V(4).InfoS("CSI call", "method", method, "request", protosanitizer.StripSecrets(req))
+	if key := operationKey(msg); key != "" && d.opts.AbortConcurrent {
+		if !d.inflight.begin(key) {
+			return nil, status.Errorf(codes.Aborted, "an operation on %s is already in progress", key)
+		}
+		defer d.inflight.end(key)
+	}
 	gate, delay, before, after := d.faults.take(method, msg)
 	if gate != nil {
 		klog.V(4).InfoS("CSI call held at gate", "method", method)

@@ -222,6 +222,24 @@ func TestTopologySwitchedOn(t *testing.T) {
 	_, err = zone(&csi.TopologyRequirement{Requisite: []*csi.Topology{seg("mars")}})
 	wantCode(t, err, codes.ResourceExhausted, "requisite")
 
+	// Clones stay in their source's zone.
+	src := createReq("clone-src", mib)
+	src.AccessibilityRequirements = &csi.TopologyRequirement{Requisite: []*csi.Topology{seg("z3")}}
+	srcVol := mustCreate(t, c, src)
+	cloneOf := func(name string, req *csi.TopologyRequirement) (*csi.CreateVolumeResponse, error) {
+		r := createReq(name, mib)
+		r.AccessibilityRequirements = req
+		r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+			Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: srcVol.GetVolumeId()}}}
+		return c.ctrl.CreateVolume(ctx(t), r)
+	}
+	clone, err := cloneOf("clone-ok", &csi.TopologyRequirement{Requisite: []*csi.Topology{seg("z1"), seg("z3")}, Preferred: []*csi.Topology{seg("z1")}})
+	if err != nil || clone.GetVolume().GetAccessibleTopology()[0].GetSegments()[key] != "z3" {
+		t.Fatalf("clone placed at %v (%v), want the source's z3", clone.GetVolume().GetAccessibleTopology(), err)
+	}
+	_, err = cloneOf("clone-bad", &csi.TopologyRequirement{Requisite: []*csi.Topology{seg("z1")}})
+	wantCode(t, err, codes.ResourceExhausted, "z3")
+
 	capResp, err := c.ctrl.GetCapacity(ctx(t), &csi.GetCapacityRequest{AccessibleTopology: seg("mars")})
 	if err != nil || capResp.GetAvailableCapacity() != 0 {
 		t.Fatalf("capacity in an unknown zone: %v, %v", capResp, err)

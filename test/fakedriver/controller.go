@@ -67,7 +67,12 @@ func (s *controllerServer) CreateVolume(_ context.Context, req *csi.CreateVolume
 	if err != nil {
 		return nil, err
 	}
-	topo, err := d.placeVolume(req.GetAccessibilityRequirements())
+	var topo []map[string]string
+	if srcVol != "" && d.state.Volumes[srcVol].AccessibleTopology != nil {
+		topo, err = d.cloneZone(d.state.Volumes[srcVol], req.GetAccessibilityRequirements())
+	} else {
+		topo, err = d.placeVolume(req.GetAccessibilityRequirements())
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,8 @@
 //   - SetDelay: calls wait before acting, ignoring the caller's deadline.
 //   - Gate: calls block until Release, even if their caller goes away.
 //   - ClearFaults removes all of the above and releases every gate.
+//   - Options.AbortConcurrent: a second mutating call on an object with one
+//     in flight gets Aborted, as from drivers with per-volume locks.
 //
 // Order inside one call: recorded, takes its injected error, waits at the
 // gate, waits the delay, then fails (InjectError) or runs.

@@ -114,6 +114,12 @@ type Options struct {
 	// ready at once; with both set, both must hold.
 	SnapshotReadyAfter time.Duration
 
+	// AbortConcurrent makes a mutating call fail with Aborted while another
+	// call on the same object (volume name or ID, snapshot name or ID) is in
+	// flight, including one held by a Gate or a delay, as drivers built on
+	// csi-lib-utils-style operation locks do.
+	AbortConcurrent bool
+
 	// NotReady makes Probe report ready=false until SetReady(true).
 	NotReady bool
 
@@ -148,8 +154,9 @@ type Driver struct {
 	state      state
 	totalBytes int64
 
-	faults faults
-	calls  callLog
+	faults   faults
+	calls    callLog
+	inflight inflight
 }
 
 // New returns a driver configured by opts. If opts.StateFile exists it is

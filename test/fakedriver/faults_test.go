@@ -286,3 +286,63 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestAbortConcurrent(t *testing.T) {
+	d, c := startDriver(t, Options{AbortConcurrent: true})
+	g := d.Gate("CreateVolume")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ctrl.CreateVolume(ctx(t), createReq("pvc-busy", mib))
+		done <- err
+	}()
+	if err := g.WaitArrived(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The same name while the first call is held: Aborted at once, not held.
+	_, err := c.ctrl.CreateVolume(ctx(t), createReq("pvc-busy", mib))
+	wantCode(t, err, codes.Aborted, "pvc-busy")
+	if g.Held() != 1 {
+		t.Fatalf("the aborted call was held too: Held=%d", g.Held())
+	}
+	// Another name is not blocked by the first operation (only by the gate).
+	other := make(chan error, 1)
+	go func() {
+		_, err := c.ctrl.CreateVolume(ctx(t), createReq("pvc-other", mib))
+		other <- err
+	}()
+	waitFor(t, func() bool { return g.Held() == 2 }, "the other volume's call to reach the gate")
+	g.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	// Finished operations free their object.
+	v := mustCreate(t, c, createReq("pvc-busy", mib))
+	if _, err := c.ctrl.DeleteVolume(ctx(t), &csi.DeleteVolumeRequest{VolumeId: v.GetVolumeId()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentCallsAllowedByDefault(t *testing.T) {
+	d, c := startDriver(t, Options{})
+	g := d.Gate("CreateVolume")
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := c.ctrl.CreateVolume(ctx(t), createReq("pvc-same", mib))
+			errs <- err
+		}()
+	}
+	waitFor(t, func() bool { return g.Held() == 2 }, "both calls to reach the gate")
+	g.Release()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(d.Volumes()); n != 1 {
+		t.Fatalf("two concurrent CreateVolume of one name made %d volumes", n)
+	}
+}

@@ -165,6 +165,20 @@ func (d *Driver) placeVolume(req *csi.TopologyRequirement) ([]map[string]string,
 	return []map[string]string{{key: allowed[0]}}, nil
 }
 
+// cloneZone places a clone: the backend copies within a zone, so the clone
+// lands in its source's zone, which the requisite topology must allow.
+func (d *Driver) cloneZone(src *Volume, req *csi.TopologyRequirement) ([]map[string]string, error) {
+	key := d.opts.TopologyKey
+	zone := src.AccessibleTopology[0][key]
+	if len(req.GetRequisite()) > 0 && !slices.ContainsFunc(req.GetRequisite(), func(t *csi.Topology) bool {
+		return t.GetSegments()[key] == zone
+	}) {
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"accessibility_requirements.requisite excludes zone %s of volume_content_source.volume %s; clones stay in their source's zone", zone, src.ID)
+	}
+	return []map[string]string{{key: zone}}, nil
+}
+
 func toCSITopology(segs []map[string]string) []*csi.Topology {
 	var out []*csi.Topology
 	for _, s := range segs {
