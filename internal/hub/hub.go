@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/csiconn"
@@ -83,7 +82,8 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 	cfg.QPS, cfg.Burst = float32(opts.KubeAPIQPS), opts.KubeAPIBurst
 	// One token bucket for every client built from this config (core, snapshot,
 	// dynamic...): --kube-api-qps is the process's budget, not each client's.
-	cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)
+	budget := newBudget(cfg.QPS, cfg.Burst)
+	cfg.RateLimiter = budget.work()
 	cfg.UserAgent = "csi-hub/" + h.Driver
 	cfg.Wrap(h.Steps.WrapTransport)
 	h.RestConfig = cfg
@@ -95,7 +95,13 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 	host, _ := os.Hostname()
 	h.identity = fmt.Sprintf("%s_%d", host, time.Now().UnixNano())
 	h.broadcaster = record.NewBroadcaster(record.WithContext(ctx))
-	h.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: h.Kube.CoreV1().Events("")})
+	eventCfg := rest.CopyConfig(cfg)
+	eventCfg.RateLimiter = budget.background() // events never delay a controller's request
+	eventClient, err := kubernetes.NewForConfig(eventCfg)
+	if err != nil {
+		return nil, err
+	}
+	h.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventClient.CoreV1().Events("")})
 	rec := h.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: h.Driver + "_csi-hub", Host: host})
 	h.Events = h.Steps.EventRecorder(rec)
 	return h, nil

@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	hubBinary string
+	buildErr  error
+)
+
+// csiHubBinary builds cmd/csi-hub once per test binary.
+func csiHubBinary(b testing.TB) string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "csi-hub-bench-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		hubBinary = filepath.Join(dir, "csi-hub")
+		out, err := exec.Command("go", "build", "-o", hubBinary, "github.com/csi-hub/csi-hub/cmd/csi-hub").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			hubBinary = string(out)
+		}
+	})
+	if buildErr != nil {
+		b.Fatalf("building csi-hub: %v\n%s", buildErr, hubBinary)
+	}
+	return hubBinary
+}
+
+// sidecarBinary builds (once per machine, cached) an official sidecar.
+func sidecarBinary(b testing.TB, name string) string {
+	out, err := exec.Command("../../hack/ensure-sidecars.sh").Output()
+	if err != nil {
+		b.Fatalf("hack/ensure-sidecars.sh: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(lastLine(string(out))), name)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// process is a controller process under measurement.
+type process struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func startProcess(b testing.TB, bin string, args ...string) *process {
+	b.Helper()
+	log := filepath.Join(b.TempDir(), filepath.Base(bin)+".log")
+	f, err := os.Create(log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	p := &process{cmd: cmd, log: log}
+	b.Cleanup(p.stop)
+	return p
+}
+
+// peakRSSMiB is the process's high-water resident set (VmHWM).
+func (p *process) peakRSSMiB() float64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+func (p *process) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func (p *process) tail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
