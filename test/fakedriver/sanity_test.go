@@ -27,6 +27,7 @@ func TestSanity(t *testing.T) {
 		Topology:               true,
 		MaxVolumesPerNode:      8,
 		CreateTargetPaths:      true,
+		AbortConcurrent:        true,
 		StateFile:              filepath.Join(t.TempDir(), "state.json"),
 	})
 	sock := socketPath(t)
