@@ -27,7 +27,11 @@
 //     including storage.kubernetes.io/csiProvisionerIdentity and the secret
 //     references, reclaim policy, mountOptions, volumeMode, nodeAffinity;
 //   - events Provisioning, ProvisioningSucceeded, ProvisioningFailed on the
-//     PVC and VolumeFailedDelete on the PV.
+//     PVC and VolumeFailedDelete on the PV;
+//   - with --enable-capacity, CSIStorageCapacity objects per StorageClass and
+//     topology segment, labelled csi.storage.k8s.io/drivername and
+//     csi.storage.k8s.io/managed-by=external-provisioner, owned as
+//     --capacity-ownerref-level says, in the namespace of $NAMESPACE.
 //
 // Differences that only save API writes (the resulting objects are the same):
 // the finalizer is put only on Delete-policy PVs (the sidecar adds it to every
