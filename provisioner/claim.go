@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -142,7 +143,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		return err
 	}
 	c.inFlight.Delete(key)
-	c.announced.Delete(claim.UID)
+	c.forget(claim.UID)
 	c.h.Events.Event(claim, v1.EventTypeNormal, reasonSucceeded, fmt.Sprintf("Successfully provisioned volume %s", pvName))
 	klog.InfoS("Provisioned volume", "PVC", klog.KObj(claim), "PV", pvName, "handle", vol.GetVolumeId(), "bytes", capacity)
 	return nil
@@ -170,8 +171,15 @@ func (c *Controller) provisionedAlready(claim *v1.PersistentVolumeClaim, pvName 
 
 func (c *Controller) fail(claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass, err error) {
 	msg := fmt.Sprintf("failed to provision volume with StorageClass %q: %v", sc.Name, err)
-	c.h.Events.Event(claim, v1.EventTypeWarning, reasonFailed, msg)
 	klog.ErrorS(err, "Provisioning failed; will retry with backoff", "PVC", klog.KObj(claim), "storageClass", sc.Name)
+	now := time.Now()
+	if v, ok := c.lastFailure.Load(claim.UID); ok {
+		if last := v.(failureNote); last.msg == msg && now.Sub(last.when) < failureEventInterval {
+			return // already reported; events share the API budget with real work
+		}
+	}
+	c.lastFailure.Store(claim.UID, failureNote{msg: msg, when: now})
+	c.h.Events.Event(claim, v1.EventTypeWarning, reasonFailed, msg)
 }
 
 func sizeOf(claim *v1.PersistentVolumeClaim) string {

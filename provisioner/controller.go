@@ -10,6 +10,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
@@ -62,6 +63,25 @@ type Controller struct {
 	// announced remembers claims (by UID) that got their Provisioning event,
 	// so retries do not repeat it: events share the API budget with real work.
 	announced sync.Map
+	// lastFailure (claim UID -> failureNote) suppresses repeats of the same
+	// ProvisioningFailed event within failureEventInterval.
+	lastFailure sync.Map
+}
+
+// failureEventInterval is how often an unchanged failure is reported again on
+// one claim; retries in between only log. This bounds the event writes of a
+// broken claim whatever its retry rate.
+const failureEventInterval = time.Minute
+
+type failureNote struct {
+	msg  string
+	when time.Time
+}
+
+// forget drops per-claim memory once the claim is provisioned or gone.
+func (c *Controller) forget(uid types.UID) {
+	c.announced.Delete(uid)
+	c.lastFailure.Delete(uid)
 }
 
 // New builds the provisioner on the hub's shared informers and connection.
@@ -184,7 +204,7 @@ func (c *Controller) claimChanged(obj any) {
 	}
 	if claim.Spec.VolumeName != "" {
 		// Bound (or being bound): nothing to provision; forget per-claim memory.
-		c.announced.Delete(claim.UID)
+		c.forget(claim.UID)
 		if _, busy := c.inFlight.Load(key); !busy {
 			return
 		}
@@ -200,7 +220,7 @@ func (c *Controller) claimDeleted(obj any) {
 	if !ok {
 		return
 	}
-	c.announced.Delete(claim.UID)
+	c.forget(claim.UID)
 	key, err := cache.MetaNamespaceKeyFunc(claim)
 	if err != nil {
 		return

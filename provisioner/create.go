@@ -155,6 +155,6 @@ func (c *Controller) reschedule(ctx context.Context, claim *v1.PersistentVolumeC
 		return errors.Join(cause, fmt.Errorf("removing %s from the PVC: %w", annSelectedNode, err))
 	}
 	klog.InfoS("Asked the scheduler to pick another node", "PVC", klog.KObj(claim), "node", node, "err", cause)
-	c.announced.Delete(claim.UID)
+	c.forget(claim.UID)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csi-hub/csi-hub/internal/steps"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
@@ -36,6 +37,16 @@ func TestFailureRetriedWithBackoff(t *testing.T) {
 	ev := e.events("flaky", reasonFailed)
 	if len(ev) == 0 || !strings.Contains(ev[0].Message, `failed to provision volume with StorageClass "`+sc.Name+`"`) {
 		t.Errorf("ProvisioningFailed events %v", ev)
+	}
+	// Every retry fails the same way: reported once, not once per retry.
+	failedEvents := 0
+	for _, st := range e.hub.Steps.Recent(0) {
+		if st.Kind == steps.Event && st.Action == reasonFailed && strings.HasSuffix(st.Object, "/flaky") {
+			failedEvents++
+		}
+	}
+	if failedEvents != 1 {
+		t.Errorf("%d ProvisioningFailed events emitted for %d identical failures, want 1", failedEvents, calls+start)
 	}
 	if len(e.events("flaky", reasonProvisioning)) != 1 {
 		t.Errorf("want exactly one Provisioning event across retries, got %d", len(e.events("flaky", reasonProvisioning)))
