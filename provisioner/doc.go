@@ -35,8 +35,9 @@
 //
 // Differences that only save API writes (the resulting objects are the same):
 // the finalizer is put only on Delete-policy PVs (the sidecar adds it to every
-// PV and patches it away again for Retain), and the Provisioning event is
-// emitted once per claim rather than on every retry.
+// PV and patches it away again for Retain), the Provisioning event is
+// emitted once per claim rather than on every retry, and an unchanged
+// ProvisioningFailed is repeated at most once a minute per claim.
 //
 // Leaks: a claim whose CreateVolume may have created a volume that no PV
 // records yet (timeout, lost connection, failed PV create) is provisioned to
