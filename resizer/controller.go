@@ -286,12 +286,14 @@ func (c *Controller) claimAndVolume(key string) (*v1.PersistentVolumeClaim, *v1.
 	return pvc, pv, nil
 }
 
-// conflictRetry turns an API Conflict (the informer had not caught up with a
-// write yet) into a quiet short requeue instead of a failure with backoff,
-// an error log and a Warning event.
-func (c *Controller) conflictRetry(err error) (error, bool) {
+// writeFailed handles a failed API write of a sync. A Conflict (the informer
+// had not caught up with an earlier write yet) becomes a quiet short requeue;
+// anything else is a Warning event with reason on the PVC and a retry with
+// backoff, so no failure goes unseen by the user.
+func (c *Controller) writeFailed(pvc *v1.PersistentVolumeClaim, reason string, err error) error {
 	if apierrors.IsConflict(err) { // also when wrapped with %w
-		return hub.RequeueAfter(c.h.Opts.RetryIntervalStart), true
+		return hub.RequeueAfter(c.h.Opts.RetryIntervalStart)
 	}
-	return err, false
+	c.h.Events.Event(pvc, v1.EventTypeWarning, reason, err.Error())
+	return err
 }

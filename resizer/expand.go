@@ -169,13 +169,11 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 	c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC asks for %s but has %s: expand volume %s to %s",
 		pvc.Spec.Resources.Requests.Storage(), current.String(), pv.Name, size.String()))
 
-	pvc, err := e.markInProgress(ctx, pvc, size, !sameSize)
+	marked, err := e.markInProgress(ctx, pvc, size, !sameSize)
 	if err != nil {
-		if err, ok := c.conflictRetry(err); ok {
-			return err
-		}
-		return fmt.Errorf("marking PVC %s as resizing: %w", key, err)
+		return c.writeFailed(pvc, reasonResizeFailed, fmt.Errorf("marking PVC %s as resizing: %w", key, err))
 	}
+	pvc = marked
 	c.h.Events.Event(pvc, v1.EventTypeNormal, reasonResizing, fmt.Sprintf("External resizer is resizing volume %s", pv.Name))
 
 	newSize, nodeNeeded, err := c.expandVolume(ctx, pv, size)
@@ -186,11 +184,7 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 	e.slow.clear(key)
 
 	if err := e.finish(ctx, pvc, pv, current, newSize, nodeNeeded); err != nil {
-		if err, ok := c.conflictRetry(err); ok {
-			return err
-		}
-		c.h.Events.Event(pvc, v1.EventTypeWarning, reasonResizeFailed, err.Error())
-		return err
+		return c.writeFailed(pvc, reasonResizeFailed, err)
 	}
 	return nil
 }
@@ -199,28 +193,27 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 func (e *expander) failed(ctx context.Context, key string, pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume, callErr error) error {
 	c := e.c
 	err := fmt.Errorf("resize volume %q by resizer %q failed: %w", pv.Name, c.h.Driver, callErr)
-	switch {
-	case !isFinalError(callErr):
-		// The driver may still be working on it: keep ControllerResizeInProgress
-		// and retry the same size with backoff.
-		e.slow.clear(key)
-		e.setFinalError(key, false)
-	case isInfeasibleError(callErr):
-		e.setFinalError(key, true)
+	final, infeasible := isFinalError(callErr), isInfeasibleError(callErr)
+	e.setFinalError(key, final)
+	if infeasible {
 		e.slow.refused(key)
-		if _, merr := e.markFailed(ctx, pvc, callErr, true); merr != nil {
-			err = fmt.Errorf("%w; and recording it on the PVC failed: %v", err, merr)
-		}
-	default:
-		e.setFinalError(key, true)
+	} else {
 		e.slow.clear(key)
-		if _, merr := e.markFailed(ctx, pvc, callErr, false); merr != nil {
+	}
+	recorded := true
+	if final {
+		// No operation can be running in the driver: show the error on the
+		// PVC (and, when infeasible, let the user lower the request). An
+		// uncertain error keeps ControllerResizeInProgress: the same size is
+		// retried with backoff.
+		if _, merr := e.markFailed(ctx, pvc, callErr, infeasible); merr != nil {
+			recorded = false
 			err = fmt.Errorf("%w; and recording it on the PVC failed: %v", err, merr)
 		}
 	}
-	klog.ErrorS(callErr, "ControllerExpandVolume failed", "PVC", key, "PV", pv.Name, "final", isFinalError(callErr), "infeasible", isInfeasibleError(callErr))
+	klog.ErrorS(callErr, "ControllerExpandVolume failed", "PVC", key, "PV", pv.Name, "final", final, "infeasible", infeasible)
 	c.h.Events.Event(pvc, v1.EventTypeWarning, reasonResizeFailed, err.Error())
-	if isInfeasibleError(callErr) {
+	if infeasible && recorded {
 		// Nothing changes by retrying soon: wait for the user (a spec change
 		// enqueues the PVC at once) or for the slow retry.
 		wait, _ := e.slow.wait(key)

@@ -108,7 +108,7 @@ func (m *modifier) sync(ctx context.Context, key string) error {
 	vac, err := m.class(pvc, want)
 	if err != nil {
 		if _, merr := m.markStatus(ctx, pvc, v1.PersistentVolumeClaimModifyVolumePending, want, nil); merr != nil {
-			return merr
+			return m.c.writeFailed(pvc, reasonModifyFailed, merr)
 		}
 		if apierrors.IsNotFound(err) {
 			return nil // classAdded wakes the PVC up
@@ -120,11 +120,11 @@ func (m *modifier) sync(ctx context.Context, key string) error {
 	} else {
 		m.c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC asks for class %s but volume has %q: modify volume %s", want, current, pv.Name))
 	}
-	pvc, err = m.markStatus(ctx, pvc, v1.PersistentVolumeClaimModifyVolumeInProgress, vac.Name, nil)
+	marked, err := m.markStatus(ctx, pvc, v1.PersistentVolumeClaimModifyVolumeInProgress, vac.Name, nil)
 	if err != nil {
-		err, _ = m.c.conflictRetry(err)
-		return err
+		return m.c.writeFailed(pvc, reasonModifyFailed, err)
 	}
+	pvc = marked
 	m.c.h.Events.Event(pvc, v1.EventTypeNormal, reasonModify,
 		fmt.Sprintf("external resizer is modifying volume %s with vac %s", pvc.Name, vac.Name))
 	return m.modifyTo(ctx, key, pvc, pv, vac)
@@ -154,8 +154,7 @@ func (m *modifier) modifyTo(ctx context.Context, key string, pvc *v1.PersistentV
 		m.uncertain.Delete(key)
 		m.slow.clear(key)
 		if _, _, err := m.markCompleted(ctx, pvc, pv, vac.Name); err != nil {
-			m.c.h.Events.Event(pvc, v1.EventTypeWarning, reasonModifyFailed, err.Error())
-			return err
+			return m.c.writeFailed(pvc, reasonModifyFailed, err)
 		}
 		m.c.h.Events.Event(pvc, v1.EventTypeNormal, reasonModifySuccessful,
 			fmt.Sprintf("external resizer modified volume %s with vac %s successfully", pvc.Name, vac.Name))

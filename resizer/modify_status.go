@@ -60,11 +60,10 @@ func (m *modifier) rolledBack(ctx context.Context, pvc *v1.PersistentVolumeClaim
 	m.c.h.Steps.Trigger(ctx, "PVC no longer asks for a class: clear the modification conditions")
 	updated := pvc.DeepCopy()
 	updated.Status.Conditions = mergeConditions(updated.Status.Conditions, modifyConditions, false)
-	pvc, err := m.c.patchClaimStatus(ctx, pvc, updated, true)
+	out, err := m.c.patchClaimStatus(ctx, pvc, updated, true)
 	if err != nil {
-		err, _ = m.c.conflictRetry(err)
-		return err
+		return m.c.writeFailed(pvc, reasonModifyFailed, err)
 	}
-	m.c.h.Events.Event(pvc, v1.EventTypeNormal, reasonModifyCancelled, "Cancelled modify.")
+	m.c.h.Events.Event(out, v1.EventTypeNormal, reasonModifyCancelled, "Cancelled modify.")
 	return nil
 }
