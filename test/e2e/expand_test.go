@@ -1,0 +1,83 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Online expansion: the PVC grows while its Pod runs, and the Pod sees the
+// bigger filesystem (ControllerExpandVolume by csi-hub's resizer, then
+// NodeExpandVolume by the kubelet on the mounted volume).
+func TestOnlineExpansion(t *testing.T) {
+	for _, tc := range []struct{ fsType, class, from, to string }{
+		{"ext4", "csi-hub", "64Mi", "128Mi"},
+		// mkfs.xfs refuses devices under 300Mi.
+		{"xfs", "csi-hub-xfs", "300Mi", "400Mi"},
+	} {
+		t.Run(tc.fsType, func(t *testing.T) {
+			ns := newNamespace(t, "expand-"+tc.fsType)
+			createClaim(t, ns, "data", claimOpts{size: tc.from, class: tc.class})
+			// The Pod reports the filesystem's size (1K blocks) every half second.
+			startPod(t, podWithClaim(ns, "app", "data", false, v1.RestartPolicyAlways,
+				"while true; do echo size=$(df -k /data | tail -1 | awk '{print $2}') type=$(awk '$2==\"/data\"{print $3}' /proc/mounts); sleep 0.5; done"))
+			boundPV(t, ns, "data")
+			before := reportedSize(t, ns, "app", tc.fsType)
+			t.Logf("filesystem size before expansion: %d KiB", before)
+
+			patch := fmt.Sprintf(`{"spec":{"resources":{"requests":{"storage":%q}}}}`, tc.to)
+			if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Patch(context.Background(), "data",
+				types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatalf("resize PVC: %v", err)
+			}
+			want := resource.MustParse(tc.to)
+			waitFor(t, "PVC capacity "+tc.to, 3*time.Minute, func(ctx context.Context) (bool, error) {
+				pvc, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+				if err != nil {
+					return false, err
+				}
+				got := pvc.Status.Capacity[v1.ResourceStorage]
+				return got.Cmp(want) >= 0, nil
+			})
+			// What the Pod sees, not what the API says: the mounted filesystem grew.
+			from := resource.MustParse(tc.from)
+			minKiB := before + (want.Value()-from.Value())/1024/2
+			waitFor(t, "the pod sees the grown filesystem", time.Minute, func(ctx context.Context) (bool, error) {
+				return reportedSize(t, ns, "app", tc.fsType) >= minKiB, nil
+			})
+			t.Logf("filesystem size after expansion: %d KiB", reportedSize(t, ns, "app", tc.fsType))
+		})
+	}
+}
+
+// reportedSize returns the latest size the pod printed for a filesystem of fsType.
+func reportedSize(t *testing.T, ns, pod, fsType string) int64 {
+	t.Helper()
+	var size int64
+	waitFor(t, "size report of "+pod, time.Minute, func(ctx context.Context) (bool, error) {
+		lines := strings.Split(strings.TrimSpace(podLogs(t, ns, pod)), "\n")
+		last := lines[len(lines)-1]
+		var typ string
+		for _, f := range strings.Fields(last) {
+			if v, ok := strings.CutPrefix(f, "size="); ok {
+				size, _ = strconv.ParseInt(v, 10, 64)
+			}
+			if v, ok := strings.CutPrefix(f, "type="); ok {
+				typ = v
+			}
+		}
+		if size > 0 && typ != fsType {
+			return false, fmt.Errorf("the volume is %q in the pod, want %s (%s)", typ, fsType, last)
+		}
+		return size > 0, nil
+	})
+	return size
+}
