@@ -31,7 +31,7 @@ import (
 // env is one test's world: its own driver name (so hubs of different tests
 // never act on each other's objects), namespace, fake driver and hub.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	c      *cluster.Cluster
 	snaps  snapclient.Interface
@@ -43,7 +43,7 @@ type env struct {
 	ctrl   *snapshotter.Controller
 }
 
-func newEnv(t *testing.T, c *cluster.Cluster, prefix string, opts fakedriver.Options) *env {
+func newEnv(t testing.TB, c *cluster.Cluster, prefix string, opts fakedriver.Options) *env {
 	t.Helper()
 	e := newBareEnv(t, c, prefix)
 	opts.Name = e.ns + ".fake.csi-hub.io"
@@ -62,7 +62,7 @@ func newEnv(t *testing.T, c *cluster.Cluster, prefix string, opts fakedriver.Opt
 }
 
 // newBareEnv has a namespace and clients but no driver yet.
-func newBareEnv(t *testing.T, c *cluster.Cluster, prefix string) *env {
+func newBareEnv(t testing.TB, c *cluster.Cluster, prefix string) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
@@ -335,7 +335,7 @@ func hasPrefix(list []string, prefix string) bool {
 	return false
 }
 
-func mkShortDir(t *testing.T) (string, error) {
+func mkShortDir(t testing.TB) (string, error) {
 	dir, err := os.MkdirTemp("", "snapit")
 	if err != nil {
 		return "", err
