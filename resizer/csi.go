@@ -23,15 +23,15 @@ func (c *Controller) expandVolume(ctx context.Context, pv *v1.PersistentVolume, 
 	}
 	src := pv.Spec.CSI
 	if src.VolumeHandle == "" {
-		return resource.Quantity{}, false, errors.New("PV spec.csi.volumeHandle is empty")
+		return resource.Quantity{}, false, notCalled{errors.New("PV spec.csi.volumeHandle is empty")}
 	}
 	secrets, err := c.secrets(ctx, src.ControllerExpandSecretRef, "spec.csi.controllerExpandSecretRef")
 	if err != nil {
-		return resource.Quantity{}, false, err
+		return resource.Quantity{}, false, notCalled{err}
 	}
 	capability, err := c.volumeCapability(pv)
 	if err != nil {
-		return resource.Quantity{}, false, err
+		return resource.Quantity{}, false, notCalled{err}
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -57,7 +57,7 @@ func (c *Controller) expandVolume(ctx context.Context, pv *v1.PersistentVolume, 
 func (c *Controller) modifyVolume(ctx context.Context, pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume, params map[string]string) error {
 	src := pv.Spec.CSI
 	if src.VolumeHandle == "" {
-		return errors.New("PV spec.csi.volumeHandle is empty")
+		return notCalled{errors.New("PV spec.csi.volumeHandle is empty")}
 	}
 	if c.cfg.ExtraModifyMetadata {
 		params = maps.Clone(params)
@@ -74,7 +74,7 @@ func (c *Controller) modifyVolume(ctx context.Context, pvc *v1.PersistentVolumeC
 	}
 	secrets, err := c.secrets(ctx, ref, field)
 	if err != nil {
-		return err
+		return notCalled{err}
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()

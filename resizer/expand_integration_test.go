@@ -245,7 +245,12 @@ func TestExpandSecrets(t *testing.T) {
 	if r.GetSecrets()["password"] != "s3cret" {
 		t.Errorf("secrets = %d keys, want the secret's password", len(r.GetSecrets()))
 	}
-	e.waitEvent(missing.Name, reasonResizeFailed, v1.EventTypeWarning, `"absent"`)
+	e.waitEvent(missing.Name, reasonResizeFailed, v1.EventTypeWarning, "absent")
+	// No CSI call was made, so the failure is final and shown on the PVC.
+	e.waitPVC(missing.Name, "ControllerResizeError naming the secret", func(c *v1.PersistentVolumeClaim) bool {
+		cd, ok := condition(c, v1.PersistentVolumeClaimControllerResizeError)
+		return ok && strings.Contains(cd.Message, "absent")
+	})
 	if n := e.drv.Calls("ControllerExpandVolume"); n != 1 {
 		t.Errorf("ControllerExpandVolume calls = %d, want 1 (none for the PV whose secret is missing)", n)
 	}

@@ -1,6 +1,8 @@
 package resizer
 
 import (
+	"errors"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	v1 "k8s.io/api/core/v1"
@@ -10,9 +12,10 @@ import (
 // cluster can switch between the two with no object migration.
 const (
 	// annResizer is set on a PVC by kube-controller-manager's expand
-	// controller ("volume.kubernetes.io/storage-resizer: <driver>"). Like
-	// external-resizer, csi-hub does not require it for CSI volumes (it only
-	// matters for migrated in-tree volumes) but re-examines a PVC when it changes.
+	// controller only for in-tree volumes migrated to CSI; for CSI volumes it
+	// just emits ExternalExpanding. Like external-resizer, csi-hub therefore
+	// goes by the PV's spec.csi.driver, and only re-examines a PVC when the
+	// annotation changes.
 	annResizer = "volume.kubernetes.io/storage-resizer"
 	// annNodeExpansionNotRequired tells kubelet that a finished controller
 	// expansion needs no NodeExpandVolume.
@@ -92,6 +95,10 @@ func mergeConditions(conds []v1.PersistentVolumeClaimCondition, owned map[v1.Per
 // ResourceExhausted and Aborted may mean it is still in progress, and so do
 // errors that are not gRPC statuses (the call may not have been answered).
 func isFinalError(err error) bool {
+	var nc notCalled
+	if errors.As(err, &nc) {
+		return true
+	}
 	st, ok := status.FromError(err)
 	if !ok {
 		return false
@@ -102,6 +109,12 @@ func isFinalError(err error) bool {
 	}
 	return true
 }
+
+// notCalled wraps an error that stopped a CSI call before it was sent (a
+// missing secret, a bad PV): certainly nothing runs in the driver.
+type notCalled struct{ error }
+
+func (n notCalled) Unwrap() error { return n.error }
 
 // isInfeasibleError reports the final errors that say the request itself can
 // never succeed (so the user has to change it).

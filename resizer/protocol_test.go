@@ -80,6 +80,7 @@ func TestErrorClasses(t *testing.T) {
 		{status.Error(codes.Aborted, ""), false, false},
 		{status.Error(codes.Canceled, ""), false, false},
 		{errors.New("not a gRPC status"), false, false},
+		{notCalled{errors.New("secret missing")}, true, false},
 	}
 	for _, tc := range cases {
 		if got := isFinalError(tc.err); got != tc.final {
