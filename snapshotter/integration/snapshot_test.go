@@ -283,3 +283,31 @@ func TestCreateRecovers(t *testing.T) {
 		t.Errorf("no Warning event for the failures: %v", e.events(content.Name))
 	}
 }
+
+// TestDeleteFailureRetried: DeleteSnapshot failures leave a Warning event and
+// keep the content (and so the record of the backend snapshot) until a retry
+// succeeds; nothing is leaked or stuck afterwards.
+func TestDeleteFailureRetried(t *testing.T) {
+	e := newEnv(t, cluster.Shared(t), "delfail", fakedriver.Options{})
+	e.startHub(testConfig())
+	e.sourcePVC("data")
+	class := e.class("delete", snapv1.VolumeSnapshotContentDelete, nil)
+	e.snapshot("snap", "data", class)
+	_, content := e.waitReady("snap", time.Minute)
+	id := *content.Status.SnapshotHandle
+
+	e.driver.InjectError("DeleteSnapshot", codes.FailedPrecondition, "snapshot has dependent volumes", 2)
+	if err := e.snaps.SnapshotV1().VolumeSnapshots(e.ns).Delete(e.ctx, "snap", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.poll(30*time.Second, "a SnapshotDeleteError event", func() (bool, error) {
+		return hasPrefix(e.events(content.Name), "Warning SnapshotDeleteError: Failed to delete snapshot"), nil
+	})
+	e.waitContentGone(content.Name, time.Minute)
+	if e.backendHas(id) {
+		t.Error("backend snapshot left after the retried deletion")
+	}
+	if n := e.driver.Calls("DeleteSnapshot"); n < 3 {
+		t.Errorf("DeleteSnapshot calls = %d, want 2 failures + 1 success", n)
+	}
+}
