@@ -56,6 +56,24 @@ func TestExpandWithoutNodeExpansion(t *testing.T) {
 	if v, _ := e.drv.Volume(pv.Spec.CSI.VolumeHandle); v.CapacityBytes != gi(2) {
 		t.Errorf("backend volume size = %d, want %d", v.CapacityBytes, gi(2))
 	}
+	// The learner's view (/steps): why, the CSI call, then the writes.
+	var flow []string
+	for _, st := range e.hub.Steps.Recent(0) {
+		if st.Object == "PersistentVolumeClaim "+e.ns+"/"+pvc.Name && st.Controller == Name {
+			flow = append(flow, string(st.Kind)+" "+st.Action)
+		}
+	}
+	t.Logf("steps: %q", flow)
+	want := []string{"trigger", "write", "csi ControllerExpandVolume", "write", "write"}
+	if len(flow) != len(want) {
+		t.Errorf("steps = %q, want the shape %q", flow, want)
+	} else {
+		for i, w := range want {
+			if !strings.HasPrefix(flow[i], w) {
+				t.Errorf("step %d = %q, want %q...", i, flow[i], w)
+			}
+		}
+	}
 	// Settled: no further calls or writes for an expanded PVC.
 	time.Sleep(time.Second)
 	if n := e.drv.Calls("ControllerExpandVolume"); n != 1 {
