@@ -61,7 +61,8 @@ func TestFailureRetriedWithBackoff(t *testing.T) {
 
 // Until the snapshot work registers data sources, a PVC restoring a
 // VolumeSnapshot or cloning a PVC gets a clear Warning and stays Pending: it
-// is never provisioned as an empty volume.
+// is never provisioned as an empty volume. A PVC whose source belongs to a
+// volume populator is left to the populator, as the sidecar does.
 func TestDataSourceWithoutHandlerNotProvisionedEmpty(t *testing.T) {
 	e := newEnv(t, fakedriver.Options{}, DefaultConfig())
 	sc := e.storageClass("src")
@@ -72,13 +73,18 @@ func TestDataSourceWithoutHandlerNotProvisionedEmpty(t *testing.T) {
 	e.createPVC("clone", sc.Name, "1Gi", func(p *v1.PersistentVolumeClaim) {
 		p.Spec.DataSource = &v1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "from-snap"}
 	})
+	popGroup := "populator.example.com"
+	e.createPVC("populated", sc.Name, "1Gi", func(p *v1.PersistentVolumeClaim) {
+		p.Spec.DataSourceRef = &v1.TypedObjectReference{APIGroup: &popGroup, Kind: "Hello", Name: "h1"}
+	})
 	e.waitEvent("from-snap", reasonFailed, v1.EventTypeWarning, "VolumeSnapshot data source")
+	e.waitEvent("populated", reasonProvisioning, v1.EventTypeNormal, "external populator")
 	e.waitEvent("clone", reasonFailed, v1.EventTypeWarning, "PersistentVolumeClaim data source")
 	time.Sleep(2 * time.Second)
 	if n := e.drv.Calls("CreateVolume"); n != 0 {
 		t.Errorf("%d CreateVolume calls for PVCs with an unsupported data source, want 0", n)
 	}
-	for _, name := range []string{"from-snap", "clone"} {
+	for _, name := range []string{"from-snap", "clone", "populated"} {
 		p, err := e.kube.CoreV1().PersistentVolumeClaims(e.ns).Get(e.ctx, name, metaGet)
 		if err != nil || p.Status.Phase != v1.ClaimPending {
 			t.Errorf("PVC %s: %v phase %s, want Pending", name, err, p.Status.Phase)
