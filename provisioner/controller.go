@@ -43,7 +43,6 @@ type Controller struct {
 	csiNodeLister storagelisters.CSINodeLister
 	nodeLister    corelisters.NodeLister
 	vaLister      storagelisters.VolumeAttachmentLister
-	claimsSynced  cache.InformerSynced
 	dataSources   map[schema.GroupKind]DataSource
 	capacity      *capacityPublisher // nil without --enable-capacity
 
@@ -127,7 +126,6 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	if c.checkAttachments {
 		c.vaLister = storage.VolumeAttachments().Lister()
 	}
-	c.claimsSynced = pvcs.Informer().HasSynced
 
 	var err error
 	if _, err = pvcs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
