@@ -9,19 +9,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 	. "github.com/onsi/ginkgo/v2"
-	"github.com/onsi/ginkgo/v2/types"
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
 	"github.com/csi-hub/csi-hub/plugin"
 	"github.com/csi-hub/csi-hub/plugin/plugintest"
 	"github.com/csi-hub/csi-hub/plugin/transport/loop"
+	"github.com/csi-hub/csi-hub/test/sanityreport"
 )
 
 const (
@@ -64,45 +63,12 @@ func TestSanity(t *testing.T) {
 		Describe("access type "+accessType, func() { sanity.GinkgoTest(cfg) })
 	}
 
-	counts := map[string]map[types.SpecState]int{}
-	skips := map[string]map[string]int{}
-	ReportAfterSuite("csi-sanity counts", func(r Report) {
-		for _, s := range r.SpecReports {
-			if s.LeafNodeType != types.NodeTypeIt || len(s.ContainerHierarchyTexts) == 0 {
-				continue
-			}
-			at := s.ContainerHierarchyTexts[0]
-			if counts[at] == nil {
-				counts[at], skips[at] = map[types.SpecState]int{}, map[string]int{}
-			}
-			counts[at][s.State]++
-			if s.State == types.SpecStateSkipped {
-				skips[at][s.Failure.Message]++
-			}
-		}
-	})
+	counts := sanityreport.Register()
 	RegisterFailHandler(Fail)
 	suiteConfig, reporterConfig := GinkgoConfiguration()
 	reporterConfig.Succinct = true
 	RunSpecs(t, "csi-sanity against csi-hub-plugin", suiteConfig, reporterConfig)
-
-	for _, at := range sortedKeys(counts) {
-		c := counts[at]
-		t.Logf("csi-sanity %s: %d passed, %d failed, %d skipped (panicked %d)", at,
-			c[types.SpecStatePassed], c[types.SpecStateFailed], c[types.SpecStateSkipped], c[types.SpecStatePanicked])
-		for _, msg := range sortedKeys(skips[at]) {
-			t.Logf("  skipped %dx: %s", skips[at][msg], msg)
-			if !allowedSkip(msg) {
-				t.Errorf("%s: spec skipped for a reason other than an unclaimed capability: %q", at, msg)
-			}
-		}
-		if c[types.SpecStatePassed] == 0 {
-			t.Errorf("%s: no spec passed", at)
-		}
-	}
-	if len(counts) != len(accessTypes) {
-		t.Errorf("specs ran for %d access types, want %d", len(counts), len(accessTypes))
-	}
+	counts.Check(t, "csi-sanity", len(accessTypes), allowedSkips)
 }
 
 // startDriver starts controller+identity+node on a pool in a temporary dir
@@ -158,22 +124,4 @@ func cleanupBelow(t *testing.T, root string) {
 			_ = exec.Command("losetup", "--detach", f[0]).Run()
 		}
 	}
-}
-
-func allowedSkip(msg string) bool {
-	for _, a := range allowedSkips {
-		if strings.Contains(msg, a) {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
