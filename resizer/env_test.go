@@ -34,7 +34,7 @@ import (
 // volumes), a StorageClass that allows expansion, and a csi-hub running the
 // resizer against both.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	c      *cluster.Cluster
 	kube   kubernetes.Interface
@@ -56,7 +56,7 @@ type envOption func(*env)
 // withHubOptions changes the hub's options (e.g. retry intervals) before it starts.
 func withHubOptions(f func(*hub.Options)) envOption { return func(e *env) { f(&e.opts) } }
 
-func newEnv(t *testing.T, opts fakedriver.Options, cfg Config, eopts ...envOption) *env {
+func newEnv(t testing.TB, opts fakedriver.Options, cfg Config, eopts ...envOption) *env {
 	t.Helper()
 	c := cluster.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -103,7 +103,7 @@ func (e *env) startHub() {
 // is cancelled as soon as Start returns (hub.New ties its event broadcaster
 // to it, so the hub's own recorder would drop every event). This one lives
 // until the test ends and still records events as steps.
-func testEventRecorder(t *testing.T, h *hub.Hub) record.EventRecorder {
+func testEventRecorder(t testing.TB, h *hub.Hub) record.EventRecorder {
 	b := record.NewBroadcaster()
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: h.Kube.CoreV1().Events("")})
 	t.Cleanup(b.Shutdown)
