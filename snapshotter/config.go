@@ -178,5 +178,14 @@ func (t *teeBool) Set(s string) error {
 	return nil
 }
 
+// String must work on a zero teeBool: flag.PrintDefaults builds one to find
+// the zero value.
+func (t *teeBool) String() string {
+	if t == nil || t.Value == nil {
+		return "false"
+	}
+	return t.Value.String()
+}
+
 // IsBoolFlag keeps "--extra-create-metadata" (without =true) working.
 func (t *teeBool) IsBoolFlag() bool { return true }

@@ -92,3 +92,19 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// --help must not panic on the shared flag (flag.PrintDefaults calls String
+// on a zero value of each flag's type).
+func TestHelpWithSharedFlag(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var provisioner bool
+	fs.BoolVar(&provisioner, "extra-create-metadata", false, "provisioner's")
+	cfg := DefaultConfig()
+	cfg.AddFlags(fs)
+	var out strings.Builder
+	fs.SetOutput(&out)
+	fs.PrintDefaults()
+	if strings.Contains(out.String(), "panic") || !strings.Contains(out.String(), "-snapshotter-timeout") {
+		t.Errorf("help output:\n%s", out.String())
+	}
+}

@@ -102,6 +102,17 @@ func TestCreatePollsUntilReady(t *testing.T) {
 	if len(e.csi.creates) != 4 {
 		t.Errorf("CreateSnapshot calls = %d, want 4", len(e.csi.creates))
 	}
+	// Writes: mark, status, unmark for the creation, then only the status
+	// change to ready; unchanged polls write nothing.
+	patches := 0
+	for _, a := range e.snap.Actions() {
+		if a.GetVerb() == "patch" {
+			patches++
+		}
+	}
+	if patches != 4 {
+		t.Errorf("API patches = %d, want 4 (polls must not re-mark the content)", patches)
+	}
 }
 
 func TestCreateFinalErrorLeavesNoAnnotation(t *testing.T) {
