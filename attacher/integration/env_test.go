@@ -28,7 +28,7 @@ import (
 // env is one test's world: its own driver name (so VolumeAttachments of other
 // tests are not ours), namespace, node, fake driver and hub.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	c      *cluster.Cluster
 	ctx    context.Context
 	driver *fakedriver.Driver
@@ -44,7 +44,7 @@ type env struct {
 
 // newEnv starts a fake driver named after prefix with opts and a node for it.
 // The hub is started by startHub so tests can prepare the driver first.
-func newEnv(t *testing.T, prefix string, opts fakedriver.Options) *env {
+func newEnv(t testing.TB, prefix string, opts fakedriver.Options) *env {
 	t.Helper()
 	e := newBaseEnv(t, prefix)
 	opts.Name, opts.NodeID = e.name, e.nodeID
@@ -64,7 +64,7 @@ func newEnv(t *testing.T, prefix string, opts fakedriver.Options) *env {
 
 // newBaseEnv makes the namespace and node; the caller starts a driver named
 // e.name reporting node ID e.nodeID and sets e.socket.
-func newBaseEnv(t *testing.T, prefix string) *env {
+func newBaseEnv(t testing.TB, prefix string) *env {
 	t.Helper()
 	c := cluster.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
