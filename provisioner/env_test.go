@@ -3,6 +3,7 @@ package provisioner
 import (
 	"context"
 	"fmt"
+	v1 "k8s.io/api/core/v1"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -18,9 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
@@ -94,7 +91,6 @@ func (e *env) startHub() {
 		e.tuneHub(&opts)
 	}
 	e.hub = hubtest.Start(e.t, e.c.RESTConfig(), opts, func(h *hub.Hub) error {
-		h.Events = testEventRecorder(e.t, h)
 		ctrl, err := New(h, e.cfg)
 		if err != nil {
 			return err
@@ -103,18 +99,6 @@ func (e *env) startHub() {
 		h.Add(ctrl)
 		return nil
 	})
-}
-
-// testEventRecorder works around hubtest.Start handing hub.New a context
-// that is cancelled as soon as Start returns: hub.New ties its event
-// broadcaster to that context, so the hub's own recorder drops every event
-// ("broadcaster already stopped"). This one lives until the test ends and
-// still records events as steps.
-func testEventRecorder(t testing.TB, h *hub.Hub) record.EventRecorder {
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: h.Kube.CoreV1().Events("")})
-	t.Cleanup(b.Shutdown)
-	return h.Steps.EventRecorder(b.NewRecorder(scheme.Scheme, v1.EventSource{Component: h.Driver + "_csi-hub"}))
 }
 
 func (e *env) restartHub() {

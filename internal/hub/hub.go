@@ -94,7 +94,9 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 
 	host, _ := os.Hostname()
 	h.identity = fmt.Sprintf("%s_%d", host, time.Now().UnixNano())
-	h.broadcaster = record.NewBroadcaster(record.WithContext(ctx))
+	// The broadcaster lives until Run ends (which shuts it down), not as long as
+	// ctx: callers may bound New's wait for the driver with a short context.
+	h.broadcaster = record.NewBroadcaster(record.WithContext(context.WithoutCancel(ctx)))
 	eventCfg := rest.CopyConfig(cfg)
 	eventCfg.RateLimiter = budget.background() // events never delay a controller's request
 	eventClient, err := kubernetes.NewForConfig(eventCfg)
