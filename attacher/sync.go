@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc/status"
+	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -130,6 +131,9 @@ func (c *Controller) markDetached(ctx context.Context, va *storagev1.VolumeAttac
 // Warning event on it. A failure to save is only logged: the operation's own
 // error is what the retry is about.
 func (c *Controller) reportError(ctx context.Context, va *storagev1.VolumeAttachment, opErr error, attach bool) {
+	if ctx.Err() != nil {
+		return // shutting down: the call was cut off by us, not failed by the driver
+	}
 	verr := &storagev1.VolumeError{Time: metav1.Now(), Message: opErr.Error()}
 	if st, ok := status.FromError(opErr); ok {
 		code := int32(st.Code())
@@ -146,7 +150,7 @@ func (c *Controller) reportError(ctx context.Context, va *storagev1.VolumeAttach
 	if _, err := c.writeStatus(ctx, va, want); err != nil {
 		klog.ErrorS(err, "Saving the error in the VolumeAttachment status failed", "VolumeAttachment", va.Name, "error", opErr)
 	}
-	c.h.Events.Event(va, "Warning", reason, opErr.Error())
+	c.h.Events.Event(va, v1.EventTypeWarning, reason, opErr.Error())
 }
 
 func sourceName(va *storagev1.VolumeAttachment) string {
