@@ -77,12 +77,12 @@ func newBareEnv(t testing.TB, c *cluster.Cluster, prefix string) *env {
 	return &env{t: t, ctx: ctx, c: c, snaps: snaps, ns: ns}
 }
 
-// startHub runs a hub with only the snapshotter. It does what
+// startHub runs a hub with the snapshotter (and what more adds). It does what
 // hubtest.Start does, except that hub.New gets a context that lives as long
 // as the hub: hub.New ties the event broadcaster to its context, and
 // hubtest.Start's is cancelled on return, which would drop every Event (see
 // /work/notes/snapshotter-core-request.md).
-func (e *env) startHub(cfg snapshotter.Config) (stop func()) {
+func (e *env) startHub(cfg snapshotter.Config, more ...func(h *hub.Hub) error) (stop func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h, err := hub.New(ctx, hubtest.Options(e.socket), e.c.RESTConfig())
@@ -95,6 +95,12 @@ func (e *env) startHub(cfg snapshotter.Config) (stop func()) {
 		e.t.Fatalf("snapshotter.New: %v", err)
 	}
 	h.Add(e.ctrl)
+	for _, add := range more {
+		if err := add(h); err != nil {
+			cancel()
+			e.t.Fatalf("adding a controller: %v", err)
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
 	e.hub = h
