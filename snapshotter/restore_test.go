@@ -90,9 +90,13 @@ func TestRestoreSourceRefusals(t *testing.T) {
 	}{
 		{"not ready", func(vs *snapv1.VolumeSnapshot, _ *snapv1.VolumeSnapshotContent) { vs.Status.ReadyToUse = ptr.To(false) },
 			nil, nil, "not ready to use"},
-		{"unbound", func(vs *snapv1.VolumeSnapshot, _ *snapv1.VolumeSnapshotContent) { vs.Status.BoundVolumeSnapshotContentName = nil },
+		{"unbound", func(vs *snapv1.VolumeSnapshot, _ *snapv1.VolumeSnapshotContent) {
+			vs.Status.BoundVolumeSnapshotContentName = nil
+		},
 			nil, nil, "not bound"},
-		{"content of another snapshot", func(_ *snapv1.VolumeSnapshot, c *snapv1.VolumeSnapshotContent) { c.Spec.VolumeSnapshotRef.UID = "other" },
+		{"content of another snapshot", func(_ *snapv1.VolumeSnapshot, c *snapv1.VolumeSnapshotContent) {
+			c.Spec.VolumeSnapshotRef.UID = "other"
+		},
 			nil, nil, "bound to another VolumeSnapshot"},
 		{"other driver", nil, nil,
 			&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "sc2"}, Provisioner: "other.csi.io"}, "belongs to driver " + testDriver},
