@@ -9,6 +9,7 @@ package attacher
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -199,14 +200,7 @@ func worthSyncing(old, cur *storagev1.VolumeAttachment) bool {
 	return !equality.Semantic.DeepEqual(old, sanitized)
 }
 
-func hasFinalizer(finalizers []string, name string) bool {
-	for _, f := range finalizers {
-		if f == name {
-			return true
-		}
-	}
-	return false
-}
+func hasFinalizer(finalizers []string, name string) bool { return slices.Contains(finalizers, name) }
 
 // setForce marks name to be attached/detached again even though its status
 // says it already is: the reconciler found the driver disagrees.
