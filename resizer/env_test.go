@@ -18,9 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
@@ -88,7 +85,6 @@ func newEnv(t testing.TB, opts fakedriver.Options, cfg Config, eopts ...envOptio
 func (e *env) startHub() {
 	e.t.Helper()
 	e.hub = hubtest.Start(e.t, e.c.RESTConfig(), e.opts, func(h *hub.Hub) error {
-		h.Events = testEventRecorder(e.t, h)
 		ctrl, err := New(h, e.cfg)
 		if err != nil {
 			return err
@@ -97,17 +93,6 @@ func (e *env) startHub() {
 		h.Add(ctrl)
 		return nil
 	})
-}
-
-// testEventRecorder works around hubtest.Start handing hub.New a context that
-// is cancelled as soon as Start returns (hub.New ties its event broadcaster
-// to it, so the hub's own recorder would drop every event). This one lives
-// until the test ends and still records events as steps.
-func testEventRecorder(t testing.TB, h *hub.Hub) record.EventRecorder {
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: h.Kube.CoreV1().Events("")})
-	t.Cleanup(b.Shutdown)
-	return h.Steps.EventRecorder(b.NewRecorder(scheme.Scheme, v1.EventSource{Component: h.Driver + "_csi-hub"}))
 }
 
 func (e *env) storageClass() string {

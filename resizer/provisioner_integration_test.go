@@ -23,7 +23,6 @@ func TestWithProvisionerInOneHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.hub = hubtest.Start(t, e.c.RESTConfig(), e.opts, func(h *hub.Hub) error {
-		h.Events = testEventRecorder(t, h)
 		p, err := provisioner.New(h, provisioner.DefaultConfig())
 		if err != nil {
 			return err

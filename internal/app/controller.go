@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/client-go/rest"
@@ -15,6 +16,7 @@ import (
 	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/provisioner"
+	"github.com/csi-hub/csi-hub/resizer"
 	"github.com/csi-hub/csi-hub/snapshotter"
 )
 
@@ -23,6 +25,7 @@ type ControllerOptions struct {
 	Provisioner provisioner.Config
 	Attacher    attacher.Config
 	Snapshotter snapshotter.Config
+	Resizer     resizer.Config
 }
 
 // DefaultControllerOptions returns every controller's sidecar defaults.
@@ -31,6 +34,7 @@ func DefaultControllerOptions() ControllerOptions {
 		Provisioner: provisioner.DefaultConfig(),
 		Attacher:    attacher.DefaultConfig(),
 		Snapshotter: snapshotter.DefaultConfig(),
+		Resizer:     resizer.DefaultConfig(),
 	}
 }
 
@@ -40,6 +44,7 @@ func (o *ControllerOptions) AddFlags(fs *flag.FlagSet) {
 	o.Provisioner.AddFlags(fs)
 	o.Attacher.AddFlags(fs)
 	o.Snapshotter.AddFlags(fs)
+	o.Resizer.AddFlags(fs)
 }
 
 // controllerSpec says when a controller is called for and how to build it.
@@ -49,7 +54,9 @@ type controllerSpec struct {
 	// unset for the attacher, which marks attachments attached itself when the
 	// driver has no PUBLISH_UNPUBLISH_VOLUME, as external-attacher does.
 	needs csi.ControllerServiceCapability_RPC_Type
-	build func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
+	// needsAny: one of these suffices (the resizer expands or modifies).
+	needsAny []csi.ControllerServiceCapability_RPC_Type
+	build    func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
 }
 
 var controllerSpecs = []controllerSpec{
@@ -59,10 +66,34 @@ var controllerSpecs = []controllerSpec{
 		}},
 	{name: "attacher",
 		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return attacher.New(h, o.Attacher) }},
+	{name: "resizer", needsAny: []csi.ControllerServiceCapability_RPC_Type{
+		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME, csi.ControllerServiceCapability_RPC_MODIFY_VOLUME},
+		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return resizer.New(h, o.Resizer) }},
 	{name: "snapshotter", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
 		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
 			return snapshotter.New(h, o.Snapshotter)
 		}},
+}
+
+func (s controllerSpec) capable(caps csiconn.Capabilities) bool {
+	if s.needs != csi.ControllerServiceCapability_RPC_UNKNOWN && !caps.Has(s.needs) {
+		return false
+	}
+	if len(s.needsAny) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(s.needsAny, caps.Has)
+}
+
+func (s controllerSpec) needsText() string {
+	if len(s.needsAny) == 0 {
+		return s.needs.String()
+	}
+	var names []string
+	for _, c := range s.needsAny {
+		names = append(names, c.String())
+	}
+	return strings.Join(names, " or ")
 }
 
 // ControllerNames lists every controller csi-hub has.
@@ -86,12 +117,12 @@ func Select(requested []string, caps csiconn.Capabilities, driver string) ([]str
 	var out []string
 	for _, s := range controllerSpecs {
 		wanted := len(requested) == 0 || slices.Contains(requested, s.name)
-		capable := s.needs == csi.ControllerServiceCapability_RPC_UNKNOWN || caps.Has(s.needs)
+		capable := s.capable(caps)
 		switch {
 		case wanted && capable:
 			out = append(out, s.name)
 		case len(requested) > 0 && wanted:
-			return nil, fmt.Errorf("--controllers: %s needs the CSI capability %s, which driver %s does not have", s.name, s.needs, driver)
+			return nil, fmt.Errorf("--controllers: %s needs the CSI capability %s, which driver %s does not have", s.name, s.needsText(), driver)
 		}
 	}
 	return out, nil
