@@ -1,9 +1,3 @@
-// Package attacher is the external-attacher's job inside csi-hub: it turns
-// VolumeAttachments created by kube-controller-manager into
-// ControllerPublishVolume / ControllerUnpublishVolume calls and reports the
-// result in the objects exactly as the external-attacher sidecar does
-// (finalizers, node-id annotation, status.attached / attachmentMetadata /
-// attachError / detachError), so clusters can switch between the two.
 package attacher
 
 import (
