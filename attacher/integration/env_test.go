@@ -323,11 +323,11 @@ func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, err
 }
 
 // expectWarning checks a Warning event with reason and a message containing
-// msg was emitted on the VolumeAttachment. It looks in the hub's step record,
-// which every event passes through, and, for information, in the API.
+// msg was emitted on the VolumeAttachment: in the hub's step record, which
+// every event passes through, and in the API server.
 func (e *env) expectWarning(va, reason, msg string) {
 	e.t.Helper()
-	e.waitFor("a Warning "+reason+" event on VolumeAttachment "+va, 30*time.Second, func() (bool, error) {
+	e.waitFor("a Warning "+reason+" step on VolumeAttachment "+va, 30*time.Second, func() (bool, error) {
 		for _, s := range e.hub.Steps.Recent(0) {
 			if s.Kind == steps.Event && s.Object == "VolumeAttachment "+va && s.Action == reason &&
 				s.Result == corev1.EventTypeWarning && strings.Contains(s.Detail, msg) {
@@ -336,12 +336,20 @@ func (e *env) expectWarning(va, reason, msg string) {
 		}
 		return false, nil
 	})
-	list, err := e.c.Client.CoreV1().Events(metav1.NamespaceAll).List(e.ctx, metav1.ListOptions{
-		FieldSelector: fmt.Sprintf("involvedObject.kind=VolumeAttachment,involvedObject.name=%s,reason=%s", va, reason),
+	e.waitFor("a Warning "+reason+" event on VolumeAttachment "+va+" in the API", 30*time.Second, func() (bool, error) {
+		list, err := e.c.Client.CoreV1().Events(metav1.NamespaceAll).List(e.ctx, metav1.ListOptions{
+			FieldSelector: fmt.Sprintf("involvedObject.kind=VolumeAttachment,involvedObject.name=%s,reason=%s,type=Warning", va, reason),
+		})
+		if err != nil {
+			return false, err
+		}
+		for _, ev := range list.Items {
+			if strings.Contains(ev.Message, msg) {
+				return true, nil
+			}
+		}
+		return false, nil
 	})
-	if err == nil {
-		e.t.Logf("%d %s event(s) on VolumeAttachment %s reached the API server", len(list.Items), reason, va)
-	}
 }
 
 // dump logs what a failing test needs to see: the VolumeAttachment, the
