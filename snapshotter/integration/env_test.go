@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,8 @@ type env struct {
 	socket string
 	hub    *hub.Hub
 	ctrl   *snapshotter.Controller
+	// wrap, when set, sees every request of the next hub started.
+	wrap func(http.RoundTripper) http.RoundTripper
 }
 
 func newEnv(t testing.TB, c *cluster.Cluster, prefix string, opts fakedriver.Options) *env {
@@ -85,7 +88,11 @@ func newBareEnv(t testing.TB, c *cluster.Cluster, prefix string) *env {
 func (e *env) startHub(cfg snapshotter.Config, more ...func(h *hub.Hub) error) (stop func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	h, err := hub.New(ctx, hubtest.Options(e.socket), e.c.RESTConfig())
+	restCfg := e.c.RESTConfig()
+	if e.wrap != nil {
+		restCfg.Wrap(e.wrap)
+	}
+	h, err := hub.New(ctx, hubtest.Options(e.socket), restCfg)
 	if err != nil {
 		cancel()
 		e.t.Fatalf("starting hub: %v", err)
