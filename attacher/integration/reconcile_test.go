@@ -17,11 +17,18 @@ import (
 // TestReconcilerRepublishesForgottenVolume: with LIST_VOLUMES_PUBLISHED_NODES
 // the reconciler notices that the backend lost a publication the
 // VolumeAttachment still claims, and publishes the volume again, without
-// rewriting the (unchanged) status.
+// rewriting the (unchanged) status. ListVolumes is paged (--max-entries=1)
+// and the volume sits on the last page.
 func TestReconcilerRepublishesForgottenVolume(t *testing.T) {
 	e := newEnv(t, "reconcile", fakedriver.Options{Attach: true, ListPublishedNodes: true})
 	e.registerNode()
 	e.cfg.ReconcileSync = time.Second
+	e.cfg.MaxEntries = 1
+	for _, id := range []string{"0-first-page", "0-second-page"} { // sort before the test's volume
+		if _, err := e.driver.AddVolume(fakedriver.Volume{ID: id, Name: id, CapacityBytes: 1 << 20}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.startHub()
 	pv, handle := e.volume("data")
 	e.pod("app", "data")
@@ -44,8 +51,15 @@ func TestReconcilerRepublishesForgottenVolume(t *testing.T) {
 	if n := e.driver.Calls("ControllerPublishVolume"); n != 2 {
 		t.Errorf("ControllerPublishVolume calls = %d, want 2 (attach + one re-publish)", n)
 	}
-	if n := e.driver.Calls("ListVolumes"); n < 1 {
-		t.Errorf("ListVolumes never called")
+	paged := false
+	for _, req := range fakedriver.RequestsOf[*csi.ListVolumesRequest](e.driver) {
+		if req.GetMaxEntries() != 1 {
+			t.Fatalf("ListVolumes max_entries = %d, want --max-entries=1", req.GetMaxEntries())
+		}
+		paged = paged || req.GetStartingToken() != ""
+	}
+	if !paged {
+		t.Error("ListVolumes was never asked for a next page")
 	}
 	got, err := e.c.Client.StorageV1().VolumeAttachments().Get(e.ctx, va.Name, metav1.GetOptions{})
 	if err != nil || !got.Status.Attached {
