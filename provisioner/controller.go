@@ -44,6 +44,7 @@ type Controller struct {
 	nodeLister    corelisters.NodeLister
 	vaLister      storagelisters.VolumeAttachmentLister
 	dataSources   map[schema.GroupKind]DataSource
+	sources       *sourceGuard       // clone/restore and their finalizers; nil if the driver has neither
 	capacity      *capacityPublisher // nil without --enable-capacity
 
 	// inFlight holds claims whose CreateVolume may have created a backend
@@ -142,6 +143,9 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if c.sources, err = newSourceGuard(c, pvcs.Informer()); err != nil {
+		return nil, err
+	}
 	if cfg.EnableCapacity {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -176,6 +180,13 @@ func (c *Controller) Run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			c.capacity.run(ctx)
+		}()
+	}
+	if c.sources != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.sources.run(ctx, c.workers)
 		}()
 	}
 	wg.Add(2)

@@ -18,10 +18,11 @@ var (
 )
 
 // DataSource turns a PVC's dataSource into CreateVolume's volume_content_source
-// (restore from a VolumeSnapshot, clone of a PVC). The snapshot work registers
-// implementations with Controller.SetDataSource; until one is registered for a
-// kind, PVCs with that kind of source get a ProvisioningFailed event and are
-// retried, never provisioned empty. A handler also owns the protection of its
+// (restore from a VolumeSnapshot, clone of a PVC). New registers the built-in
+// handlers (datasource_clone.go, datasource_restore.go) for the kinds the
+// driver supports; Controller.SetDataSource may replace them. Without a
+// handler for a kind, PVCs with that kind of source get a ProvisioningFailed
+// event and are retried, never provisioned empty. A handler also owns the protection of its
 // sources (finalizers provisioner.storage.kubernetes.io/cloning-protection and
 // .../volumesnapshot-as-source-protection) and their removal once no pending
 // claim uses the source.

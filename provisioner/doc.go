@@ -45,8 +45,16 @@
 // becomes Released and is deleted. Like the sidecar, this memory does not
 // survive a restart of the process.
 //
-// Data sources (restore from VolumeSnapshot, clone from PVC) are resolved by
-// DataSource handlers registered with Controller.SetDataSource; without one,
-// such PVCs get a ProvisioningFailed event and are retried, never provisioned
-// empty. Sources of other kinds belong to volume populators and are ignored.
+// Data sources: a VolumeSnapshot (restore; the driver needs
+// CREATE_DELETE_SNAPSHOT) or a PersistentVolumeClaim (clone; CLONE_VOLUME) in
+// the claim's namespace becomes CreateVolume's volume_content_source after
+// the sidecar's checks (see datasource_restore.go, datasource_clone.go). While
+// a claim is being provisioned from it, the source carries
+// provisioner.storage.kubernetes.io/volumesnapshot-as-source-protection or
+// .../cloning-protection; the finalizer goes once no pending claim uses the
+// source (after binding or deletion of the claims; the sidecar keeps the
+// clone finalizer until the source PVC is deleted). A source that is missing,
+// not ready or invalid gives a ProvisioningFailed event and a retry with
+// backoff, never an empty volume. Sources of other kinds belong to volume
+// populators and are ignored.
 package provisioner

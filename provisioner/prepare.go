@@ -21,9 +21,10 @@ type plan struct {
 	deletionSecret *v1.SecretReference
 }
 
-// prepare checks the claim and builds the CreateVolume request without side
-// effects on the cluster; it reads the provisioner Secret (one GET) only when
-// the StorageClass names one.
+// prepare checks the claim and builds the CreateVolume request. Its only
+// write is the protection finalizer a data source handler puts on the
+// source (as the sidecar does, before CreateVolume); it reads the
+// provisioner Secret (one GET) only when the StorageClass names one.
 func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass, node *v1.Node, pvName string) (*plan, error) {
 	if claim.Spec.Selector != nil {
 		return nil, fmt.Errorf("PVC spec.selector is not supported for dynamically provisioned volumes")

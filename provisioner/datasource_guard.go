@@ -1,0 +1,279 @@
+package provisioner
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snaplisters "github.com/kubernetes-csi/external-snapshotter/client/v8/listers/volumesnapshot/v1"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+// Finalizers external-provisioner puts on a data source while a claim is
+// being provisioned from it, so the source cannot vanish under CreateVolume.
+// (The snapshot-controller keeps its own snapshot.storage.kubernetes.io/
+// volumesnapshot-as-source-protection beside ours; we never touch it.)
+const (
+	finalizerCloneSource    = "provisioner.storage.kubernetes.io/cloning-protection"
+	finalizerSnapshotSource = "provisioner.storage.kubernetes.io/volumesnapshot-as-source-protection"
+	// annAllowVolumeModeChange on a VolumeSnapshotContent lets a restore
+	// change the volume mode (external-provisioner's
+	// --prevent-volume-mode-conversion, on by default).
+	annAllowVolumeModeChange = "snapshot.storage.kubernetes.io/allow-volume-mode-change"
+)
+
+// sourceGuard resolves the built-in data sources (clone of a PVC, restore of
+// a VolumeSnapshot) and keeps their protection finalizers: added before
+// CreateVolume, removed once no claim is being provisioned from the source
+// any more (it was provisioned, or deleted). Removal is driven by claim and
+// snapshot events through its own queue, so it also cleans up after a crash.
+type sourceGuard struct {
+	c     *Controller
+	queue hub.Queue // keys "<Kind>/<namespace>/<name>" of sources to check
+
+	// Snapshot side; nil when the driver cannot restore snapshots.
+	snapshots       *hub.SnapshotAPI
+	snapshotLister  snaplisters.VolumeSnapshotLister
+	contentLister   snaplisters.VolumeSnapshotContentLister
+	snapshotsSynced atomic.Bool
+}
+
+// newSourceGuard registers the handlers for the kinds the driver supports
+// (CLONE_VOLUME, CREATE_DELETE_SNAPSHOT) or returns nil when it has neither;
+// prepare then reports the missing capability on the claim.
+func newSourceGuard(c *Controller, claims cache.SharedIndexInformer) (*sourceGuard, error) {
+	caps := c.h.Conn.Caps
+	canClone := caps.Has(csi.ControllerServiceCapability_RPC_CLONE_VOLUME)
+	canRestore := caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT)
+	if !canClone && !canRestore {
+		return nil, nil
+	}
+	g := &sourceGuard{c: c, queue: c.h.NewQueue("provisioner-sources")}
+	if canClone {
+		c.dataSources[KindPVC] = cloneSource{g}
+	}
+	if canRestore {
+		api, err := c.h.Snapshots()
+		if err != nil {
+			return nil, err
+		}
+		g.snapshots = api
+		snaps := api.Informers.Snapshot().V1().VolumeSnapshots()
+		g.snapshotLister = snaps.Lister()
+		g.contentLister = api.Informers.Snapshot().V1().VolumeSnapshotContents().Lister()
+		if _, err := snaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { g.snapshotChanged(nil, obj) },
+			UpdateFunc: g.snapshotChanged,
+		}); err != nil {
+			return nil, err
+		}
+		c.dataSources[KindVolumeSnapshot] = restoreSource{g}
+	}
+	_, err := claims.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { g.claimChanged(nil, obj) },
+		UpdateFunc: g.claimChanged,
+		DeleteFunc: g.claimDeleted,
+	})
+	return g, err
+}
+
+// run waits for the snapshot API (when restores are possible) and processes
+// source checks until ctx ends.
+func (g *sourceGuard) run(ctx context.Context, workers int) {
+	if g.snapshots != nil {
+		go func() {
+			if err := g.snapshots.WaitReady(ctx); err == nil {
+				g.snapshotsSynced.Store(true)
+			}
+		}()
+	}
+	hub.RunWorkers(ctx, Name, "data source", g.queue, workers, g.sync)
+}
+
+func sourceKey(kind schema.GroupKind, ns, name string) string {
+	return kind.Kind + "/" + ns + "/" + name
+}
+
+// claimSource is the source a claim is provisioned from, if it is one of the
+// built-in kinds.
+func claimSource(claim *v1.PersistentVolumeClaim) (kind schema.GroupKind, ns, name string, ok bool) {
+	kind, name, ok = claimDataSource(claim)
+	if !ok || !handledKind(kind) {
+		return kind, "", "", false
+	}
+	ns = claim.Namespace
+	if ref := claim.Spec.DataSourceRef; ref != nil && ref.Namespace != nil && *ref.Namespace != "" {
+		ns = *ref.Namespace
+	}
+	return kind, ns, name, true
+}
+
+// sourceNamespace refuses cross-namespace sources: they need the alpha
+// CrossNamespaceVolumeDataSource gate and ReferenceGrants, which csi-hub
+// does not implement (the sidecar refuses them too while the gate is off).
+func sourceNamespace(claim *v1.PersistentVolumeClaim) (string, error) {
+	_, ns, _, _ := claimSource(claim)
+	if ns != claim.Namespace {
+		return "", fmt.Errorf("spec.dataSourceRef.namespace %q: data sources in another namespace are not supported", ns)
+	}
+	return ns, nil
+}
+
+// pending: the claim may still be provisioned (no volume bound to it yet).
+func pending(claim *v1.PersistentVolumeClaim) bool {
+	return claim.Spec.VolumeName == "" && claim.Status.Phase != v1.ClaimBound && claim.Status.Phase != v1.ClaimLost
+}
+
+// finishing: a CreateVolume of this claim may have started (see inFlight),
+// so it must be allowed to complete with the same source even if the source
+// is being deleted meanwhile: its finalizer is what still holds it.
+func (g *sourceGuard) finishing(claim *v1.PersistentVolumeClaim) bool {
+	key, _ := cache.MetaNamespaceKeyFunc(claim)
+	_, ok := g.c.inFlight.Load(key)
+	return ok
+}
+
+// usersOf lists the claims still being provisioned from the source: pending
+// ones in its namespace and deleted ones whose CreateVolume is being finished.
+func (g *sourceGuard) usersOf(kind schema.GroupKind, ns, name string) ([]string, error) {
+	claims, err := g.c.pvcLister.PersistentVolumeClaims(ns).List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	uses := func(claim *v1.PersistentVolumeClaim) bool {
+		k, n, s, ok := claimSource(claim)
+		return ok && k == kind && n == ns && s == name
+	}
+	for _, claim := range claims {
+		if pending(claim) && uses(claim) {
+			users = append(users, claim.Name)
+		}
+	}
+	g.c.inFlight.Range(func(_, v any) bool {
+		if claim := v.(*v1.PersistentVolumeClaim); uses(claim) {
+			users = append(users, claim.Name+" (being finished)")
+		}
+		return true
+	})
+	return users, nil
+}
+
+// kickClaims retries at once the pending claims waiting for a source that
+// just became usable, instead of leaving them to their backoff.
+func (g *sourceGuard) kickClaims(kind schema.GroupKind, ns, name string) {
+	claims, err := g.c.pvcLister.PersistentVolumeClaims(ns).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, claim := range claims {
+		if k, n, s, ok := claimSource(claim); ok && k == kind && n == ns && s == name && pending(claim) {
+			g.c.claims.Add(claim.Namespace + "/" + claim.Name)
+		}
+	}
+}
+
+func (g *sourceGuard) claimChanged(oldObj, obj any) {
+	claim, ok := obj.(*v1.PersistentVolumeClaim)
+	if !ok {
+		return
+	}
+	old, _ := oldObj.(*v1.PersistentVolumeClaim)
+	if hasFinalizer(claim.Finalizers, finalizerCloneSource) {
+		g.queue.Add(sourceKey(KindPVC, claim.Namespace, claim.Name))
+	}
+	// A claim that stopped being pending may release its source.
+	if kind, ns, name, ok := claimSource(claim); ok && !pending(claim) && (old == nil || pending(old)) {
+		g.queue.Add(sourceKey(kind, ns, name))
+	}
+	// A clone source that just got bound: its clones need not wait for backoff.
+	if old != nil && old.Status.Phase != v1.ClaimBound && claim.Status.Phase == v1.ClaimBound {
+		g.kickClaims(KindPVC, claim.Namespace, claim.Name)
+	}
+}
+
+func (g *sourceGuard) claimDeleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	claim, ok := obj.(*v1.PersistentVolumeClaim)
+	if !ok {
+		return
+	}
+	if kind, ns, name, ok := claimSource(claim); ok {
+		g.queue.Add(sourceKey(kind, ns, name))
+	}
+}
+
+func (g *sourceGuard) snapshotChanged(oldObj, obj any) {
+	vs, ok := obj.(*snapv1.VolumeSnapshot)
+	if !ok {
+		return
+	}
+	if hasFinalizer(vs.Finalizers, finalizerSnapshotSource) {
+		g.queue.Add(sourceKey(KindVolumeSnapshot, vs.Namespace, vs.Name))
+	}
+	old, _ := oldObj.(*snapv1.VolumeSnapshot)
+	if old != nil && !snapshotReady(old) && snapshotReady(vs) {
+		g.kickClaims(KindVolumeSnapshot, vs.Namespace, vs.Name)
+	}
+}
+
+func snapshotReady(vs *snapv1.VolumeSnapshot) bool {
+	return vs.Status != nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse
+}
+
+// sync removes the protection finalizer from a source that no claim is
+// being provisioned from any more.
+func (g *sourceGuard) sync(ctx context.Context, key string) error {
+	parts := strings.SplitN(key, "/", 3)
+	if len(parts) != 3 {
+		return nil
+	}
+	ns, name := parts[1], parts[2]
+	var f finalizerTarget
+	switch parts[0] {
+	case KindPVC.Kind:
+		f = g.claimTarget(ns, name)
+	case KindVolumeSnapshot.Kind:
+		if g.snapshots == nil {
+			return nil
+		}
+		if !g.snapshotsSynced.Load() {
+			return hub.RequeueAfter(g.snapshots.PollInterval)
+		}
+		f = g.snapshotTarget(ns, name)
+	default:
+		return nil
+	}
+	cached, err := f.cached()
+	if err != nil || cached == nil || !hasFinalizer(cached.GetFinalizers(), f.finalizer) {
+		return err
+	}
+	kind := schema.GroupKind{Group: KindVolumeSnapshot.Group, Kind: parts[0]}
+	if parts[0] == KindPVC.Kind {
+		kind = KindPVC
+	}
+	users, err := g.usersOf(kind, ns, name)
+	if err != nil || len(users) > 0 {
+		if len(users) > 0 {
+			klog.V(4).InfoS("Data source still in use; keeping its finalizer", "source", key, "claims", users)
+		}
+		return err
+	}
+	g.c.h.Steps.Trigger(ctx, fmt.Sprintf("no claim is being provisioned from %s %s/%s any more: removing finalizer %s", parts[0], ns, name, f.finalizer))
+	if err := f.set(ctx, cached, false); err != nil {
+		return err
+	}
+	klog.V(2).InfoS("Removed data source protection", "source", key, "finalizer", f.finalizer)
+	return nil
+}
