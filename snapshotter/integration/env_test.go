@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,53 +79,34 @@ func newBareEnv(t testing.TB, c *cluster.Cluster, prefix string) *env {
 	return &env{t: t, ctx: ctx, c: c, snaps: snaps, ns: ns}
 }
 
-// startHub runs a hub with the snapshotter (and what more adds). It does what
-// hubtest.Start does, except that hub.New gets a context that lives as long
-// as the hub: hub.New ties the event broadcaster to its context, and
-// hubtest.Start's is cancelled on return, which would drop every Event (see
-// /work/notes/snapshotter-core-request.md).
+// startHub runs a hub with the snapshotter (and what more adds) until the
+// test ends or stop is called.
 func (e *env) startHub(cfg snapshotter.Config, more ...func(h *hub.Hub) error) (stop func()) {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	restCfg := e.c.RESTConfig()
 	if e.wrap != nil {
 		restCfg.Wrap(e.wrap)
 	}
-	h, err := hub.New(ctx, hubtest.Options(e.socket), restCfg)
-	if err != nil {
-		cancel()
-		e.t.Fatalf("starting hub: %v", err)
-	}
-	if e.ctrl, err = snapshotter.New(h, cfg); err != nil {
-		cancel()
-		e.t.Fatalf("snapshotter.New: %v", err)
-	}
-	h.Add(e.ctrl)
-	for _, add := range more {
-		if err := add(h); err != nil {
-			cancel()
-			e.t.Fatalf("adding a controller: %v", err)
+	r := hubtest.Start(e.t, restCfg, hubtest.Options(e.socket), func(h *hub.Hub) error {
+		c, err := snapshotter.New(h, cfg)
+		if err != nil {
+			return err
+		}
+		e.ctrl = c
+		h.Add(c)
+		for _, add := range more {
+			if err := add(h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e.hub = r.Hub
+	return func() {
+		if err := r.Stop(); err != nil {
+			e.t.Errorf("stopping the hub: %v", err)
 		}
 	}
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	e.hub = h
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					e.t.Errorf("hub.Run: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				e.t.Error("hub did not stop within 30s")
-			}
-		})
-	}
-	e.t.Cleanup(stop)
-	return stop
 }
 
 // testConfig is the default config with a fast CRD poll.

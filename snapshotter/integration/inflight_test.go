@@ -41,7 +41,10 @@ func TestDeleteWhileCreating(t *testing.T) {
 		t.Fatal("content deleted while CreateSnapshot was in flight: its snapshot would leak")
 	}
 	gate.Release()
+	released := time.Now()
 	e.waitContentGone(contentName, time.Minute)
+	// Mostly the snapshot-controller's retry backoff (up to 10s a step here).
+	t.Logf("content gone %s after CreateSnapshot returned", time.Since(released).Round(time.Millisecond))
 	if snaps := e.driver.Snapshots(); len(snaps) != 0 {
 		t.Errorf("backend snapshots after the deletion: %+v (leaked)", snaps)
 	}
