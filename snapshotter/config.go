@@ -60,9 +60,9 @@ const extraCreateMetadataFlag = "extra-create-metadata"
 // is also delivered to this Config instead of registering it twice.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.Var(&trackedInt{v: &c.WorkerThreads, set: &c.workersSet}, "snapshotter-worker-threads",
-		"Workers of the snapshotter (csi-snapshotter's --worker-threads). Default 10, or --worker-threads when that is given.")
+		"Number of snapshotter workers, an `int` (csi-snapshotter's --worker-threads); --worker-threads applies unless this flag is given.")
 	fs.Var(&trackedDuration{v: &c.Timeout, set: &c.timeoutSet}, "snapshotter-timeout",
-		"Timeout of the snapshotter's CSI calls (csi-snapshotter's --timeout). Default 1m, or --timeout when that is given.")
+		"Timeout of the snapshotter's CSI calls, a `duration` (csi-snapshotter's --timeout); --timeout applies unless this flag is given.")
 	fs.StringVar(&c.SnapshotNamePrefix, "snapshot-name-prefix", c.SnapshotNamePrefix,
 		"Prefix of the name of a created snapshot: <prefix>-<VolumeSnapshot UID>.")
 	fs.IntVar(&c.SnapshotNameUUIDLength, "snapshot-name-uuid-length", c.SnapshotNameUUIDLength,
