@@ -95,7 +95,9 @@ func TestCloneRefusals(t *testing.T) {
 	if _, err := s.kube.CoreV1().PersistentVolumes().Create(s.ctx, foreignPV, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.kube.CoreV1().PersistentVolumes().Delete(context.Background(), foreignPV.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = s.kube.CoreV1().PersistentVolumes().Delete(context.Background(), foreignPV.Name, metav1.DeleteOptions{})
+	})
 	must := func(err error) {
 		if err != nil {
 			t.Fatal(err)
