@@ -68,7 +68,11 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	default:
 		// CreateSnapshot is idempotent by name: asking again is how the
 		// sidecar learns when a cut snapshot becomes ready to use.
-		c.steps.Trigger(ctx, "The snapshot is not ready to use yet: ask the driver again")
+		if content.Status.SnapshotHandle == nil {
+			c.steps.Trigger(ctx, "The last CreateSnapshot failed: try again")
+		} else {
+			c.steps.Trigger(ctx, "The snapshot is not ready to use yet: ask the driver again")
+		}
 		content, err = c.create(ctx, content)
 	}
 	if err != nil {
