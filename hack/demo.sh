@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The csi-hub story, step by step, on a real single-node cluster:
+# PVC -> Pod -> snapshot -> restore -> resize, with every step csi-hub takes
+# (why it acted -> CSI call -> Kubernetes write -> Event) printed as it happens
+# from its /steps endpoint, next to kubectl's view.
+#
+# Usage: make demo   (as root; tear down with: make cluster-down)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/cluster/lib.sh"
+
+NS=demo
+EXAMPLES="${REPO_ROOT}/manifests/examples"
+bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+say() { printf '%s\n' "$*" | fold -s -w 100; }
+run() { printf '\033[36m$ %s\033[0m\n' "$*"; "$@"; }
+pause() { sleep "${DEMO_PAUSE:-2}"; }
+
+bold "== csi-hub demo: Kubernetes storage, one step at a time =="
+say "Bringing up a real single-node cluster (etcd, kube-apiserver, kube-controller-manager,"
+say "kube-scheduler, snapshot-controller, containerd, kubelet) and deploying manifests/."
+say "This takes about a minute; the log is in /tmp/csi-hub-demo-up.log."
+"${REPO_ROOT}/hack/cluster/up.sh" >/tmp/csi-hub-demo-up.log 2>&1 || { tail -20 /tmp/csi-hub-demo-up.log; die "cluster-up failed"; }
+KUBECTL="$(kubectl_bin)"
+export KUBECONFIG="${KUBECONFIG_ADMIN}"
+kubectl() { "${KUBECTL}" "$@"; }
+# The workloads use the busybox image built locally (no registry here).
+apply_example() { sed "s#image: busybox:1.36#image: ${IMAGE_REGISTRY}/busybox:${IMAGE_TAG}#" "${EXAMPLES}/$1" | "${KUBECTL}" -n "${NS}" apply -f -; }
+show_example() { printf '\033[2m'; grep -v '^#' "${EXAMPLES}/$1"; printf '\033[0m'; }
+wait_or_explain() { # <timeout> <what> <kubectl wait args...>
+	local t="$1" what="$2"
+	shift 2
+	if ! kubectl -n "${NS}" wait --timeout="${t}s" "$@" >/dev/null 2>&1; then
+		say "!! ${what} did not happen within ${t}s. What Kubernetes says:"
+		kubectl -n "${NS}" get events --field-selector type=Warning --sort-by=.lastTimestamp | tail -5
+		return 1
+	fi
+}
+
+run kubectl get nodes
+run kubectl -n csi-hub get pods -o wide
+say "csi-hub-controller runs the driver's controller side plus csi-hub (provisioner, attacher,"
+say "resizer, snapshotter); csi-hub-node runs the driver's node side plus csi-hub's registrar,"
+say "which told the kubelet where the driver's socket is:"
+run kubectl get csinode "${NODE_NAME}" -o jsonpath='{.spec.drivers[*].name}{"\n"}'
+
+# Print csi-hub's steps as they happen: the controller pod's IP is reachable
+# from the host (bridge network).
+hub_ip="$(kubectl -n csi-hub get pod -l app.kubernetes.io/component=controller -o jsonpath='{.items[0].status.podIP}')"
+last_seq="$(curl -s "http://${hub_ip}:8080/steps" | jq 'map(.seq) | max // 0')"
+(curl -sN "http://${hub_ip}:8080/steps?watch=true&after=${last_seq}" 2>/dev/null | sed -un 's/^data: //p' |
+	jq -r --unbuffered '
+	  def obj: (.object // "" | if . == "" then "" else " [" + . + "]" end);
+	  if .kind == "trigger" then "   hub> \(.controller // "hub"): \(.action)\(obj)"
+	  elif .kind == "csi" then "   hub>     CSI \(.action) -> \(.result // "OK")\(if .detail then " (" + .detail + ")" else "" end)"
+	  elif .kind == "write" then "   hub>     API \(.action) -> \(.result // "")"
+	  else "   hub>     Event \(.action): \(.detail // "")" end' 2>/dev/null) &
+watcher=$!
+trap 'kill ${watcher} 2>/dev/null || true' EXIT
+say "Lines starting with 'hub>' come live from csi-hub's /steps endpoint (http://${hub_ip}:8080/steps?watch=true)."
+
+kubectl create namespace "${NS}" >/dev/null 2>&1 || true
+kubectl -n "${NS}" wait --for=jsonpath='{.metadata.name}'=default serviceaccount/default --timeout=30s >/dev/null 2>&1 || sleep 2
+
+bold "Step 1: a PersistentVolumeClaim and a Pod that uses it"
+show_example pvc-pod.yaml
+say "The StorageClass 'csi-hub' waits for the first Pod (WaitForFirstConsumer): the scheduler picks"
+say "a node, csi-hub's provisioner calls CreateVolume and creates the PV, kube-controller-manager"
+say "binds it and creates a VolumeAttachment, csi-hub's attacher calls ControllerPublishVolume and"
+say "writes attachmentMetadata, and the kubelet calls NodeStageVolume/NodePublishVolume with it."
+apply_example pvc-pod.yaml
+wait_or_explain 120 "the writer Pod starting" --for=condition=Ready pod/writer || true
+pause
+run kubectl -n "${NS}" get pvc,pod
+run kubectl get pv,volumeattachments
+run kubectl -n "${NS}" exec writer -- cat /data/hello.txt || kubectl -n "${NS}" logs writer | head -2
+
+bold "Step 2: a VolumeSnapshot of the claim"
+show_example snapshot.yaml
+say "The snapshot-controller creates a VolumeSnapshotContent; csi-hub's snapshotter calls"
+say "CreateSnapshot and records the snapshot handle and readyToUse in its status."
+apply_example snapshot.yaml
+wait_or_explain 90 "the snapshot becoming ready" --for=jsonpath='{.status.readyToUse}'=true volumesnapshot/data-snap || true
+pause
+run kubectl -n "${NS}" get volumesnapshot
+run kubectl get volumesnapshotcontent
+
+bold "Step 3: restore the snapshot into a new claim"
+show_example restore.yaml
+say "The new claim's dataSourceRef names the snapshot: csi-hub passes it to CreateVolume as the"
+say "content source, so the new volume starts with the snapshot's data."
+apply_example restore.yaml
+if wait_or_explain 120 "the reader Pod starting" --for=condition=Ready pod/reader; then
+	pause
+	say "The reader Pod sees what the writer wrote before the snapshot:"
+	run kubectl -n "${NS}" logs reader
+fi
+
+bold "Step 4: grow the first claim while its Pod runs"
+show_example resize.yaml
+say "csi-hub's resizer calls ControllerExpandVolume and updates the PV; then the kubelet calls"
+say "NodeExpandVolume, which grows the mounted filesystem. The writer prints 'df' every 5s."
+run kubectl -n "${NS}" exec writer -- df -h /data || true
+apply_example resize.yaml
+if wait_or_explain 120 "the claim growing to 256Mi" --for=jsonpath='{.status.capacity.storage}'=256Mi pvc/data; then
+	sleep 6
+	run kubectl -n "${NS}" exec writer -- df -h /data || kubectl -n "${NS}" logs writer --tail=1
+fi
+run kubectl -n "${NS}" get pvc
+
+bold "Step 5: clean up"
+say "Deleting the namespace deletes the Pods (NodeUnpublish/NodeUnstage, ControllerUnpublish),"
+say "the snapshot (DeleteSnapshot) and the claims (DeleteVolume; the PVs go away)."
+run kubectl delete namespace "${NS}" --wait=true --timeout=120s
+sleep 3
+run kubectl get pv
+kill "${watcher}" 2>/dev/null || true
+
+bold "Done."
+say "The cluster is still up: export KUBECONFIG=${KUBECONFIG_ADMIN} and use ${KUBECTL}"
+say "(more examples in manifests/examples/: block-pvc.yaml, clone.yaml, statefulset.yaml)."
+say "Tear it all down (processes, mounts, loop devices, state) with: make cluster-down"
