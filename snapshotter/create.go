@@ -20,13 +20,25 @@ const (
 	ReasonDeleteError    = "SnapshotDeleteError"
 )
 
-// create calls CreateSnapshot for a dynamically provisioned content (first
-// time, or again while the snapshot is not ready) and records the result.
-// A failure is reported as a Warning event and in status.error.
+// create calls CreateSnapshot for a dynamically provisioned content without
+// status yet, and records the result. A failure is reported as a Warning
+// event and in status.error.
 func (c *Controller) create(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
 	updated, err := c.createAndRecord(ctx, content)
 	if err != nil {
 		c.recordError(ctx, updated, ReasonCreationFailed, fmt.Sprintf("Failed to create snapshot: %v", err))
+		return updated, err
+	}
+	return updated, nil
+}
+
+// recheck calls CreateSnapshot again for a dynamic content that has a status
+// but is not ready (a poll, or a retry after a failure). Its failures are
+// reported under the sidecar's check-and-update reason, as the sidecar does.
+func (c *Controller) recheck(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
+	updated, err := c.createAndRecord(ctx, content)
+	if err != nil {
+		c.recordError(ctx, updated, ReasonCheckFailed, fmt.Sprintf("Failed to check and update snapshot content: %v", err))
 		return updated, err
 	}
 	return updated, nil

@@ -73,7 +73,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		} else {
 			c.steps.Trigger(ctx, "The snapshot is not ready to use yet: ask the driver again")
 		}
-		content, err = c.create(ctx, content)
+		content, err = c.recheck(ctx, content)
 	}
 	if err != nil {
 		return err

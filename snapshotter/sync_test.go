@@ -133,10 +133,18 @@ func TestCreateFinalErrorLeavesNoAnnotation(t *testing.T) {
 	if evs := e.drainEvents(); !hasEvent(evs, "Warning SnapshotCreationFailed Failed to create snapshot") {
 		t.Errorf("events = %v", evs)
 	}
-	// The same error again is not re-reported.
+	// A retry of a content that now has a status fails under the sidecar's
+	// check-and-update reason; the same error after that is not re-reported.
+	_ = e.syncOnce(t, "c")
+	if evs := e.drainEvents(); len(evs) != 1 || !hasEvent(evs, "Warning SnapshotContentCheckandUpdateFailed Failed to check and update snapshot content") {
+		t.Errorf("events of the retry = %v", evs)
+	}
 	_ = e.syncOnce(t, "c")
 	if evs := e.drainEvents(); len(evs) != 0 {
 		t.Errorf("repeated error emitted events again: %v", evs)
+	}
+	if n := len(e.csi.creates); n != 3 {
+		t.Errorf("CreateSnapshot calls = %d, want 3 (each retry asks the driver)", n)
 	}
 }
 
