@@ -47,6 +47,7 @@ type Hub struct {
 	synced      atomic.Bool
 	leading     atomic.Bool
 	identity    string
+	snapshots   snapshotAPIEntry
 	// leaderConfig is the client config before QPS limits and step recording.
 	leaderConfig *rest.Config
 }

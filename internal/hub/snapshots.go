@@ -54,10 +54,7 @@ type SnapshotAPI struct {
 	stop       <-chan struct{}
 }
 
-// snapshotAPIs holds each Hub's SnapshotAPI; a map because Hub has no field
-// for it (see /work/notes/snapshotter-core-request.md).
-var snapshotAPIs sync.Map // *Hub -> *snapshotAPIEntry
-
+// snapshotAPIEntry builds the hub's SnapshotAPI once, on first use.
 type snapshotAPIEntry struct {
 	once sync.Once
 	api  *SnapshotAPI
@@ -69,8 +66,7 @@ type snapshotAPIEntry struct {
 // snapshot requests count against the one --kube-api-qps budget and their
 // writes are recorded as steps like every other write.
 func (h *Hub) Snapshots() (*SnapshotAPI, error) {
-	v, _ := snapshotAPIs.LoadOrStore(h, &snapshotAPIEntry{})
-	e := v.(*snapshotAPIEntry)
+	e := &h.snapshots
 	e.once.Do(func() {
 		cfg := rest.CopyConfig(h.RestConfig)
 		if cfg.RateLimiter == nil {
