@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/csi-hub/csi-hub/test/fakedriver"
@@ -150,4 +152,53 @@ func TestCloneRefusals(t *testing.T) {
 			t.Errorf("refused source %s got %s: %v", name, finalizerCloneSource, f)
 		}
 	}
+}
+
+// Without CLONE_VOLUME a clone is refused with an event naming the missing
+// capability, and the source is left alone.
+func TestCloneNeedsCapability(t *testing.T) {
+	caps := slices.DeleteFunc(fakedriver.DefaultControllerCapabilities(), func(c csi.ControllerServiceCapability_RPC_Type) bool {
+		return c == csi.ControllerServiceCapability_RPC_CLONE_VOLUME
+	})
+	s := newSourceEnv(t, fakedriver.Options{ControllerCapabilities: caps})
+	sc := s.storageClass("sc", withPolicy(v1.PersistentVolumeReclaimDelete))
+	s.createPVC("src", sc.Name, "1Gi")
+	s.waitBound("src")
+	s.createPVC("copy", sc.Name, "1Gi", fromClaim("src"))
+	s.waitEvent("copy", reasonFailed, v1.EventTypeWarning, "CLONE_VOLUME capability is not reported")
+	s.requireNoVolume("copy")
+	if f := s.claimFinalizers("src"); slices.Contains(f, finalizerCloneSource) {
+		t.Errorf("source got %s without a clone: %v", finalizerCloneSource, f)
+	}
+}
+
+// A protection finalizer nobody needs (left by a crashed provisioner, or by
+// one that never saw its claim finish) is removed.
+func TestOrphanedSourceFinalizersRemoved(t *testing.T) {
+	s := newSourceEnv(t, fakedriver.Options{})
+	sc := s.storageClass("sc", withPolicy(v1.PersistentVolumeReclaimDelete))
+	s.createPVC("src", sc.Name, "1Gi")
+	s.waitBound("src")
+	_, _ = s.takeSnapshot("snap", "src", s.snapshotClass())
+
+	add := []byte(`[{"op":"add","path":"/metadata/finalizers/-","value":"` + finalizerCloneSource + `"}]`)
+	if _, err := s.kube.CoreV1().PersistentVolumeClaims(s.ns).Patch(s.ctx, "src", types.JSONPatchType, add, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.waitNoFinalizer("PVC src", finalizerCloneSource, func() []string { return s.claimFinalizers("src") })
+
+	// While the hub is down, then at start-up.
+	if err := s.hub.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := s.snaps.SnapshotV1().VolumeSnapshots(s.ns).Get(s.ctx, "snap", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs.Finalizers = append(vs.Finalizers, finalizerSnapshotSource)
+	if _, err := s.snaps.SnapshotV1().VolumeSnapshots(s.ns).Update(s.ctx, vs, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.startHub()
+	s.waitNoFinalizer("VolumeSnapshot snap", finalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
 }

@@ -59,11 +59,11 @@ func TestFailureRetriedWithBackoff(t *testing.T) {
 	}
 }
 
-// Until the snapshot work registers data sources, a PVC restoring a
-// VolumeSnapshot or cloning a PVC gets a clear Warning and stays Pending: it
-// is never provisioned as an empty volume. A PVC whose source belongs to a
-// volume populator is left to the populator, as the sidecar does.
-func TestDataSourceWithoutHandlerNotProvisionedEmpty(t *testing.T) {
+// A PVC restoring a VolumeSnapshot that does not exist, or cloning a PVC
+// that is not bound, gets a clear Warning and stays Pending: it is never
+// provisioned as an empty volume. A PVC whose source belongs to a volume
+// populator is left to the populator, as the sidecar does.
+func TestUnusableDataSourceNotProvisionedEmpty(t *testing.T) {
 	e := newEnv(t, fakedriver.Options{}, DefaultConfig())
 	sc := e.storageClass("src")
 	snapGroup := "snapshot.storage.k8s.io"
@@ -77,9 +77,9 @@ func TestDataSourceWithoutHandlerNotProvisionedEmpty(t *testing.T) {
 	e.createPVC("populated", sc.Name, "1Gi", func(p *v1.PersistentVolumeClaim) {
 		p.Spec.DataSourceRef = &v1.TypedObjectReference{APIGroup: &popGroup, Kind: "Hello", Name: "h1"}
 	})
-	e.waitEvent("from-snap", reasonFailed, v1.EventTypeWarning, "VolumeSnapshot data source")
+	e.waitEvent("from-snap", reasonFailed, v1.EventTypeWarning, "VolumeSnapshot "+e.ns+"/snap1 not found")
 	e.waitEvent("populated", reasonProvisioning, v1.EventTypeNormal, "external populator")
-	e.waitEvent("clone", reasonFailed, v1.EventTypeWarning, "PersistentVolumeClaim data source")
+	e.waitEvent("clone", reasonFailed, v1.EventTypeWarning, "source PVC "+e.ns+"/from-snap must be Bound")
 	time.Sleep(2 * time.Second)
 	if n := e.drv.Calls("CreateVolume"); n != 0 {
 		t.Errorf("%d CreateVolume calls for PVCs with an unsupported data source, want 0", n)
