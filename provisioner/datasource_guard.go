@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -241,27 +242,24 @@ func (g *sourceGuard) sync(ctx context.Context, key string) error {
 	}
 	ns, name := parts[1], parts[2]
 	var f finalizerTarget
+	var kind schema.GroupKind
 	switch parts[0] {
 	case KindPVC.Kind:
-		f = g.claimTarget(ns, name)
+		kind, f = KindPVC, g.claimTarget(ns, name)
 	case KindVolumeSnapshot.Kind:
-		if g.snapshots == nil {
-			return nil
+		if g.snapshots == nil || !g.snapshots.Ready() {
+			return nil // no snapshot API: nothing can carry our finalizer
 		}
 		if !g.snapshotsSynced.Load() {
-			return hub.RequeueAfter(g.snapshots.PollInterval)
+			return hub.RequeueAfter(time.Second) // the informers are syncing
 		}
-		f = g.snapshotTarget(ns, name)
+		kind, f = KindVolumeSnapshot, g.snapshotTarget(ns, name)
 	default:
 		return nil
 	}
 	cached, err := f.cached()
 	if err != nil || cached == nil || !hasFinalizer(cached.GetFinalizers(), f.finalizer) {
 		return err
-	}
-	kind := schema.GroupKind{Group: KindVolumeSnapshot.Group, Kind: parts[0]}
-	if parts[0] == KindPVC.Kind {
-		kind = KindPVC
 	}
 	users, err := g.usersOf(kind, ns, name)
 	if err != nil || len(users) > 0 {
