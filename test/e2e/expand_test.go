@@ -17,13 +17,14 @@ import (
 // Online expansion: the PVC grows while its Pod runs, and the Pod sees the
 // bigger filesystem (ControllerExpandVolume by csi-hub's resizer, then
 // NodeExpandVolume by the kubelet on the mounted volume).
-func TestOnlineExpansion(t *testing.T) {
+func testOnlineExpansion(t *testing.T) {
 	for _, tc := range []struct{ fsType, class, from, to string }{
 		{"ext4", "csi-hub", "64Mi", "128Mi"},
 		// mkfs.xfs refuses devices under 300Mi.
 		{"xfs", "csi-hub-xfs", "300Mi", "400Mi"},
 	} {
 		t.Run(tc.fsType, func(t *testing.T) {
+			t.Parallel()
 			ns := newNamespace(t, "expand-"+tc.fsType)
 			createClaim(t, ns, "data", claimOpts{size: tc.from, class: tc.class})
 			// The Pod reports the filesystem's size (1K blocks) every half second.
@@ -39,7 +40,7 @@ func TestOnlineExpansion(t *testing.T) {
 				t.Fatalf("resize PVC: %v", err)
 			}
 			want := resource.MustParse(tc.to)
-			waitFor(t, "PVC capacity "+tc.to, 3*time.Minute, func(ctx context.Context) (bool, error) {
+			waitFor(t, "PVC capacity "+tc.to+warningsLater(ns), shortWait, func(ctx context.Context) (bool, error) {
 				pvc, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
 				if err != nil {
 					return false, err

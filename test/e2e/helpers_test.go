@@ -19,7 +19,9 @@ import (
 var metav1GetOptions = metav1.GetOptions{}
 
 const (
-	shortWait = 2 * time.Minute
+	// Every step here takes seconds when it works; failing ones should fail
+	// within the suite's budget.
+	shortWait = 90 * time.Second
 	poll      = 500 * time.Millisecond
 )
 
@@ -30,8 +32,10 @@ func newNamespace(t *testing.T, name string) string {
 	t.Helper()
 	needCluster(t)
 	ctx := context.Background()
-	ns := &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + name}}
-	if _, err := env.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+	// A fresh name per run: a namespace of an interrupted earlier run may still exist.
+	ns := &v1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-" + name + "-"}}
+	ns, err := env.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatalf("create namespace: %v", err)
 	}
 	// The default ServiceAccount is created asynchronously; pods need it.
@@ -39,8 +43,9 @@ func newNamespace(t *testing.T, name string) string {
 		_, err := env.kube.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, nil
 	})
-	dumpOnFailure(t, ns.Name)
+	// Cleanups run last-in first-out: dump the state before deleting it.
 	t.Cleanup(func() { deleteEverything(t, ns.Name) })
+	dumpOnFailure(t, ns.Name)
 	return ns.Name
 }
 
@@ -128,14 +133,41 @@ func loopDevicesOver(t *testing.T, file string) []string {
 	return out
 }
 
+// warningsLater is a waitFor description suffix; waitFor replaces it by the
+// namespace's Warning events when it fails, which name the cause
+// (ProvisioningFailed, FailedMount, VolumeResizeFailed...).
+func warningsLater(ns string) string { return warningMarker + ns }
+
+const warningMarker = "\x00warnings:"
+
+func warnings(ns string) string {
+	list, err := env.kube.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "type=Warning"})
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, e := range list.Items {
+		fmt.Fprintf(&b, "\n  %s %s/%s: %s (x%d)", e.Reason, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Message, e.Count)
+	}
+	if b.Len() == 0 {
+		return "\n  (no Warning events in " + ns + ")"
+	}
+	return b.String()
+}
+
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
 	err := wait.PollUntilContextCancel(ctx, poll, true, cond)
+	what, ns, withWarnings := strings.Cut(what, warningMarker)
 	if err != nil {
-		t.Fatalf("waiting %s for %s: %v", time.Since(start).Round(time.Second), what, err)
+		extra := ""
+		if withWarnings {
+			extra = "; Warning events:" + warnings(ns)
+		}
+		t.Fatalf("waiting %s for %s: %v%s", time.Since(start).Round(time.Second), what, err, extra)
 	}
 	t.Logf("%s after %.1fs", what, time.Since(start).Seconds())
 }
@@ -187,7 +219,9 @@ func podWithClaim(ns, name, claim string, block bool, restart v1.RestartPolicy, 
 	return &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: v1.PodSpec{
-			RestartPolicy:                 restart,
+			RestartPolicy: restart,
+			// The cluster runs no DNS server; the workloads need none.
+			DNSPolicy:                     v1.DNSDefault,
 			TerminationGracePeriodSeconds: &zero,
 			Containers:                    []v1.Container{c},
 			Volumes: []v1.Volume{{Name: "data", VolumeSource: v1.VolumeSource{
@@ -203,7 +237,7 @@ func runToCompletion(t *testing.T, pod *v1.Pod) string {
 	if _, err := env.kube.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s: %v", pod.Name, err)
 	}
-	waitFor(t, "pod "+pod.Name+" completed", shortWait, func(ctx context.Context) (bool, error) {
+	waitFor(t, "pod "+pod.Name+" completed"+warningsLater(pod.Namespace), shortWait, func(ctx context.Context) (bool, error) {
 		p, err := env.kube.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -225,7 +259,7 @@ func startPod(t *testing.T, pod *v1.Pod) {
 	if _, err := env.kube.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s: %v", pod.Name, err)
 	}
-	waitFor(t, "pod "+pod.Name+" running", shortWait, func(ctx context.Context) (bool, error) {
+	waitFor(t, "pod "+pod.Name+" running"+warningsLater(pod.Namespace), shortWait, func(ctx context.Context) (bool, error) {
 		p, err := env.kube.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err

@@ -1,7 +1,5 @@
 package e2e
 
-// Named zz_ so that it runs after the other tests of the package.
-
 import (
 	"context"
 	"os"
@@ -15,7 +13,7 @@ import (
 
 // After the tests deleted everything they created: no PV, no VolumeSnapshotContent,
 // no backing file in the pool, no CSI mount, no loop device over the pool.
-func TestZZDeletingEverythingLeavesNothing(t *testing.T) {
+func testDeletingEverythingLeavesNothing(t *testing.T) {
 	needCluster(t)
 	ctx := context.Background()
 	nss, err := env.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
@@ -68,7 +66,7 @@ func TestZZDeletingEverythingLeavesNothing(t *testing.T) {
 
 // The hub ran under the least-privilege RBAC of manifests/ for the whole
 // suite: a verb missing there shows up as a "forbidden" error in its log.
-func TestZZHubNeverForbidden(t *testing.T) {
+func testHubNeverForbidden(t *testing.T) {
 	needCluster(t)
 	ctx := context.Background()
 	pods, err := env.kube.CoreV1().Pods(hubNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=controller"})

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -50,6 +51,14 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	// The scenarios mostly wait on the cluster, not on the CPU: run them all
+	// at once unless -parallel was given (its default is GOMAXPROCS).
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", "8")
+	}
 	if os.Geteuid() != 0 {
 		env.skipReason = "the e2e suite runs a kubelet, containerd, mounts and loop devices: it needs root"
 		fmt.Fprintln(os.Stderr, "!!! test/e2e: SKIPPING every cluster test:", env.skipReason)

