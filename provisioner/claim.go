@@ -125,6 +125,9 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 
 	p, err := c.prepare(ctx, claim, sc, node, pvName)
 	if err != nil {
+		if r := (rescheduleError{}); errors.As(err, &r) {
+			return c.reschedule(ctx, claim, sc, r.err)
+		}
 		c.fail(claim, sc, err)
 		return err
 	}

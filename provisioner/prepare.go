@@ -19,6 +19,7 @@ type plan struct {
 	req            *csi.CreateVolumeRequest
 	source         *v1.CSIPersistentVolumeSource // secret refs; handle and attributes come later
 	deletionSecret *v1.SecretReference
+	modifySecret   *v1.SecretReference // recorded in PV annotations, not in spec.csi
 }
 
 // prepare checks the claim and builds the CreateVolume request. Its only
@@ -78,10 +79,10 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 		}
 	}
 
-	// The provisioner secret's name cannot depend on PVC annotations (the PVC
-	// user controls them, and deletion must find the same secret without the PVC).
-	bare := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: claim.Name, Namespace: claim.Namespace}}
-	provRef, err := secretRef(secretProvisioner, sc.Parameters, pvName, bare)
+	// As the sidecar (since v5), the provisioner secret's template may use the
+	// PVC's annotations; deletion needs no PVC, it reads the resolved name from
+	// the PV's provisioner-deletion-secret annotations.
+	provRef, err := secretRef(secretProvisioner, sc.Parameters, pvName, claim)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +101,11 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 			return nil, err
 		}
 	}
-	return &plan{pvName: pvName, fsType: fsType, req: req, source: src, deletionSecret: provRef}, nil
+	modifyRef, err := secretRef(secretControllerModify, sc.Parameters, pvName, claim)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{pvName: pvName, fsType: fsType, req: req, source: src, deletionSecret: provRef, modifySecret: modifyRef}, nil
 }
 
 func (c *Controller) requireSourceCapability(kind schema.GroupKind) error {

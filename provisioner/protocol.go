@@ -15,6 +15,9 @@ const (
 
 	annDeletionSecretName      = "volume.kubernetes.io/provisioner-deletion-secret-name"
 	annDeletionSecretNamespace = "volume.kubernetes.io/provisioner-deletion-secret-namespace"
+	// The controller-modify secret, for the resizer's ControllerModifyVolume.
+	annModifySecretName      = "volume.kubernetes.io/controller-modify-secret-name"
+	annModifySecretNamespace = "volume.kubernetes.io/controller-modify-secret-namespace"
 
 	// finalizerPV keeps a Delete-policy PV until its backend volume is gone.
 	finalizerPV = "external-provisioner.volume.kubernetes.io/finalizer"

@@ -25,10 +25,11 @@ func TestProvisionBindAndDelete(t *testing.T) {
 	e := newEnv(t, fakedriver.Options{Topology: true}, cfg)
 	e.node("n1", "zone-a")
 
-	// The provisioner secret's name is templated from the PVC name; it must
-	// come from this real Secret into CreateVolume and DeleteVolume.
+	// The provisioner secret's name is templated from the PVC's name and one of
+	// its annotations (as the sidecar allows since v5); it must come from this
+	// real Secret into CreateVolume and DeleteVolume.
 	if _, err := e.kube.CoreV1().Secrets(e.ns).Create(e.ctx, &v1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "data-creds"},
+		ObjectMeta: metav1.ObjectMeta{Name: "data-blue-creds"},
 		Data:       map[string][]byte{"token": []byte("t0ps3cret")},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -36,17 +37,21 @@ func TestProvisionBindAndDelete(t *testing.T) {
 	sc := e.storageClass("fast", withPolicy(v1.PersistentVolumeReclaimDelete), withParams(
 		"type", "fast",
 		keyFSType, "xfs",
-		reservedPrefix+"provisioner-secret-name", "${pvc.name}-creds",
+		reservedPrefix+"provisioner-secret-name", "${pvc.name}-${pvc.annotations['team']}-creds",
 		reservedPrefix+"provisioner-secret-namespace", "${pvc.namespace}",
 		reservedPrefix+"node-publish-secret-name", "np-${pvc.annotations['team']}",
 		reservedPrefix+"node-publish-secret-namespace", "${pvc.namespace}",
 		reservedPrefix+"controller-expand-secret-name", "expand",
 		reservedPrefix+"controller-expand-secret-namespace", "kube-system",
+		reservedPrefix+"controller-modify-secret-name", "modify-${pv.name}",
+		reservedPrefix+"controller-modify-secret-namespace", "kube-system",
 	), func(s *storagev1.StorageClass) { s.MountOptions = []string{"noatime"} })
 	fs := v1.PersistentVolumeFilesystem
 	pvc := e.createPVC("data", sc.Name, "2Gi", func(p *v1.PersistentVolumeClaim) {
 		p.Annotations = map[string]string{"team": "blue"}
 		p.Spec.VolumeMode = &fs
+		noClass := "" // allowed on a PVC, refused on a PV: must not reach the PV
+		p.Spec.VolumeAttributesClassName = &noClass
 	})
 	pvc, pv := e.waitBound("data")
 	wantName := "pvc-" + string(pvc.UID)
@@ -85,7 +90,8 @@ func TestProvisionBindAndDelete(t *testing.T) {
 	if pv.Name != wantName {
 		t.Errorf("PV name %s, want %s", pv.Name, wantName)
 	}
-	wantAnn := map[string]string{annDynamicallyProvisioned: e.driver, annDeletionSecretName: "data-creds", annDeletionSecretNamespace: e.ns}
+	wantAnn := map[string]string{annDynamicallyProvisioned: e.driver, annDeletionSecretName: "data-blue-creds", annDeletionSecretNamespace: e.ns,
+		annModifySecretName: "modify-" + wantName, annModifySecretNamespace: "kube-system"}
 	for k, v := range wantAnn {
 		if pv.Annotations[k] != v {
 			t.Errorf("PV annotation %s = %q, want %q", k, pv.Annotations[k], v)

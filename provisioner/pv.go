@@ -57,10 +57,18 @@ func (c *Controller) buildPV(claim *v1.PersistentVolumeClaim, sc *storagev1.Stor
 				UID:             claim.UID,
 				ResourceVersion: claim.ResourceVersion,
 			},
-			StorageClassName:          claimClass(claim),
-			VolumeMode:                claim.Spec.VolumeMode,
-			VolumeAttributesClassName: claim.Spec.VolumeAttributesClassName,
+			StorageClassName: claimClass(claim),
+			VolumeMode:       claim.Spec.VolumeMode,
 		},
+	}
+	// A PVC may say "" (no class); a PV may not: the API server would refuse
+	// the PV after the volume was created.
+	if vac := claim.Spec.VolumeAttributesClassName; vac != nil && *vac != "" {
+		pv.Spec.VolumeAttributesClassName = vac
+	}
+	if p.modifySecret != nil {
+		pv.Annotations[annModifySecretName] = p.modifySecret.Name
+		pv.Annotations[annModifySecretNamespace] = p.modifySecret.Namespace
 	}
 	if sc.ReclaimPolicy != nil {
 		pv.Spec.PersistentVolumeReclaimPolicy = *sc.ReclaimPolicy

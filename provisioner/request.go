@@ -92,9 +92,6 @@ func init() {
 		name, ns := secretKeys(kind)
 		knownReservedKeys[name], knownReservedKeys[ns] = true, true
 	}
-	// Read by external-resizer for ControllerModifyVolume; accepted here too.
-	knownReservedKeys[reservedPrefix+"controller-modify-secret-name"] = true
-	knownReservedKeys[reservedPrefix+"controller-modify-secret-namespace"] = true
 }
 
 // driverParameters returns the StorageClass parameters minus the reserved

@@ -20,10 +20,13 @@ const (
 	secretNodePublish       = "node-publish"
 	secretControllerExpand  = "controller-expand"
 	secretNodeExpand        = "node-expand"
+	// secretControllerModify is recorded on the PV for ControllerModifyVolume
+	// (external-provisioner 6.2+, read by the resizer).
+	secretControllerModify = "controller-modify"
 )
 
 func secretKinds() []string {
-	return []string{secretProvisioner, secretControllerPublish, secretNodeStage, secretNodePublish, secretControllerExpand, secretNodeExpand}
+	return []string{secretProvisioner, secretControllerPublish, secretNodeStage, secretNodePublish, secretControllerExpand, secretNodeExpand, secretControllerModify}
 }
 
 // secretKeys returns the StorageClass parameter keys of a secret kind; kind ""

@@ -170,7 +170,8 @@ func accessibilityRequirements(r topologyRequest) (*csi.TopologyRequirement, err
 		csiNode, err := r.csiNodes.Get(r.selectedNode.Name)
 		if err != nil {
 			if apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("selected node %q has no CSINode object: the driver's node plugin has not registered there", r.selectedNode.Name)
+				// As the sidecar: ask the scheduler for another node.
+				return nil, rescheduleError{fmt.Errorf("selected node %q has no CSINode object: the driver's node plugin has not registered there", r.selectedNode.Name)}
 			}
 			return nil, fmt.Errorf("getting CSINode %q: %w", r.selectedNode.Name, err)
 		}

@@ -1,6 +1,7 @@
 package provisioner
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -129,5 +130,33 @@ func TestRescheduleWhenSelectedNodeGone(t *testing.T) {
 	e.waitEvent("orphan", reasonFailed, v1.EventTypeWarning, "does not exist")
 	if n := e.drv.Calls("CreateVolume"); n != 0 {
 		t.Errorf("%d CreateVolume calls for a claim whose node is gone, want 0", n)
+	}
+}
+
+// A selected node where the driver never registered (no CSINode) also goes
+// back to the scheduler, as with the sidecar, instead of being retried forever.
+func TestRescheduleWhenSelectedNodeHasNoCSINode(t *testing.T) {
+	e := newEnv(t, fakedriver.Options{Topology: true}, DefaultConfig())
+	e.node("a1", "zone-a")
+	bare := e.ns + "-no-driver"
+	if _, err := e.kube.CoreV1().Nodes().Create(e.ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: bare,
+		Labels: map[string]string{v1.LabelHostname: bare, fakedriver.DefaultTopologyKey: "zone-a"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.kube.CoreV1().Nodes().Delete(context.Background(), bare, metav1.DeleteOptions{}) })
+	sc := e.storageClass("no-csinode", waitForConsumer)
+	e.createPVC("unregistered", sc.Name, "1Gi")
+	e.selectNode("unregistered", bare)
+	e.eventually(30*time.Second, "selected-node to be removed", func() (bool, error) {
+		p, err := e.kube.CoreV1().PersistentVolumeClaims(e.ns).Get(e.ctx, "unregistered", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		_, has := p.Annotations[annSelectedNode]
+		return !has, nil
+	})
+	e.waitEvent("unregistered", reasonFailed, v1.EventTypeWarning, "has no CSINode object")
+	if n := e.drv.Calls("CreateVolume"); n != 0 {
+		t.Errorf("%d CreateVolume calls for a node without the driver, want 0", n)
 	}
 }
