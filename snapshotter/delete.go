@@ -25,22 +25,16 @@ func (c *Controller) syncDelete(ctx context.Context, content *snapv1.VolumeSnaps
 }
 
 // backendHandle is the snapshot to delete, "" when there is nothing to delete:
-// none was recorded, or it belongs to a group snapshot (deleted with the
-// group). A pre-provisioned content whose status was never filled still names
-// its snapshot in spec; the sidecar would skip it, csi-hub does not leak it.
+// none was recorded in status, or it belongs to a group snapshot (deleted with
+// the group). As with the sidecar, a pre-provisioned content whose handle was
+// never confirmed by ListSnapshots (status unset: a typo, a foreign handle)
+// only loses its finalizer: csi-hub deletes nothing it never saw exist.
 func backendHandle(content *snapv1.VolumeSnapshotContent) string {
-	if st := content.Status; st != nil {
-		if st.VolumeGroupSnapshotHandle != nil {
-			return ""
-		}
-		if st.SnapshotHandle != nil {
-			return *st.SnapshotHandle
-		}
+	st := content.Status
+	if st == nil || st.VolumeGroupSnapshotHandle != nil || st.SnapshotHandle == nil {
+		return ""
 	}
-	if h := content.Spec.Source.SnapshotHandle; h != nil && content.Status == nil {
-		return *h
-	}
-	return ""
+	return *st.SnapshotHandle
 }
 
 func (c *Controller) deleteBackendSnapshot(ctx context.Context, content *snapv1.VolumeSnapshotContent, handle string) (*snapv1.VolumeSnapshotContent, error) {

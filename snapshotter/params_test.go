@@ -96,3 +96,21 @@ func TestCreateParameters(t *testing.T) {
 		t.Errorf("unknown reserved key: error = %v, want one naming the key", err)
 	}
 }
+
+func TestBackendHandleOnlyFromStatus(t *testing.T) {
+	h := "snap-1"
+	pre := &snapv1.VolumeSnapshotContent{Spec: snapv1.VolumeSnapshotContentSpec{
+		Source: snapv1.VolumeSnapshotContentSource{SnapshotHandle: &h}}}
+	if got := backendHandle(pre); got != "" {
+		t.Errorf("unconfirmed pre-provisioned content: backendHandle = %q, want nothing to delete", got)
+	}
+	pre.Status = &snapv1.VolumeSnapshotContentStatus{SnapshotHandle: &h}
+	if got := backendHandle(pre); got != h {
+		t.Errorf("confirmed content: backendHandle = %q, want %q", got, h)
+	}
+	group := "group-1"
+	pre.Status.VolumeGroupSnapshotHandle = &group
+	if got := backendHandle(pre); got != "" {
+		t.Errorf("group member: backendHandle = %q, want nothing (deleted with the group)", got)
+	}
+}
