@@ -33,6 +33,10 @@ type Config struct {
 	// ExtraCreateMetadata adds csi.storage.k8s.io/volumesnapshot/{name,namespace}
 	// and csi.storage.k8s.io/volumesnapshotcontent/name to CreateSnapshot's parameters.
 	ExtraCreateMetadata bool
+	// ExtraCreateMetadataOverride is --snapshotter-extra-create-metadata: when
+	// given it wins over the shared flag, so a deployment whose two sidecars had
+	// different settings can be reproduced.
+	ExtraCreateMetadataOverride *bool
 	// CRDPollInterval is how often discovery is asked for the snapshot CRDs
 	// while they are absent. 0: hub.DefaultSnapshotCRDPoll.
 	CRDPollInterval time.Duration
@@ -75,6 +79,16 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 			"Add the VolumeSnapshot name and namespace and the VolumeSnapshotContent name to CreateSnapshot parameters "+
 				"(csi.storage.k8s.io/volumesnapshot/name etc.); for the provisioner, the PVC and PV names to CreateVolume parameters.")
 	}
+	fs.Func("snapshotter-extra-create-metadata",
+		"Overrides --extra-create-metadata for CreateSnapshot only (csi-snapshotter's own --extra-create-metadata).",
+		func(s string) error {
+			v, err := strconv.ParseBool(s)
+			if err != nil {
+				return err
+			}
+			c.ExtraCreateMetadataOverride = &v
+			return nil
+		})
 	fs.DurationVar(&c.CRDPollInterval, "snapshot-crd-poll-interval", c.CRDPollInterval,
 		"While the snapshot CRDs are not installed, how often to check whether they appeared.")
 }
@@ -189,3 +203,11 @@ func (t *teeBool) String() string {
 
 // IsBoolFlag keeps "--extra-create-metadata" (without =true) working.
 func (t *teeBool) IsBoolFlag() bool { return true }
+
+// extraCreateMetadata is the effective setting for CreateSnapshot.
+func (c *Config) extraCreateMetadata() bool {
+	if c.ExtraCreateMetadataOverride != nil {
+		return *c.ExtraCreateMetadataOverride
+	}
+	return c.ExtraCreateMetadata
+}

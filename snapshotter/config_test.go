@@ -77,6 +77,28 @@ func TestExtraCreateMetadataSharedWithProvisioner(t *testing.T) {
 	}
 }
 
+// A deployment that had --extra-create-metadata on csi-provisioner only keeps
+// CreateSnapshot free of the extra parameters with the snapshotter's override.
+func TestSnapshotterOverridesSharedExtraCreateMetadata(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var provisioner bool
+	fs.BoolVar(&provisioner, "extra-create-metadata", false, "provisioner's")
+	cfg := DefaultConfig()
+	cfg.AddFlags(fs)
+	parse(t, fs, "--snapshotter-extra-create-metadata=false", "--extra-create-metadata")
+	if !provisioner || cfg.extraCreateMetadata() {
+		t.Errorf("provisioner=%v snapshotter=%v, want true and false", provisioner, cfg.extraCreateMetadata())
+	}
+	cfg = DefaultConfig()
+	fs = flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.BoolVar(&provisioner, "extra-create-metadata", false, "provisioner's")
+	cfg.AddFlags(fs)
+	parse(t, fs, "--extra-create-metadata")
+	if !cfg.extraCreateMetadata() {
+		t.Error("without the override the snapshotter follows the shared flag")
+	}
+}
+
 func TestValidateNamesTheFlag(t *testing.T) {
 	for flagName, mutate := range map[string]func(*Config){
 		"--snapshot-name-uuid-length":  func(c *Config) { c.SnapshotNameUUIDLength = 0 },

@@ -134,7 +134,7 @@ func (c *Controller) Run(ctx context.Context) {
 		return
 	}
 	klog.InfoS("Starting snapshotter", "driver", c.driver, "workers", c.workers, "timeout", c.timeout,
-		"snapshotNamePrefix", c.cfg.SnapshotNamePrefix, "extraCreateMetadata", c.cfg.ExtraCreateMetadata)
+		"snapshotNamePrefix", c.cfg.SnapshotNamePrefix, "extraCreateMetadata", c.cfg.extraCreateMetadata())
 	hub.RunWorkers(ctx, Name, "VolumeSnapshotContent", c.queue, c.workers, c.sync)
 	klog.InfoS("Snapshotter stopped", "driver", c.driver)
 }

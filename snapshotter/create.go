@@ -101,7 +101,7 @@ func (c *Controller) createRequest(ctx context.Context, content *snapv1.VolumeSn
 	if err != nil {
 		return nil, err
 	}
-	params, err := createParameters(class, content, c.cfg.ExtraCreateMetadata)
+	params, err := createParameters(class, content, c.cfg.extraCreateMetadata())
 	if err != nil {
 		return nil, err
 	}
