@@ -17,6 +17,7 @@ func TestE2E(t *testing.T) {
 			{"SnapshotRestore", testSnapshotRestore},
 			{"Clone", testClone},
 			{"OnlineExpansion", testOnlineExpansion},
+			{"OfflineExpansion", testOfflineExpansion},
 			{"StatefulSet", testStatefulSet},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
