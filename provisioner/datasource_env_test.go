@@ -26,7 +26,7 @@ type sourceEnv struct {
 	snaps snapclient.Interface
 }
 
-func newSourceEnv(t *testing.T, opts fakedriver.Options) *sourceEnv {
+func newSourceEnv(t testing.TB, opts fakedriver.Options) *sourceEnv {
 	t.Helper()
 	e := baseEnv(t, DefaultConfig())
 	e.startFake(opts)
@@ -41,7 +41,11 @@ func (s *sourceEnv) startHub() {
 	if s.snaps, err = snapclient.NewForConfig(s.c.RESTConfig()); err != nil {
 		s.t.Fatal(err)
 	}
-	s.hub = hubtest.Start(s.t, s.c.RESTConfig(), hubtest.Options(s.socket), func(h *hub.Hub) error {
+	opts := hubtest.Options(s.socket)
+	if s.tuneHub != nil {
+		s.tuneHub(&opts)
+	}
+	s.hub = hubtest.Start(s.t, s.c.RESTConfig(), opts, func(h *hub.Hub) error {
 		ctrl, err := New(h, s.cfg)
 		if err != nil {
 			return err
