@@ -108,9 +108,10 @@ func TestRestoreWaitsForSnapshot(t *testing.T) {
 	if err := s.drv.SetSnapshotReady(handle, true); err != nil {
 		t.Fatal(err)
 	}
+	s.waitSnapshotReady("later")
 	ready := time.Now()
 	_, pv := s.waitBound("restored")
-	t.Logf("restored %s after the driver reported the snapshot ready", time.Since(ready).Round(time.Millisecond))
+	t.Logf("restored claim bound %s after its VolumeSnapshot became ready", time.Since(ready).Round(time.Millisecond))
 	if vol, _ := s.drv.Volume(pv.Spec.CSI.VolumeHandle); vol.SourceSnapshotID != handle {
 		t.Errorf("backend volume %+v, want one restored from %s", vol, handle)
 	}
