@@ -53,6 +53,10 @@ type Controller struct {
 	// meanwhile, so the PV (then Released and deleted) carries the volume
 	// instead of leaking it. Keyed by queue key.
 	inFlight sync.Map // string -> *v1.PersistentVolumeClaim
+	// topologyAsked keeps the topology requirement of a CreateVolume that may
+	// still be running (by claim UID), so its retry asks for the same zone even
+	// if node labels changed meanwhile (external-provisioner v6 does the same).
+	topologyAsked sync.Map // types.UID -> *csi.TopologyRequirement
 	// created bridges the PV informer's lag: PV names this process created
 	// and the informer has not delivered yet, so a PVC update arriving first
 	// does not cause a second CreateVolume.
@@ -82,6 +86,7 @@ type failureNote struct {
 func (c *Controller) forget(uid types.UID) {
 	c.announced.Delete(uid)
 	c.lastFailure.Delete(uid)
+	c.topologyAsked.Delete(uid)
 }
 
 // New builds the provisioner on the hub's shared informers and connection.

@@ -65,12 +65,15 @@ func (c *Controller) createVolume(ctx context.Context, key string, claim *v1.Per
 		switch classify(err, c.topology && nodeSelected) {
 		case inBackground:
 			c.inFlight.Store(key, claim)
+			c.topologyAsked.Store(claim.UID, p.req.AccessibilityRequirements)
 			return nil, 0, fmt.Errorf("CreateVolume %s may still be in progress, will call again with the same name: %w", p.pvName, err)
 		case reschedule:
 			c.inFlight.Delete(key)
+			c.topologyAsked.Delete(claim.UID)
 			return nil, 0, rescheduleError{fmt.Errorf("CreateVolume %s: %w", p.pvName, err)}
 		default:
 			c.inFlight.Delete(key)
+			c.topologyAsked.Delete(claim.UID)
 			return nil, 0, fmt.Errorf("CreateVolume %s: %w", p.pvName, err)
 		}
 	}

@@ -62,7 +62,9 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 		}
 	}
 
-	if c.topology {
+	if asked, ok := c.topologyAsked.Load(claim.UID); ok && c.topology {
+		req.AccessibilityRequirements = asked.(*csi.TopologyRequirement)
+	} else if c.topology {
 		req.AccessibilityRequirements, err = accessibilityRequirements(topologyRequest{
 			driver: c.h.Driver, claimName: claim.Name, allowed: sc.AllowedTopologies, selectedNode: node,
 			strict: c.cfg.StrictTopology, immediate: c.cfg.ImmediateTopology,

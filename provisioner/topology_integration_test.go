@@ -160,3 +160,50 @@ func TestRescheduleWhenSelectedNodeHasNoCSINode(t *testing.T) {
 		t.Errorf("%d CreateVolume calls for a node without the driver, want 0", n)
 	}
 }
+
+// A CreateVolume that timed out may still be creating the volume in the
+// backend: its retry must ask for the same topology even when the node's
+// labels changed meanwhile, or the same-named call could land in another zone.
+func TestRetryKeepsTopologyOfTimedOutCreate(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Timeout = time.Second
+	e := newEnv(t, fakedriver.Options{Topology: true, Zones: []string{"zone-a", "zone-b"}}, cfg)
+	n := e.node("a1", "zone-a")
+	sc := e.storageClass("sticky", waitForConsumer)
+	gate := e.drv.Gate("CreateVolume")
+	pvc := e.createPVC("sticky", sc.Name, "1Gi")
+	e.selectNode("sticky", n.Name)
+	wctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	if err := gate.WaitArrived(wctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the hub's 1s timeout expires: the call may go on in the backend
+
+	n, err := e.kube.CoreV1().Nodes().Get(e.ctx, n.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels[fakedriver.DefaultTopologyKey] = "zone-b"
+	if _, err := e.kube.CoreV1().Nodes().Update(e.ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Hold on until a retry that started after the relabelling reached the
+	// driver: that is the call the cache must keep in zone-a.
+	before := len(e.createRequests("pvc-" + string(pvc.UID)))
+	e.eventually(30*time.Second, "a retry after the relabelling", func() (bool, error) {
+		return len(e.createRequests("pvc-"+string(pvc.UID))) >= before+2, nil
+	})
+	gate.Release()
+	e.waitBound("sticky")
+
+	reqs := e.createRequests("pvc-" + string(pvc.UID))
+	if len(reqs) < 2 {
+		t.Fatalf("%d CreateVolume calls, want the timed-out one and at least one retry", len(reqs))
+	}
+	for i, r := range reqs {
+		if zone := r.GetAccessibilityRequirements().GetRequisite()[0].GetSegments()[fakedriver.DefaultTopologyKey]; zone != "zone-a" {
+			t.Errorf("CreateVolume call %d asked for %s, want zone-a like the first (timed-out) call", i+1, zone)
+		}
+	}
+}
