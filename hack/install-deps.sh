@@ -19,6 +19,12 @@ packages=(
 	containerd
 	runc
 	containernetworking-plugins
+	# The local cluster and demo (hack/cluster, hack/demo.sh): PKI, health checks,
+	# the kubernetes Service rule, /steps formatting.
+	openssl
+	curl
+	jq
+	iptables
 	# NVMe/TCP tests run in a VM whose kernel has nvmet (the host kernel does not).
 	qemu-system-x86
 	qemu-utils

@@ -19,6 +19,7 @@ func TestE2E(t *testing.T) {
 			{"OnlineExpansion", testOnlineExpansion},
 			{"OfflineExpansion", testOfflineExpansion},
 			{"StatefulSet", testStatefulSet},
+			{"ExamplesValid", testExamplesValid},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
