@@ -89,6 +89,12 @@ func run(m *testing.M) int {
 			code = 1
 		}
 		fmt.Fprintf(os.Stderr, "test/e2e: cluster down in %.0fs\n", time.Since(start).Seconds())
+		if dirty := machineDirty(); len(dirty) > 0 {
+			fmt.Fprintf(os.Stderr, "test/e2e: FAIL: teardown left on the machine:\n  %s\n", strings.Join(dirty, "\n  "))
+			code = 1
+		} else {
+			fmt.Fprintln(os.Stderr, "test/e2e: machine clean after teardown (no cluster processes, mounts, loop devices, bridge, iptables chains or state dirs)")
+		}
 	}
 	return code
 }
