@@ -39,7 +39,10 @@ func (s restoreSource) ContentSource(ctx context.Context, claim *v1.PersistentVo
 	if err != nil {
 		return nil, err
 	}
-	if vs.DeletionTimestamp != nil && !g.finishing(claim) {
+	// A snapshot being deleted still serves claims it is protected for: our
+	// finalizer on it is the durable sign (it survives a restart of csi-hub,
+	// or a switch from the sidecar, which does the same since v6.2).
+	if vs.DeletionTimestamp != nil && !g.finishing(claim) && !hasFinalizer(vs.Finalizers, finalizerSnapshotSource) {
 		return nil, fmt.Errorf("VolumeSnapshot %s/%s is being deleted", ns, name)
 	}
 	if vs.Status == nil || vs.Status.BoundVolumeSnapshotContentName == nil {

@@ -173,3 +173,35 @@ func TestRestoreRefusals(t *testing.T) {
 		t.Errorf("foreign snapshot got the finalizer: %v", f)
 	}
 }
+
+// The user deletes the VolumeSnapshot while a restore's CreateVolume is in
+// flight, and csi-hub restarts (its memory of in-flight claims is gone): the
+// protection finalizer on the snapshot lets the restore finish, so the PVC is
+// not stuck Pending and the snapshot not stuck Terminating.
+func TestRestoreFinishesAfterRestartWhileSnapshotDeleted(t *testing.T) {
+	s := newSourceEnv(t, fakedriver.Options{})
+	sc := s.storageClass("sc", withPolicy(v1.PersistentVolumeReclaimDelete))
+	s.createPVC("data", sc.Name, "1Gi")
+	s.waitBound("data")
+	s.takeSnapshot("snap", "data", s.snapshotClass())
+
+	gate := s.drv.Gate("CreateVolume")
+	s.createPVC("restored", sc.Name, "1Gi", fromSnapshot("snap"))
+	if err := gate.WaitArrived(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.snaps.SnapshotV1().VolumeSnapshots(s.ns).Delete(s.ctx, "snap", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.hub.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	gate.Release()
+	s.startHub()
+	s.waitBound("restored")
+	s.waitNoFinalizer("VolumeSnapshot snap", finalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
+	s.eventually(60*time.Second, "the deleted VolumeSnapshot to go", func() (bool, error) {
+		_, err := s.snaps.SnapshotV1().VolumeSnapshots(s.ns).Get(s.ctx, "snap", metav1.GetOptions{})
+		return err != nil, nil
+	})
+}
