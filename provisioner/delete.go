@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 )
 
@@ -106,22 +107,37 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 			return fmt.Errorf("deleting PV %s: %w", pv.Name, err)
 		}
 	}
-	if i := slices.Index(pv.Finalizers, finalizerPV); i >= 0 {
-		// JSON patch with a test: remove exactly our finalizer at the index we
-		// saw; if the list changed meanwhile the patch fails and we retry.
-		path := fmt.Sprintf("/metadata/finalizers/%d", i)
-		patch, _ := json.Marshal([]map[string]any{
-			{"op": "test", "path": path, "value": finalizerPV},
-			{"op": "remove", "path": path},
-		})
-		_, err := c.h.Kube.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("removing finalizer %s from PV %s: %w", finalizerPV, pv.Name, err)
-		}
+	if err := c.removeFinalizer(ctx, pv); err != nil {
+		return fmt.Errorf("removing finalizer %s from PV %s: %w", finalizerPV, pv.Name, err)
 	}
 	c.finished.Store(pv.UID, struct{}{})
 	klog.InfoS("Deleted volume", "PV", pv.Name, "handle", pv.Spec.CSI.VolumeHandle)
 	return nil
+}
+
+// removeFinalizer drops our finalizer, guarded by resourceVersion. The cached
+// PV is often stale here (the attacher's finalizer or the deletion itself
+// changed it a moment ago), so a conflict reads the PV afresh and tries again
+// at once instead of failing the whole deletion into backoff.
+func (c *Controller) removeFinalizer(ctx context.Context, pv *v1.PersistentVolume) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !slices.Contains(pv.Finalizers, finalizerPV) {
+			return nil
+		}
+		want := slices.DeleteFunc(slices.Clone(pv.Finalizers), func(f string) bool { return f == finalizerPV })
+		err := c.patchFinalizers(ctx, pv, want)
+		if apierrors.IsConflict(err) {
+			fresh, getErr := c.h.Kube.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(getErr) {
+				return nil
+			}
+			if getErr != nil {
+				return getErr
+			}
+			pv = fresh
+		}
+		return err
+	})
 }
 
 func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolume) error {

@@ -3,12 +3,15 @@ package provisioner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	k8stesting "k8s.io/client-go/testing"
@@ -96,5 +99,41 @@ func TestDeletionSecretRef(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %v, %v; want %v", tc.name, got, err, tc.want)
 		}
+	}
+}
+
+// The cached PV is stale (another controller changed its finalizers): the
+// conflict is resolved at once from a fresh read, keeping the other's edit.
+func TestRemoveFinalizerRereadsOnConflict(t *testing.T) {
+	stale := &v1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv1", ResourceVersion: "7",
+		Finalizers: []string{"kubernetes.io/pv-protection", "external-attacher/block-csi-hub-io", finalizerPV}}}
+	fresh := stale.DeepCopy()
+	fresh.ResourceVersion, fresh.Finalizers = "8", []string{"kubernetes.io/pv-protection", finalizerPV}
+	kube := fake.NewClientset(fresh)
+	conflicts := 0
+	kube.PrependReactor("patch", "persistentvolumes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		var p struct {
+			Metadata struct{ ResourceVersion string } `json:"metadata"`
+		}
+		_ = json.Unmarshal(a.(k8stesting.PatchAction).GetPatch(), &p)
+		if p.Metadata.ResourceVersion != fresh.ResourceVersion {
+			conflicts++
+			return true, nil, apierrors.NewConflict(v1.Resource("persistentvolumes"), "pv1", errors.New("stale"))
+		}
+		return false, nil, nil
+	})
+	c := &Controller{h: &hub.Hub{Kube: kube, Steps: steps.NewRecorder(10)}}
+	if err := c.removeFinalizer(context.Background(), stale); err != nil {
+		t.Fatalf("removeFinalizer: %v", err)
+	}
+	if conflicts != 1 {
+		t.Errorf("%d conflicts, want exactly the one from the stale cache", conflicts)
+	}
+	got, err := kube.CoreV1().PersistentVolumes().Get(context.Background(), "pv1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"kubernetes.io/pv-protection"}; !reflect.DeepEqual(got.Finalizers, want) {
+		t.Errorf("finalizers %v, want %v", got.Finalizers, want)
 	}
 }
