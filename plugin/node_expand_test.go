@@ -76,6 +76,48 @@ func TestNodeExpandGrowsFilesystem(t *testing.T) {
 	}
 }
 
+// TestNodeStageGrowsExpandedVolume: a volume expanded while no node had it
+// (ControllerExpandVolume between unstage and stage) comes back from
+// NodeStageVolume with its filesystem already at the new size, even for ext4
+// without CAP_SYS_RESOURCE; the kubelet's NodeExpandVolume after publish then
+// has nothing left to do and succeeds.
+func TestNodeStageGrowsExpandedVolume(t *testing.T) {
+	requireRootNode(t)
+	for _, fsType := range []string{"ext4", "xfs"} {
+		t.Run(fsType, func(t *testing.T) {
+			e := newNodeEnv(t)
+			id := "vol-regrow-" + fsType
+			const before, after = 320 << 20, 640 << 20
+			pc := e.newVolume(id, before)
+			staging, target := e.path("staging"), e.path("target")
+			vc := mountCap(fsType, snw)
+			must(t, "stage", e.stage(id, pc, staging, vc, nil))
+			must(t, "write", os.WriteFile(staging+"/data", []byte("kept"), 0o600))
+			small := statfs(t, staging)
+			must(t, "unstage", e.unstage(id, staging))
+
+			must(t, "grow backing file", os.Truncate(pc[loop.KeyBackingFile], after))
+			must(t, "stage again", e.stage(id, pc, staging, vc, nil))
+			must(t, "publish", e.publish(id, pc, staging, target, vc, false))
+			big := statfs(t, target)
+			t.Logf("%s: filesystem %d -> %d bytes across unstage/stage", fsType, int64(small.Blocks)*small.Bsize, int64(big.Blocks)*big.Bsize)
+			if grown := int64(big.Blocks)*big.Bsize - int64(small.Blocks)*small.Bsize; grown < (after-before)*9/10 {
+				t.Errorf("filesystem grew by %d bytes at stage, want about %d", grown, after-before)
+			}
+			if got, err := os.ReadFile(target + "/data"); err != nil || string(got) != "kept" {
+				t.Errorf("data after regrow = %q, %v", got, err)
+			}
+			req := &csi.NodeExpandVolumeRequest{VolumeId: id, VolumePath: target, StagingTargetPath: staging,
+				VolumeCapability: vc, CapacityRange: &csi.CapacityRange{RequiredBytes: after}}
+			_, err := e.node.NodeExpandVolume(context.Background(), req)
+			must(t, "NodeExpandVolume after publish (nothing left to grow)", err)
+			must(t, "unpublish", e.unpublish(id, target))
+			must(t, "unstage", e.unstage(id, staging))
+			e.requireClean()
+		})
+	}
+}
+
 // hasCapSysResource reports whether this process may grow a mounted ext4.
 func hasCapSysResource(t *testing.T) bool {
 	raw, err := os.ReadFile("/proc/self/status")

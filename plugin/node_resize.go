@@ -15,6 +15,9 @@ import (
 // published (kubelet expands between stage and publish), it is grown offline:
 // unmount the staging path, e2fsck, resize2fs, mount again.
 func (n *NodeServer) growFilesystem(rec *nodeRecord) error {
+	if need, err := n.resizer.NeedResize(rec.Device, rec.StagingPath); err == nil && !need {
+		return nil // already the device's size (e.g. grown when it was staged)
+	}
 	_, onlineErr := n.resizer.Resize(rec.Device, rec.StagingPath)
 	if onlineErr == nil {
 		return nil
@@ -31,6 +34,27 @@ func (n *NodeServer) growFilesystem(rec *nodeRecord) error {
 	}
 	klog.InfoS("Online grow refused; growing offline", "volumeID", rec.VolumeID, "fsType", rec.FsType, "err", oneLine(onlineErr))
 	return n.growExtOffline(rec)
+}
+
+// growAtStage grows a filesystem that is smaller than its device right after
+// staging, while no pod can use it: the volume was expanded while detached.
+// The kubelet asks for NodeExpandVolume only once the pod's target is
+// published, when an ext filesystem can no longer be grown without
+// CAP_SYS_RESOURCE; here it is always possible. A failure is logged, not
+// returned: the data is intact and the kubelet's NodeExpandVolume follows.
+func (n *NodeServer) growAtStage(rec *nodeRecord) {
+	if rec.ReadOnly {
+		return
+	}
+	need, err := n.resizer.NeedResize(rec.Device, rec.StagingPath)
+	if err != nil || !need {
+		return
+	}
+	if err := n.growFilesystem(rec); err != nil {
+		klog.ErrorS(err, "Growing the filesystem at stage failed; NodeExpandVolume will try again", "volumeID", rec.VolumeID)
+		return
+	}
+	klog.InfoS("Grew the filesystem to its device's size at stage", "volumeID", rec.VolumeID, "device", rec.Device, "fsType", rec.FsType)
 }
 
 func (n *NodeServer) growExtOffline(rec *nodeRecord) (err error) {

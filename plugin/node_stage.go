@@ -100,6 +100,7 @@ func (n *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 		n.undoAttach(ctx, volumeID, pc, previous)
 		return nil, err
 	}
+	n.growAtStage(rec)
 	klog.InfoS("Staged volume", "volumeID", volumeID, "device", dev, "fsType", vcap.fsType, "stagingPath", staging)
 	return &csi.NodeStageVolumeResponse{}, nil
 }

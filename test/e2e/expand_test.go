@@ -128,6 +128,10 @@ func testOfflineExpansion(t *testing.T) {
 	}
 	pv := boundPV(t, ns, "data")
 	deletePod(t, ns, "writer")
+	// Offline means no node has it staged: a pod that is gone may still have
+	// its volume mounted for a moment, and the next pod would then reuse that
+	// stage (an online resize, which this machine may not allow).
+	waitDetached(t, pv.Name)
 
 	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Patch(context.Background(), "data",
 		types.MergePatchType, []byte(`{"spec":{"resources":{"requests":{"storage":"128Mi"}}}}`), metav1.PatchOptions{}); err != nil {

@@ -283,6 +283,25 @@ func deletePod(t *testing.T, ns, name string) {
 	})
 }
 
+// waitDetached waits until kube-controller-manager has detached the PV from
+// every node: it deletes the VolumeAttachment only after the kubelet reported
+// the volume unmounted and unstaged, so after this no node uses the volume.
+func waitDetached(t *testing.T, pvName string) {
+	t.Helper()
+	waitFor(t, "PV "+pvName+" detached (no VolumeAttachment)", shortWait, func(ctx context.Context) (bool, error) {
+		vas, err := env.kube.StorageV1().VolumeAttachments().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, va := range vas.Items {
+			if n := va.Spec.Source.PersistentVolumeName; n != nil && *n == pvName {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
 func podLogs(t *testing.T, ns, name string) string {
 	t.Helper()
 	rc, err := env.kube.CoreV1().Pods(ns).GetLogs(name, &v1.PodLogOptions{}).Stream(context.Background())
