@@ -20,6 +20,7 @@ func TestE2E(t *testing.T) {
 			{"OfflineExpansion", testOfflineExpansion},
 			{"StatefulSet", testStatefulSet},
 			{"ExamplesValid", testExamplesValid},
+			{"NVMeVariantValid", testNVMeVariantValid},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()

@@ -147,7 +147,7 @@ func dumpOnFailure(t *testing.T, ns string) {
 		if !t.Failed() {
 			return
 		}
-		kubectl := filepath.Join(os.Getenv("HOME"), ".cache/csi-hub/k8s-v1.34.4/bin/kubectl")
+		kubectl := kubectlPath(t)
 		for _, args := range [][]string{
 			{"get", "pvc,pv,volumeattachments,volumesnapshots,volumesnapshotcontents,pods", "-A", "-o", "wide"},
 			{"-n", ns, "get", "events", "--sort-by=.lastTimestamp"},

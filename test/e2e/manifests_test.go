@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,21 +20,16 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
-// renderManifests runs `kubectl kustomize manifests/` (what `kubectl apply -k`
-// applies) and decodes every object.
-func renderManifests(t *testing.T) []*unstructured.Unstructured {
+// renderManifests runs `kubectl kustomize manifests/<variant>` (what
+// `kubectl apply -k` applies) and decodes every object.
+func renderManifests(t *testing.T, variant ...string) []*unstructured.Unstructured {
 	t.Helper()
-	kubectl := filepath.Join(os.Getenv("HOME"), ".cache/csi-hub/k8s-v1.34.4/bin/kubectl")
-	if _, err := os.Stat(kubectl); err != nil {
-		if kubectl, err = exec.LookPath("kubectl"); err != nil {
-			t.Fatalf("no kubectl: run hack/ensure-k8s.sh (make test-deps)")
-		}
-	}
-	out, err := exec.Command(kubectl, "kustomize", filepath.Join(repoRoot(), "manifests")).Output()
+	dir := filepath.Join(append([]string{repoRoot(), "manifests"}, variant...)...)
+	out, err := exec.Command(kubectlPath(t), "kustomize", dir).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			t.Fatalf("kubectl kustomize manifests/: %v: %s", err, ee.Stderr)
+			t.Fatalf("kubectl kustomize %s: %v: %s", dir, err, ee.Stderr)
 		}
 		t.Fatal(err)
 	}
@@ -51,6 +48,21 @@ func renderManifests(t *testing.T) []*unstructured.Unstructured {
 		}
 	}
 	return objs
+}
+
+// kubectlPath: the kubectl hack/ensure-k8s.sh built, else one on PATH.
+func kubectlPath(t *testing.T) string {
+	t.Helper()
+	kubectl := filepath.Join(os.Getenv("HOME"), ".cache/csi-hub/k8s-v1.34.4/bin/kubectl")
+	if c := os.Getenv("CSI_HUB_CACHE"); c != "" {
+		kubectl = filepath.Join(c, "k8s-v1.34.4/bin/kubectl")
+	}
+	if _, err := os.Stat(kubectl); err != nil {
+		if kubectl, err = exec.LookPath("kubectl"); err != nil {
+			t.Fatalf("no kubectl: run hack/ensure-k8s.sh (make test-deps)")
+		}
+	}
+	return kubectl
 }
 
 func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
@@ -194,4 +206,97 @@ func checkNodeNameEnv(t *testing.T, what string, c *v1.Container) {
 		}
 	}
 	t.Errorf("%s does not take --node-id from spec.nodeName: env %+v args %v", what, c.Env, c.Args)
+}
+
+// manifests/nvme/ is the loop deployment turned into NVMe/TCP: the controller
+// pinned to the storage host with configfs, on the host network (the kernel
+// opens the nvmet listener there); nodes on the host network with /etc/nvme
+// and /sys, no shared pool, the host NQN as node ID; one zone on both sides;
+// and every plugin flag is one the plugin binary knows.
+func TestNVMeVariant(t *testing.T) {
+	known := pluginFlags(t)
+	var zones []string
+	for _, u := range renderManifests(t, "nvme") {
+		var spec v1.PodSpec
+		switch u.GetKind() {
+		case "Deployment":
+			spec = convert[appsv1.Deployment](t, u).Spec.Template.Spec
+			if spec.NodeSelector["block.csi-hub.io/storage-host"] != "true" {
+				t.Errorf("controller not pinned to the storage host: nodeSelector %v", spec.NodeSelector)
+			}
+			plugin := findContainer(t, spec.Containers, "plugin")
+			if !mountsAt(plugin, "/sys/kernel/config") || !mountsAt(plugin, "/var/lib/csi-hub/pool") {
+				t.Errorf("controller plugin lacks configfs or the pool: %+v", plugin.VolumeMounts)
+			}
+			if !argSet(plugin.Args, "--nvme-listen-address") || !argSet(plugin.Args, "--nvme-advertise-address") {
+				t.Errorf("controller plugin has no nvme listen/advertise address: %v", plugin.Args)
+			}
+		case "DaemonSet":
+			spec = convert[appsv1.DaemonSet](t, u).Spec.Template.Spec
+			plugin := findContainer(t, spec.Containers, "plugin")
+			for _, p := range []string{"/etc/nvme", "/sys", "/dev", "/var/lib/kubelet"} {
+				if !mountsAt(plugin, p) {
+					t.Errorf("node plugin does not mount %s", p)
+				}
+			}
+			if mountsAt(plugin, "/var/lib/csi-hub/pool") {
+				t.Errorf("node plugin still mounts the pool: nodes reach volumes over TCP")
+			}
+			if argSet(plugin.Args, "--node-id") {
+				t.Errorf("node plugin sets --node-id; with nvme the node ID is the host NQN: %v", plugin.Args)
+			}
+		default:
+			continue
+		}
+		if !spec.HostNetwork {
+			t.Errorf("%s %s is not on the host network", u.GetKind(), u.GetName())
+		}
+		plugin := findContainer(t, spec.Containers, "plugin")
+		if plugin.SecurityContext == nil || plugin.SecurityContext.Privileged == nil || !*plugin.SecurityContext.Privileged {
+			t.Errorf("%s plugin is not privileged", u.GetKind())
+		}
+		if !slices.Contains(plugin.Args, "--transport=nvme") {
+			t.Errorf("%s plugin args %v lack --transport=nvme", u.GetKind(), plugin.Args)
+		}
+		for _, a := range plugin.Args {
+			name, value, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if !known[name] {
+				t.Errorf("%s plugin flag %q is not a csi-hub-plugin flag", u.GetKind(), a)
+			}
+			if name == "nvme-zone" {
+				zones = append(zones, value)
+			}
+		}
+	}
+	if len(zones) != 2 || zones[0] == "" || zones[0] != zones[1] {
+		t.Errorf("--nvme-zone on controller and nodes: %q, want one zone on both", zones)
+	}
+}
+
+// pluginFlags builds cmd/csi-hub-plugin and reads its flag names from -h.
+func pluginFlags(t *testing.T) map[string]bool {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "csi-hub-plugin")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/csi-hub-plugin")
+	build.Dir = repoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, _ := exec.Command(bin, "-h").CombinedOutput() // -h exits 2 by design
+	known := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-_]+)`).FindAllStringSubmatch(string(out), -1) {
+		known[m[1]] = true
+	}
+	if !known["transport"] || !known["endpoint"] {
+		t.Fatalf("could not read the plugin's flags from -h:\n%s", out)
+	}
+	return known
+}
+
+func mountsAt(c *v1.Container, path string) bool {
+	return slices.ContainsFunc(c.VolumeMounts, func(m v1.VolumeMount) bool { return m.MountPath == path })
+}
+
+func argSet(args []string, flag string) bool {
+	return slices.ContainsFunc(args, func(a string) bool { return a == flag || strings.HasPrefix(a, flag+"=") })
 }
