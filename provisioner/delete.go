@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 )
 
@@ -115,29 +114,41 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 	return nil
 }
 
-// removeFinalizer drops our finalizer, guarded by resourceVersion. The cached
-// PV is often stale here (the attacher's finalizer or the deletion itself
-// changed it a moment ago), so a conflict reads the PV afresh and tries again
-// at once instead of failing the whole deletion into backoff.
+// removeFinalizer drops our finalizer with a JSON patch that first tests it
+// is at the index we saw: no resourceVersion, because our own Delete just
+// changed it, so the common case costs one write. The cached PV may still be
+// stale (the attacher removed its finalizer a moment ago): a failed test reads
+// the PV afresh and tries again at once instead of failing the deletion into
+// backoff.
 func (c *Controller) removeFinalizer(ctx context.Context, pv *v1.PersistentVolume) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if !slices.Contains(pv.Finalizers, finalizerPV) {
+	var err error
+	for range 3 {
+		i := slices.Index(pv.Finalizers, finalizerPV)
+		if i < 0 {
 			return nil
 		}
-		want := slices.DeleteFunc(slices.Clone(pv.Finalizers), func(f string) bool { return f == finalizerPV })
-		err := c.patchFinalizers(ctx, pv, want)
-		if apierrors.IsConflict(err) {
-			fresh, getErr := c.h.Kube.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(getErr) {
-				return nil
-			}
-			if getErr != nil {
-				return getErr
-			}
-			pv = fresh
+		path := fmt.Sprintf("/metadata/finalizers/%d", i)
+		patch, _ := json.Marshal([]map[string]any{
+			{"op": "test", "path": path, "value": finalizerPV},
+			{"op": "remove", "path": path},
+		})
+		_, err = c.h.Kube.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil
 		}
-		return err
-	})
+		if !apierrors.IsInvalid(err) && !apierrors.IsConflict(err) {
+			return err
+		}
+		fresh, getErr := c.h.Kube.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(getErr) {
+			return nil
+		}
+		if getErr != nil {
+			return getErr
+		}
+		pv = fresh
+	}
+	return err
 }
 
 func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolume) error {

@@ -3,15 +3,15 @@ package provisioner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"reflect"
+	"slices"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	k8stesting "k8s.io/client-go/testing"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/steps"
+	"github.com/csi-hub/csi-hub/test/cluster"
 )
 
 func TestFixFinalizer(t *testing.T) {
@@ -102,38 +103,47 @@ func TestDeletionSecretRef(t *testing.T) {
 	}
 }
 
-// The cached PV is stale (another controller changed its finalizers): the
-// conflict is resolved at once from a fresh read, keeping the other's edit.
-func TestRemoveFinalizerRereadsOnConflict(t *testing.T) {
-	stale := &v1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv1", ResourceVersion: "7",
-		Finalizers: []string{"kubernetes.io/pv-protection", "external-attacher/block-csi-hub-io", finalizerPV}}}
-	fresh := stale.DeepCopy()
-	fresh.ResourceVersion, fresh.Finalizers = "8", []string{"kubernetes.io/pv-protection", finalizerPV}
-	kube := fake.NewClientset(fresh)
-	conflicts := 0
-	kube.PrependReactor("patch", "persistentvolumes", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		var p struct {
-			Metadata struct{ ResourceVersion string } `json:"metadata"`
-		}
-		_ = json.Unmarshal(a.(k8stesting.PatchAction).GetPatch(), &p)
-		if p.Metadata.ResourceVersion != fresh.ResourceVersion {
-			conflicts++
-			return true, nil, apierrors.NewConflict(v1.Resource("persistentvolumes"), "pv1", errors.New("stale"))
-		}
-		return false, nil, nil
-	})
-	c := &Controller{h: &hub.Hub{Kube: kube, Steps: steps.NewRecorder(10)}}
-	if err := c.removeFinalizer(context.Background(), stale); err != nil {
-		t.Fatalf("removeFinalizer: %v", err)
+// The cached PV is stale (the attacher removed its finalizer, so ours moved):
+// the refused patch is resolved at once from a fresh read, keeping the
+// other's edit. Against the real API server: its answer to a failed JSON
+// patch test (422 Invalid) is what removeFinalizer must recognise.
+func TestRemoveFinalizerRereadsStalePV(t *testing.T) {
+	ctx := context.Background()
+	kube := cluster.Shared(t).Client
+	pv := &v1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "stale-", Finalizers: []string{"example.com/other", "external-attacher/block-csi-hub-io", finalizerPV}},
+		Spec: v1.PersistentVolumeSpec{
+			Capacity:                      v1.ResourceList{v1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:                   []v1.PersistentVolumeAccessMode{v1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: v1.PersistentVolumeReclaimRetain,
+			PersistentVolumeSource:        v1.PersistentVolumeSource{CSI: &v1.CSIPersistentVolumeSource{Driver: "stale.csi-hub.io", VolumeHandle: "h"}},
+		},
 	}
-	if conflicts != 1 {
-		t.Errorf("%d conflicts, want exactly the one from the stale cache", conflicts)
-	}
-	got, err := kube.CoreV1().PersistentVolumes().Get(context.Background(), "pv1", metav1.GetOptions{})
+	stale, err := kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"kubernetes.io/pv-protection"}; !reflect.DeepEqual(got.Finalizers, want) {
-		t.Errorf("finalizers %v, want %v", got.Finalizers, want)
+	t.Cleanup(func() {
+		patch := []byte(`{"metadata":{"finalizers":null}}`)
+		_, _ = kube.CoreV1().PersistentVolumes().Patch(ctx, stale.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		_ = kube.CoreV1().PersistentVolumes().Delete(ctx, stale.Name, metav1.DeleteOptions{})
+	})
+	// The attacher's finalizer goes, so ours moves from index 2 to 1.
+	detach := []byte(`[{"op":"test","path":"/metadata/finalizers/1","value":"external-attacher/block-csi-hub-io"},{"op":"remove","path":"/metadata/finalizers/1"}]`)
+	if _, err := kube.CoreV1().PersistentVolumes().Patch(ctx, stale.Name, types.JSONPatchType, detach, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	c := &Controller{h: &hub.Hub{Kube: kube, Steps: steps.NewRecorder(10)}}
+	if err := c.removeFinalizer(ctx, stale); err != nil {
+		t.Fatalf("removeFinalizer with a stale PV: %v", err)
+	}
+	got, err := kube.CoreV1().PersistentVolumes().Get(ctx, stale.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kube-controller-manager may have added kubernetes.io/pv-protection meanwhile.
+	if slices.Contains(got.Finalizers, finalizerPV) || !slices.Contains(got.Finalizers, "example.com/other") {
+		t.Errorf("finalizers %v, want ours gone and example.com/other kept", got.Finalizers)
 	}
 }
