@@ -10,34 +10,9 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/plugin/plugintest"
 )
-
-func writeAt(t *testing.T, path string, off int64, data []byte) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(data, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readAt(t *testing.T, path string, off int64, n int) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
-	return buf
-}
 
 func TestSnapshotRestoreAndClone(t *testing.T) {
 	d := plugintest.Start(t, plugintest.Options{})
@@ -46,7 +21,7 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 	src := mustCreate(t, cc, createReq("src", 8*mib, nil))
 	srcPath := filepath.Join(d.PoolDir, src.GetVolumeId()+".img")
 	before := bytes.Repeat([]byte("before!!"), 512)
-	writeAt(t, srcPath, 3*mib, before)
+	testutil.WriteAt(t, srcPath, 3*mib, before)
 
 	snapReq := &csi.CreateSnapshotRequest{Name: "snap-a", SourceVolumeId: src.GetVolumeId(),
 		Parameters: map[string]string{"csi.storage.k8s.io/volumesnapshot/name": "a"}}
@@ -67,7 +42,7 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 	wantCode(t, err, codes.AlreadyExists, "source_volume_id")
 
 	// Writes after the snapshot must not show in it.
-	writeAt(t, srcPath, 3*mib, bytes.Repeat([]byte("after!!!"), 512))
+	testutil.WriteAt(t, srcPath, 3*mib, bytes.Repeat([]byte("after!!!"), 512))
 
 	restoreReq := createReq("restored", 16*mib, nil)
 	restoreReq.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
@@ -77,7 +52,7 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 	if restored.GetCapacityBytes() != 16*mib || restored.GetContentSource().GetSnapshot().GetSnapshotId() != s.GetSnapshotId() {
 		t.Fatalf("restored volume %v", restored)
 	}
-	if got := readAt(t, rPath, 3*mib, len(before)); !bytes.Equal(got, before) {
+	if got := testutil.ReadAt(t, rPath, 3*mib, len(before)); !bytes.Equal(got, before) {
 		t.Fatal("restored volume does not hold the snapshot's data")
 	}
 	if fi, _ := os.Stat(rPath); fi.Size() != 16*mib {
@@ -92,7 +67,7 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 	if clone.GetCapacityBytes() < 8*mib {
 		t.Fatalf("clone smaller than source: %d", clone.GetCapacityBytes())
 	}
-	if got := readAt(t, filepath.Join(d.PoolDir, clone.GetVolumeId()+".img"), 3*mib, 8); string(got) != "after!!!" {
+	if got := testutil.ReadAt(t, filepath.Join(d.PoolDir, clone.GetVolumeId()+".img"), 3*mib, 8); string(got) != "after!!!" {
 		t.Fatalf("clone holds %q", got)
 	}
 

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/plugin"
 	"github.com/csi-hub/csi-hub/plugin/store"
 )
@@ -139,7 +140,7 @@ func TestKill9DuringCreates(t *testing.T) {
 	w.sawVolume("source", src.GetVolumeId())
 	fill := bytes.Repeat([]byte{0xab}, int(mib))
 	for off := int64(0); off < 96*mib; off += 2 * mib {
-		writeAt(t, filepath.Join(poolDir, src.GetVolumeId()+".img"), off, fill)
+		testutil.WriteAt(t, filepath.Join(poolDir, src.GetVolumeId()+".img"), off, fill)
 	}
 	base, err := p.cc.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "base", SourceVolumeId: src.GetVolumeId()})
 	if err != nil {

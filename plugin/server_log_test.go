@@ -1,50 +1,21 @@
 package plugin_test
 
 import (
-	"bytes"
 	"context"
-	"flag"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/plugin/plugintest"
 )
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestCallLogStripsSecrets turns on -v=5 call logging and checks requests
 // are logged with their secrets replaced.
 func TestCallLogStripsSecrets(t *testing.T) {
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	var out lockedBuffer
-	fs.Set("logtostderr", "false")
-	fs.Set("v", "5")
-	klog.SetOutput(&out)
-	t.Cleanup(func() {
-		fs.Set("v", "0")
-		fs.Set("logtostderr", "true")
-		klog.SetOutput(nil)
-	})
+	out := testutil.CaptureKlog(t, 5)
 
 	d := plugintest.Start(t, plugintest.Options{})
 	req := createReq("logged", mib, nil)

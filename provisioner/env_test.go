@@ -2,25 +2,21 @@ package provisioner
 
 import (
 	"context"
-	"fmt"
-	v1 "k8s.io/api/core/v1"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/test/cluster"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
@@ -43,8 +39,6 @@ type env struct {
 	// tuneHub, when set, adjusts the hub options (e.g. the API budget).
 	tuneHub func(*hub.Options)
 }
-
-var nonDNS = regexp.MustCompile(`[^a-z0-9]+`)
 
 func newEnv(t testing.TB, opts fakedriver.Options, cfg Config) *env {
 	t.Helper()
@@ -73,15 +67,11 @@ func baseEnv(t testing.TB, cfg Config) *env {
 	c := cluster.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	short := strings.Trim(nonDNS.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
-	if len(short) > 40 {
-		short = short[:40]
-	}
 	ns, err := c.CreateNamespace(ctx, "prov")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ctx: ctx, c: c, kube: c.Client, ns: ns, driver: short + ".fake.csi-hub.io", cfg: cfg}
+	return &env{t: t, ctx: ctx, c: c, kube: c.Client, ns: ns, driver: testutil.ShortName(t) + ".fake.csi-hub.io", cfg: cfg}
 }
 
 func (e *env) startHub() {
@@ -166,15 +156,10 @@ func (e *env) createPVC(name, class, size string, opts ...pvcOption) *v1.Persist
 	return pvc
 }
 
-// eventually polls cond every 100ms until it holds or timeout passes.
+// eventually polls cond until it holds; an error from cond fails the test.
 func (e *env) eventually(timeout time.Duration, what string, cond func() (bool, error)) {
 	e.t.Helper()
-	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		return cond()
-	})
-	if err != nil {
-		e.t.Fatalf("waiting for %s: %v", what, err)
-	}
+	testutil.Eventually(e.t, e.ctx, timeout, what, cond)
 }
 
 func (e *env) waitBound(name string) (*v1.PersistentVolumeClaim, *v1.PersistentVolume) {
@@ -210,28 +195,12 @@ func (e *env) deletePVC(name string) {
 // events returns the events with reason on the object named name.
 func (e *env) events(name, reason string) []v1.Event {
 	e.t.Helper()
-	list, err := e.kube.CoreV1().Events(e.ns).List(e.ctx, metav1.ListOptions{
-		FieldSelector: fields.Set{"involvedObject.name": name, "reason": reason}.String(),
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return list.Items
+	return testutil.Events(e.t, e.ctx, e.kube, e.ns, name, reason)
 }
 
 func (e *env) waitEvent(name, reason, eventType, contains string) v1.Event {
 	e.t.Helper()
-	var found v1.Event
-	e.eventually(30*time.Second, fmt.Sprintf("%s event %s on %s containing %q", eventType, reason, name, contains), func() (bool, error) {
-		for _, ev := range e.events(name, reason) {
-			if ev.Type == eventType && strings.Contains(ev.Message, contains) {
-				found = ev
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	return found
+	return testutil.WaitEvent(e.t, e.ctx, e.kube, e.ns, name, reason, eventType, contains)
 }
 
 // createRequests returns the CreateVolume requests the driver received for name.

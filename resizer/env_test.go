@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,14 +13,13 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
 	"github.com/csi-hub/csi-hub/internal/steps"
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/test/cluster"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
@@ -46,8 +44,6 @@ type env struct {
 	opts   hub.Options
 }
 
-var nonDNS = regexp.MustCompile(`[^a-z0-9]+`)
-
 type envOption func(*env)
 
 // withHubOptions changes the hub's options (e.g. retry intervals) before it starts.
@@ -58,15 +54,11 @@ func newEnv(t testing.TB, opts fakedriver.Options, cfg Config, eopts ...envOptio
 	c := cluster.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	short := strings.Trim(nonDNS.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
-	if len(short) > 40 {
-		short = short[:40]
-	}
 	ns, err := c.CreateNamespace(ctx, "rsz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Name = short + ".fake.csi-hub.io"
+	opts.Name = testutil.ShortName(t) + ".fake.csi-hub.io"
 	e := &env{t: t, ctx: ctx, c: c, kube: c.Client, ns: ns, driver: opts.Name, cfg: cfg,
 		socket: filepath.Join(t.TempDir(), "csi.sock"), drv: fakedriver.New(opts)}
 	e.opts = hubtest.Options(e.socket)
@@ -189,15 +181,10 @@ func (e *env) boundVolume(name, size string, opts ...volOption) (*v1.PersistentV
 	return pvc, pv
 }
 
-// eventually polls cond every 100ms until it holds or timeout passes.
+// eventually polls cond until it holds; an error from cond fails the test.
 func (e *env) eventually(timeout time.Duration, what string, cond func() (bool, error)) {
 	e.t.Helper()
-	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		return cond()
-	})
-	if err != nil {
-		e.t.Fatalf("waiting for %s: %v", what, err)
-	}
+	testutil.Eventually(e.t, e.ctx, timeout, what, cond)
 }
 
 func (e *env) pvc(name string) *v1.PersistentVolumeClaim {
@@ -268,28 +255,12 @@ func (e *env) class(name string, params map[string]string) string {
 // events returns the events with reason on the object named name.
 func (e *env) events(name, reason string) []v1.Event {
 	e.t.Helper()
-	list, err := e.kube.CoreV1().Events(e.ns).List(e.ctx, metav1.ListOptions{
-		FieldSelector: fields.Set{"involvedObject.name": name, "reason": reason}.String(),
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return list.Items
+	return testutil.Events(e.t, e.ctx, e.kube, e.ns, name, reason)
 }
 
 func (e *env) waitEvent(name, reason, eventType, contains string) v1.Event {
 	e.t.Helper()
-	var found v1.Event
-	e.eventually(30*time.Second, fmt.Sprintf("%s event %s on %s containing %q", eventType, reason, name, contains), func() (bool, error) {
-		for _, ev := range e.events(name, reason) {
-			if ev.Type == eventType && strings.Contains(ev.Message, contains) {
-				found = ev
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	return found
+	return testutil.WaitEvent(e.t, e.ctx, e.kube, e.ns, name, reason, eventType, contains)
 }
 
 // expandSizes returns required_bytes of every ControllerExpandVolume received.

@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
@@ -245,7 +246,7 @@ func TestExpandFinalErrorRecovers(t *testing.T) {
 // The PV's controller-expand secret reaches the driver; a missing secret is
 // a Warning event and no CSI call.
 func TestExpandSecrets(t *testing.T) {
-	logs := captureLogs(t)
+	logs := testutil.CaptureKlog(t, 5)
 	e := newEnv(t, fakedriver.Options{}, DefaultConfig())
 	secret := &v1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "expand-creds", Namespace: e.ns}, StringData: map[string]string{"password": "s3cret"}}
 	if _, err := e.kube.CoreV1().Secrets(e.ns).Create(e.ctx, secret, metav1.CreateOptions{}); err != nil {

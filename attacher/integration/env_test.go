@@ -14,13 +14,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
 	"github.com/csi-hub/csi-hub/attacher"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
 	"github.com/csi-hub/csi-hub/internal/steps"
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/test/cluster"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
@@ -305,21 +305,11 @@ func (e *env) releasePV(claim, pv string) {
 	})
 }
 
+// waitFor polls cond until it holds; its errors are retried (transient API
+// errors happen on a busy machine).
 func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(e.ctx, timeout)
-	defer cancel()
-	var lastErr error
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
-		ok, err := cond()
-		if err != nil {
-			lastErr = err // keep polling: transient API errors happen on a busy machine
-		}
-		return ok && err == nil, nil
-	})
-	if err != nil {
-		e.t.Fatalf("waiting for %s: %v (last error: %v)", what, err, lastErr)
-	}
+	testutil.EventuallyTolerant(e.t, e.ctx, timeout, what, cond)
 }
 
 // expectWarning checks a Warning event with reason and a message containing

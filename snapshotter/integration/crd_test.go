@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/test/cluster"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
@@ -24,7 +25,7 @@ const (
 // are installed. Needs its own cluster: CRDs cannot be taken away from the
 // shared one.
 func TestCRDsInstalledLater(t *testing.T) {
-	logs := captureKlog(t, 0)
+	logs := testutil.CaptureKlog(t, 0)
 	c := cluster.StartT(t, cluster.Options{})
 	e := newEnv(t, c, "crd", fakedriver.Options{})
 	cfg := testConfig() // polls discovery every second

@@ -18,11 +18,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/snapshotter"
 	"github.com/csi-hub/csi-hub/test/cluster"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
@@ -304,19 +304,10 @@ func (e *env) backendHas(id string) bool {
 	return false
 }
 
+// poll waits until cond holds; its errors are retried until timeout.
 func (e *env) poll(timeout time.Duration, what string, cond func() (bool, error)) {
 	e.t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		ok, err := cond()
-		if err != nil {
-			last = err
-		}
-		return ok, nil
-	})
-	if err != nil {
-		e.t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, last)
-	}
+	testutil.EventuallyTolerant(e.t, e.ctx, timeout, what, cond)
 }
 
 func hasPrefix(list []string, prefix string) bool {

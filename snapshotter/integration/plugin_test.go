@@ -11,6 +11,7 @@ import (
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/plugin/plugintest"
 	"github.com/csi-hub/csi-hub/test/cluster"
 )
@@ -40,7 +41,7 @@ func TestCompanionPlugin(t *testing.T) {
 	}
 	volID := vol.GetVolume().GetVolumeId()
 	marker := bytes.Repeat([]byte("csi-hub snapshot marker "), 100)
-	writeFileAt(t, filepath.Join(d.PoolDir, volID+".img"), 1<<20, marker)
+	testutil.WriteAt(t, filepath.Join(d.PoolDir, volID+".img"), 1<<20, marker)
 	e.bindPVC("data", volID, "8Mi")
 	class := e.class("delete", snapv1.VolumeSnapshotContentDelete, nil)
 
@@ -49,7 +50,7 @@ func TestCompanionPlugin(t *testing.T) {
 	vs, content := e.waitReady("snap", time.Minute)
 	t.Logf("plugin snapshot ready in %s", time.Since(began).Round(time.Millisecond))
 	snapFile := filepath.Join(d.PoolDir, *content.Status.SnapshotHandle+".img")
-	if got := readFileAt(t, snapFile, 1<<20, len(marker)); !bytes.Equal(got, marker) {
+	if got := testutil.ReadAt(t, snapFile, 1<<20, len(marker)); !bytes.Equal(got, marker) {
 		t.Errorf("snapshot file does not hold the volume's data at the marker offset")
 	}
 	if vs.Status.RestoreSize == nil || vs.Status.RestoreSize.Value() != size {
@@ -63,30 +64,4 @@ func TestCompanionPlugin(t *testing.T) {
 	if _, err := os.Stat(snapFile); !os.IsNotExist(err) {
 		t.Errorf("snapshot file %s still there after deleting the VolumeSnapshot (stat: %v)", snapFile, err)
 	}
-}
-
-func writeFileAt(t *testing.T, path string, off int64, data []byte) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(data, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readFileAt(t *testing.T, path string, off int64, n int) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
-	return buf
 }

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/snapshotter"
 	"github.com/csi-hub/csi-hub/test/cluster"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
@@ -22,7 +23,7 @@ import (
 // logged), the step record or the events.
 func TestSecrets(t *testing.T) {
 	const password = "p4ss-w0rd-9f8e7d" // distinctive, so any leak is found
-	logs := captureKlog(t, 5)
+	logs := testutil.CaptureKlog(t, 5)
 	e := newEnv(t, cluster.Shared(t), "secret", fakedriver.Options{})
 	e.startHub(testConfig())
 	e.sourcePVC("data")

@@ -1,16 +1,14 @@
 package fakedriver
 
 import (
-	"bytes"
-	"flag"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 func TestBackendManipulation(t *testing.T) {
@@ -55,40 +53,8 @@ func TestBackendManipulation(t *testing.T) {
 	}
 }
 
-// syncBuffer collects klog output written from server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestSecretsNeverLogged(t *testing.T) {
-	flags := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(flags)
-	var out syncBuffer
-	for k, v := range map[string]string{"v": "5", "logtostderr": "false", "alsologtostderr": "false", "stderrthreshold": "FATAL"} {
-		if err := flags.Set(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	klog.SetOutput(&out)
-	t.Cleanup(func() {
-		klog.Flush()
-		_ = flags.Set("v", "0")
-		_ = flags.Set("logtostderr", "true")
-		klog.SetOutput(os.Stderr)
-	})
+	out := testutil.CaptureKlog(t, 5)
 
 	const secret = "hunter2-do-not-log"
 	_, c := startDriver(t, Options{})
