@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/csi-hub/csi-hub/internal/hub"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // attach checks as much as it can before adding the VolumeAttachment's
@@ -120,8 +121,7 @@ func (c *Controller) nodeID(nodeName string, va *storagev1.VolumeAttachment) (st
 	return "", lookupErr
 }
 
-// publishSecrets reads the PV's controllerPublishSecretRef. Secrets are read
-// directly, not watched: the hub has no business caching every Secret.
+// publishSecrets reads the PV's controllerPublishSecretRef.
 func (c *Controller) publishSecrets(ctx context.Context, src *v1.CSIPersistentVolumeSource) (map[string]string, error) {
 	ref := src.ControllerPublishSecretRef
 	if ref == nil {
@@ -130,13 +130,9 @@ func (c *Controller) publishSecrets(ctx context.Context, src *v1.CSIPersistentVo
 	if ref.Name == "" {
 		return nil, errors.New("spec.csi.controllerPublishSecretRef has no name")
 	}
-	secret, err := c.h.Kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	secrets, err := hub.ReadSecret(ctx, c.h.Kube, ref)
 	if err != nil {
-		return nil, fmt.Errorf("reading controllerPublishSecretRef %s/%s: %w", ref.Namespace, ref.Name, err)
+		return nil, fmt.Errorf("controllerPublishSecretRef: %w", err)
 	}
-	out := make(map[string]string, len(secret.Data))
-	for k, v := range secret.Data {
-		out[k] = string(v)
-	}
-	return out, nil
+	return secrets, nil
 }

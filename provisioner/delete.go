@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/csi-hub/csi-hub/internal/hub"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -171,7 +173,7 @@ func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolu
 	if ref != nil {
 		// A deleted secret must not block deletion forever: call without it
 		// and let the driver say whether it needs it.
-		if req.Secrets, err = credentials(ctx, c.h.Kube, ref); err != nil {
+		if req.Secrets, err = hub.ReadSecret(ctx, c.h.Kube, ref); err != nil {
 			klog.ErrorS(err, "Deletion secret unavailable; calling DeleteVolume without it", "PV", pv.Name)
 		}
 	}

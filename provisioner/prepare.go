@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/csi-hub/csi-hub/internal/hub"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -88,7 +90,7 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 	if err != nil {
 		return nil, err
 	}
-	if req.Secrets, err = credentials(ctx, c.h.Kube, provRef); err != nil {
+	if req.Secrets, err = hub.ReadSecret(ctx, c.h.Kube, provRef); err != nil {
 		return nil, err
 	}
 	src := &v1.CSIPersistentVolumeSource{Driver: c.h.Driver}

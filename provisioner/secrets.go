@@ -1,15 +1,12 @@
 package provisioner
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"sort"
 
 	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Secret kinds a StorageClass can name, as csi.storage.k8s.io/<kind>-secret-{name,namespace}.
@@ -139,24 +136,6 @@ func resolveTemplate(tmpl string, params map[string]string) (string, error) {
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return "", fmt.Errorf("invalid tokens %q", missing)
-	}
-	return out, nil
-}
-
-// credentials reads a Secret with one GET (no Secret informer: watching every
-// Secret of the cluster would cost memory and widen what the hub can read).
-// Values are never logged.
-func credentials(ctx context.Context, kube kubernetes.Interface, ref *v1.SecretReference) (map[string]string, error) {
-	if ref == nil {
-		return nil, nil
-	}
-	s, err := kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("getting secret %s/%s: %w", ref.Namespace, ref.Name, err)
-	}
-	out := make(map[string]string, len(s.Data))
-	for k, v := range s.Data {
-		out[k] = string(v)
 	}
 	return out, nil
 }

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/csi-hub/csi-hub/internal/hub"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/kubernetes-csi/csi-lib-utils/accessmodes"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // expandVolume calls ControllerExpandVolume for pv and returns the size the
@@ -86,9 +87,7 @@ func (c *Controller) modifyVolume(ctx context.Context, pvc *v1.PersistentVolumeC
 	return err
 }
 
-// secrets reads the referenced Secret with a GET, as the sidecar does: a
-// Secret informer would keep every Secret of the cluster in memory. The
-// values go only into the CSI request, which is logged sanitized.
+// secrets reads the Secret the PV's field names (hub.ReadSecret says why a GET).
 func (c *Controller) secrets(ctx context.Context, ref *v1.SecretReference, field string) (map[string]string, error) {
 	if ref == nil {
 		return nil, nil
@@ -96,15 +95,11 @@ func (c *Controller) secrets(ctx context.Context, ref *v1.SecretReference, field
 	if ref.Name == "" || ref.Namespace == "" {
 		return nil, fmt.Errorf("PV %s names secret %q in namespace %q: both are required", field, ref.Name, ref.Namespace)
 	}
-	s, err := c.h.Kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	secrets, err := hub.ReadSecret(ctx, c.h.Kube, ref)
 	if err != nil {
-		return nil, fmt.Errorf("reading secret %s/%s named by PV %s: %w", ref.Namespace, ref.Name, field, err)
+		return nil, fmt.Errorf("PV %s: %w", field, err)
 	}
-	out := make(map[string]string, len(s.Data))
-	for k, v := range s.Data {
-		out[k] = string(v)
-	}
-	return out, nil
+	return secrets, nil
 }
 
 // volumeCapability describes the PV to the driver (block or mount, access mode).

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/hub"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"google.golang.org/grpc/codes"
@@ -109,7 +111,7 @@ func (c *Controller) createRequest(ctx context.Context, content *snapv1.VolumeSn
 	if err != nil {
 		return nil, err
 	}
-	secrets, err := credentials(ctx, c.kube, ref)
+	secrets, err := hub.ReadSecret(ctx, c.kube, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +150,7 @@ func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSn
 		if err != nil {
 			return content, err
 		}
-		if secrets, err = credentials(ctx, c.kube, ref); err != nil {
+		if secrets, err = hub.ReadSecret(ctx, c.kube, ref); err != nil {
 			return content, err
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/csi-hub/csi-hub/internal/hub"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 )
@@ -41,7 +43,7 @@ func (c *Controller) deleteBackendSnapshot(ctx context.Context, content *snapv1.
 	ref, err := snapshotterSecretRef(content)
 	var secrets map[string]string
 	if err == nil {
-		secrets, err = credentials(ctx, c.kube, ref)
+		secrets, err = hub.ReadSecret(ctx, c.kube, ref)
 	}
 	if err != nil {
 		c.warn(content, ReasonDeleteError, "Failed to get snapshot credentials")

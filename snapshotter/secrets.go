@@ -1,16 +1,13 @@
 package snapshotter
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"sort"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Annotations the snapshot-controller copies onto a dynamically created
@@ -82,21 +79,4 @@ func expandTemplate(tmpl string, vars map[string]string) (string, error) {
 		return "", fmt.Errorf("template %q uses unknown tokens %v", tmpl, unknown)
 	}
 	return out, nil
-}
-
-// credentials reads the secret's data. Only the secret's name ever appears in
-// errors and logs, never its values.
-func credentials(ctx context.Context, kube kubernetes.Interface, ref *v1.SecretReference) (map[string]string, error) {
-	if ref == nil {
-		return nil, nil
-	}
-	secret, err := kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("reading secret %s/%s: %w", ref.Namespace, ref.Name, err)
-	}
-	creds := make(map[string]string, len(secret.Data))
-	for k, v := range secret.Data {
-		creds[k] = string(v)
-	}
-	return creds, nil
 }

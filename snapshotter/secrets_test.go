@@ -1,14 +1,11 @@
 package snapshotter
 
 import (
-	"context"
 	"strings"
 	"testing"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
-	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kubefake "k8s.io/client-go/kubernetes/fake"
 )
 
 func TestSnapshotterSecretRef(t *testing.T) {
@@ -52,23 +49,5 @@ func TestListSecretRef(t *testing.T) {
 	delete(class.Parameters, ParamSnapshotterListSecretNamespace)
 	if _, err := listSecretRef(class, "content-1"); err == nil {
 		t.Error("name without namespace: no error")
-	}
-}
-
-func TestCredentials(t *testing.T) {
-	kube := kubefake.NewClientset(&v1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "storage"},
-		Data:       map[string][]byte{"password": []byte("hunter2")},
-	})
-	got, err := credentials(context.Background(), kube, &v1.SecretReference{Name: "creds", Namespace: "storage"})
-	if err != nil || got["password"] != "hunter2" {
-		t.Errorf("credentials = %v, %v", got, err)
-	}
-	if got, err := credentials(context.Background(), kube, nil); got != nil || err != nil {
-		t.Errorf("nil ref: %v, %v", got, err)
-	}
-	_, err = credentials(context.Background(), kube, &v1.SecretReference{Name: "missing", Namespace: "storage"})
-	if err == nil || !strings.Contains(err.Error(), "storage/missing") {
-		t.Errorf("missing secret: error = %v, want one naming storage/missing", err)
 	}
 }
