@@ -42,33 +42,49 @@ func newFakeHost(t *testing.T) *fakeHost {
 	return h
 }
 
+// write reports failures with Error, not Fatal: connect scripts call it from
+// their own goroutines.
 func (h *fakeHost) write(path, content string) {
 	h.t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		h.t.Fatal(err)
+		h.t.Error(err)
+		return
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		h.t.Fatal(err)
+		h.t.Error(err)
 	}
 }
 
 // addSubsystem lays out nvme-subsys<n> the way the kernel does for one TCP
-// controller nvme<n> and, if ns is true, its multipath head nvme<n>n1.
+// controller nvme<n> and, if ns is true, its multipath head nvme<n>n1. The
+// subsystem directory appears at once with its attributes filled in (it is
+// built aside and renamed into place), as sysfs shows a registered device.
 func (h *fakeHost) addSubsystem(n int, nqn, serial, uuid string, ns bool) {
-	dir := filepath.Join(h.sys, "class", "nvme-subsystem", fmt.Sprintf("nvme-subsys%d", n))
-	h.write(filepath.Join(dir, "subsysnqn"), nqn+"\n")
-	h.write(filepath.Join(dir, "serial"), fmt.Sprintf("%-20s\n", serial)) // space-padded
-	h.write(filepath.Join(dir, "model"), "csi-hub\n")
-	h.write(filepath.Join(dir, fmt.Sprintf("nvme%d", n), "state"), "live\n")
-	h.write(filepath.Join(dir, fmt.Sprintf("ng%dn1", n), "dev"), "242:0\n") // char device: not a candidate
-	if !ns {
+	name := fmt.Sprintf("nvme-subsys%d", n)
+	staged := filepath.Join(filepath.Dir(h.sys), "staging", name)
+	h.write(filepath.Join(staged, "subsysnqn"), nqn+"\n")
+	h.write(filepath.Join(staged, "serial"), fmt.Sprintf("%-20s\n", serial)) // space-padded
+	h.write(filepath.Join(staged, "model"), "csi-hub\n")
+	h.write(filepath.Join(staged, fmt.Sprintf("nvme%d", n), "state"), "live\n")
+	h.write(filepath.Join(staged, fmt.Sprintf("ng%dn1", n), "dev"), "242:0\n") // char device: not a candidate
+	dev := fmt.Sprintf("nvme%dn1", n)
+	if ns {
+		h.write(filepath.Join(staged, dev, "size"), "131072\n")
+		h.write(filepath.Join(h.sys, "block", dev, "uuid"), uuid+"\n")
+		h.write(filepath.Join(h.sys, "block", dev, "size"), "131072\n")
+	}
+	class := filepath.Join(h.sys, "class", "nvme-subsystem")
+	if err := os.MkdirAll(class, 0o755); err != nil {
+		h.t.Error(err)
 		return
 	}
-	dev := fmt.Sprintf("nvme%dn1", n)
-	h.write(filepath.Join(dir, dev, "size"), "131072\n")
-	h.write(filepath.Join(h.sys, "block", dev, "uuid"), uuid+"\n")
-	h.write(filepath.Join(h.sys, "block", dev, "size"), "131072\n")
-	h.write(filepath.Join(h.dev, dev), "")
+	if err := os.Rename(staged, filepath.Join(class, name)); err != nil {
+		h.t.Error(err)
+		return
+	}
+	if ns {
+		h.write(filepath.Join(h.dev, dev), "")
+	}
 }
 
 func (h *fakeHost) removeSubsystem(n int) {
