@@ -1,12 +1,7 @@
 package integration
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,58 +9,12 @@ import (
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
-// officialAttacher runs the upstream external-attacher (built by
-// hack/ensure-sidecars.sh) against the env's driver socket and cluster.
-// It returns a stop function; t.Cleanup stops it too.
+// officialAttacher runs the upstream external-attacher against the env's
+// driver socket and cluster. It returns a stop function; t.Cleanup stops it too.
 func officialAttacher(t *testing.T, e *env) (stop func()) {
 	t.Helper()
-	out, err := exec.Command("../../hack/ensure-sidecars.sh").Output()
-	if err != nil {
-		t.Fatalf("hack/ensure-sidecars.sh (builds the official external-attacher): %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	bin := filepath.Join(lines[len(lines)-1], "csi-attacher")
-	logPath := filepath.Join(t.TempDir(), "csi-attacher.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--csi-address="+e.socket, "--kubeconfig="+e.c.Kubeconfig,
+	return e.c.StartSidecar(t, "attacher", "--csi-address="+e.socket,
 		"--retry-interval-start=100ms", "--retry-interval-max=2s", "--v=3")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logFile.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("official csi-attacher log:\n%s", tail(string(b), 40))
-			}
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // TestHandoverWithOfficialAttacher proves csi-hub speaks the sidecar's object
