@@ -7,6 +7,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/plugin/plugintest"
 )
 
@@ -15,6 +16,7 @@ import (
 func BenchmarkCreateDeleteVolume(b *testing.B) {
 	for _, typ := range []string{"thin", "thick"} {
 		b.Run(typ, func(b *testing.B) {
+			testutil.CaptureKlog(b, 0) // the per-call info logs would drown the figures
 			d := plugintest.Start(b, plugintest.Options{})
 			cc := d.ControllerClient()
 			ctx := context.Background()

@@ -2,13 +2,11 @@ package plugin
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"testing"
 	"time"
 
-	"k8s.io/klog/v2"
-
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/plugin/transport/loop"
 )
 
@@ -20,9 +18,7 @@ import (
 func BenchmarkNodeStagePublish(b *testing.B) {
 	requireRootNode(b)
 	// Keep the figures readable: the per-call info logs would drown them.
-	klog.LogToStderr(false)
-	klog.SetOutput(io.Discard)
-	b.Cleanup(func() { klog.LogToStderr(true) })
+	testutil.CaptureKlog(b, 0)
 	e := newNodeEnv(b)
 	vc := mountCap("ext4", snw)
 	var stage, publish time.Duration

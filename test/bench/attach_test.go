@@ -86,7 +86,7 @@ func attachOnce(b *testing.B, who string, qps int) (secs, writesPer, rssMiB floa
 	if who == "csi-hub" {
 		p = startProcess(b, csiHubBinary(b), args...)
 	} else {
-		p = startProcess(b, sidecarBinary(b, "csi-attacher"), args...)
+		p = startProcess(b, sidecarBinary(b, "attacher"), args...)
 	}
 	time.Sleep(3 * time.Second) // connect and sync informers: start-up is not attaching
 	before := proxy.Writes()

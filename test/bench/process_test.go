@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/csi-hub/csi-hub/test/cluster"
 )
 
 var (
@@ -40,18 +42,14 @@ func csiHubBinary(b testing.TB) string {
 	return hubBinary
 }
 
-// sidecarBinary builds (once per machine, cached) an official sidecar.
+// sidecarBinary builds (once per machine, cached) the official sidecar
+// external-<name> and returns the path of its csi-<name> binary.
 func sidecarBinary(b testing.TB, name string) string {
-	out, err := exec.Command("../../hack/ensure-sidecars.sh").Output()
+	bin, err := cluster.SidecarBinary(name)
 	if err != nil {
-		b.Fatalf("hack/ensure-sidecars.sh: %v", err)
+		b.Fatal(err)
 	}
-	return filepath.Join(strings.TrimSpace(lastLine(string(out))), name)
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
+	return bin
 }
 
 // process is a controller process under measurement.
