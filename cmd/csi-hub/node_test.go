@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
@@ -51,17 +52,6 @@ func healthz(addr string) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(body))
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // TestNodeMode runs csi-hub --mode=node as a process, as the DaemonSet does,
@@ -103,7 +93,10 @@ func TestNodeMode(t *testing.T) {
 	})
 
 	regSock := filepath.Join(regDir, "node-test.csi.example.com-reg.sock")
-	eventually(t, "the registration socket", func() bool { _, err := os.Stat(regSock); return err == nil })
+	testutil.Eventually(t, context.Background(), 20*time.Second, "the registration socket", func() (bool, error) {
+		_, err := os.Stat(regSock)
+		return err == nil, nil
+	})
 	cc, err := grpc.NewClient("unix://"+regSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +115,10 @@ func TestNodeMode(t *testing.T) {
 	}
 
 	// The liveness job: /healthz follows the driver's Probe.
-	eventually(t, "/healthz ok", func() bool { code, _ := healthz(httpAddr); return code == http.StatusOK })
+	testutil.Eventually(t, ctx, 10*time.Second, "/healthz ok", func() (bool, error) {
+		code, _ := healthz(httpAddr)
+		return code == http.StatusOK, nil
+	})
 	driver.SetReady(false)
 	if code, body := healthz(httpAddr); code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") {
 		t.Errorf("/healthz with the driver not ready = %d %q, want 503 naming it", code, body)
