@@ -15,7 +15,7 @@ import (
 // published (kubelet expands between stage and publish), it is grown offline:
 // unmount the staging path, e2fsck, resize2fs, mount again.
 func (n *NodeServer) growFilesystem(rec *nodeRecord) error {
-	if need, err := n.resizer.NeedResize(rec.Device, rec.StagingPath); err == nil && !need {
+	if need, err := n.needsGrow(rec); err == nil && !need {
 		return nil // already the device's size (e.g. grown when it was staged)
 	}
 	_, onlineErr := n.resizer.Resize(rec.Device, rec.StagingPath)
@@ -46,8 +46,11 @@ func (n *NodeServer) growAtStage(rec *nodeRecord) {
 	if rec.ReadOnly {
 		return
 	}
-	need, err := n.resizer.NeedResize(rec.Device, rec.StagingPath)
+	need, err := n.needsGrow(rec)
 	if err != nil || !need {
+		if err != nil {
+			klog.V(2).InfoS("Cannot tell whether the filesystem fills its device; not growing it at stage", "volumeID", rec.VolumeID, "err", err)
+		}
 		return
 	}
 	if err := n.growFilesystem(rec); err != nil {

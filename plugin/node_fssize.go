@@ -1,0 +1,122 @@
+package plugin
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// needsGrow reports whether the filesystem of rec can grow: its device is
+// writable and formatted (mount-utils' ResizeFs.NeedResize) and the filesystem
+// ends more than one block before the device does. NeedResize alone answers
+// true for every ext and xfs filesystem (it leaves the size check to resize2fs
+// and xfs_growfs); comparing the sizes here keeps every restage from running
+// the grow tools, and from claiming it grew something, when they match.
+func (n *NodeServer) needsGrow(rec *nodeRecord) (bool, error) {
+	if need, err := n.resizer.NeedResize(rec.Device, rec.StagingPath); err != nil || !need {
+		return need, err
+	}
+	devSize, err := deviceSize(rec.Device)
+	if err != nil {
+		return false, err
+	}
+	var blockSize, blocks uint64
+	switch {
+	case strings.HasPrefix(rec.FsType, "ext"):
+		out, err := n.mounter.Exec.Command("dumpe2fs", "-h", rec.Device).Output()
+		if err != nil {
+			return false, fmt.Errorf("dumpe2fs -h %s: %w", rec.Device, err)
+		}
+		blockSize, blocks, err = parseExtSize(out)
+		if err != nil {
+			return false, fmt.Errorf("dumpe2fs -h %s: %w", rec.Device, err)
+		}
+	case rec.FsType == "xfs":
+		out, err := n.mounter.Exec.Command("xfs_info", rec.StagingPath).Output()
+		if err != nil {
+			return false, fmt.Errorf("xfs_info %s: %w", rec.StagingPath, err)
+		}
+		blockSize, blocks, err = parseXFSSize(out)
+		if err != nil {
+			return false, fmt.Errorf("xfs_info %s: %w", rec.StagingPath, err)
+		}
+	default:
+		return false, fmt.Errorf("cannot tell the size of a %q filesystem", rec.FsType)
+	}
+	return devSize > (blocks+1)*blockSize, nil
+}
+
+// deviceSize returns a block device's size in bytes (the offset of its end).
+func deviceSize(device string) (uint64, error) {
+	f, err := os.Open(device)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", device, err)
+	}
+	return uint64(end), nil
+}
+
+// parseExtSize reads "Block size:" and "Block count:" from dumpe2fs -h output.
+func parseExtSize(out []byte) (blockSize, blocks uint64, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		key, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(key) {
+		case "Block size":
+			blockSize, err = strconv.ParseUint(strings.TrimSpace(value), 10, 64)
+		case "Block count":
+			blocks, err = strconv.ParseUint(strings.TrimSpace(value), 10, 64)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	if blockSize == 0 || blocks == 0 {
+		return 0, 0, fmt.Errorf("no block size and count in %q", out)
+	}
+	return blockSize, blocks, nil
+}
+
+// parseXFSSize reads bsize= and blocks= of the data section from xfs_info output:
+//
+//	data     =                       bsize=4096   blocks=81920, imaxpct=25
+func parseXFSSize(out []byte) (blockSize, blocks uint64, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		fields := strings.Fields(strings.ReplaceAll(sc.Text(), ",", " "))
+		if len(fields) == 0 || fields[0] != "data" {
+			continue
+		}
+		for _, f := range fields {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				continue
+			}
+			switch k {
+			case "bsize":
+				blockSize, err = strconv.ParseUint(v, 10, 64)
+			case "blocks":
+				blocks, err = strconv.ParseUint(v, 10, 64)
+			}
+			if err != nil {
+				return 0, 0, err
+			}
+		}
+		break
+	}
+	if blockSize == 0 || blocks == 0 {
+		return 0, 0, fmt.Errorf("no data bsize and blocks in %q", out)
+	}
+	return blockSize, blocks, nil
+}
