@@ -36,13 +36,15 @@ func (n *NodeServer) needsGrow(rec *nodeRecord) (bool, error) {
 			return false, fmt.Errorf("dumpe2fs -h %s: %w", rec.Device, err)
 		}
 	case rec.FsType == "xfs":
-		out, err := n.mounter.Exec.Command("xfs_info", rec.StagingPath).Output()
+		// xfs_io, not xfs_info: the latter is a shell script around
+		// xfs_spaceman, which the plugin image does not carry.
+		out, err := n.mounter.Exec.Command("xfs_io", "-r", "-c", "statfs", rec.StagingPath).Output()
 		if err != nil {
-			return false, fmt.Errorf("xfs_info %s: %w", rec.StagingPath, err)
+			return false, fmt.Errorf("xfs_io statfs %s: %w", rec.StagingPath, err)
 		}
 		blockSize, blocks, err = parseXFSSize(out)
 		if err != nil {
-			return false, fmt.Errorf("xfs_info %s: %w", rec.StagingPath, err)
+			return false, fmt.Errorf("xfs_io statfs %s: %w", rec.StagingPath, err)
 		}
 	default:
 		return false, fmt.Errorf("cannot tell the size of a %q filesystem", rec.FsType)
@@ -88,35 +90,29 @@ func parseExtSize(out []byte) (blockSize, blocks uint64, err error) {
 	return blockSize, blocks, nil
 }
 
-// parseXFSSize reads bsize= and blocks= of the data section from xfs_info output:
+// parseXFSSize reads the data section's geometry from xfs_io's statfs output:
 //
-//	data     =                       bsize=4096   blocks=81920, imaxpct=25
+//	geom.bsize = 4096
+//	geom.datablocks = 81920
 func parseXFSSize(out []byte) (blockSize, blocks uint64, err error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		fields := strings.Fields(strings.ReplaceAll(sc.Text(), ",", " "))
-		if len(fields) == 0 || fields[0] != "data" {
+		key, value, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
 			continue
 		}
-		for _, f := range fields {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok {
-				continue
-			}
-			switch k {
-			case "bsize":
-				blockSize, err = strconv.ParseUint(v, 10, 64)
-			case "blocks":
-				blocks, err = strconv.ParseUint(v, 10, 64)
-			}
-			if err != nil {
-				return 0, 0, err
-			}
+		switch strings.TrimSpace(key) {
+		case "geom.bsize":
+			blockSize, err = strconv.ParseUint(strings.TrimSpace(value), 10, 64)
+		case "geom.datablocks":
+			blocks, err = strconv.ParseUint(strings.TrimSpace(value), 10, 64)
 		}
-		break
+		if err != nil {
+			return 0, 0, err
+		}
 	}
 	if blockSize == 0 || blocks == 0 {
-		return 0, 0, fmt.Errorf("no data bsize and blocks in %q", out)
+		return 0, 0, fmt.Errorf("no geom.bsize and geom.datablocks in %q", out)
 	}
 	return blockSize, blocks, nil
 }

@@ -13,13 +13,10 @@ func TestParseFilesystemSizes(t *testing.T) {
 	if bs, n, err := parseExtSize(ext); err != nil || bs != 4096 || n != 81920 {
 		t.Errorf("parseExtSize = %d, %d, %v; want 4096, 81920", bs, n, err)
 	}
-	xfs := []byte("meta-data=/dev/loop0             isize=512    agcount=4, agsize=20480 blks\n" +
-		"         =                       sectsz=512   attr=2, projid32bit=1\n" +
-		"data     =                       bsize=4096   blocks=81920, imaxpct=25\n" +
-		"naming   =version 2              bsize=4096   ascii-ci=0, ftype=1\n" +
-		"log      =internal log           bsize=4096   blocks=16384, version=2\n")
+	xfs := []byte("fd.path = \"/mnt\"\nstatfs.f_bsize = 4096\nstatfs.f_blocks = 65536\n" +
+		"geom.bsize = 4096\ngeom.agcount = 4\ngeom.agblocks = 20480\ngeom.datablocks = 81920\ngeom.rtblocks = 0\n")
 	if bs, n, err := parseXFSSize(xfs); err != nil || bs != 4096 || n != 81920 {
-		t.Errorf("parseXFSSize = %d, %d, %v; want 4096, 81920 (the data section, not the log)", bs, n, err)
+		t.Errorf("parseXFSSize = %d, %d, %v; want 4096, 81920 (the data section, not statfs' f_blocks)", bs, n, err)
 	}
 	for name, parse := range map[string]func([]byte) (uint64, uint64, error){"ext": parseExtSize, "xfs": parseXFSSize} {
 		if _, _, err := parse([]byte("dumpe2fs: Bad magic number in super-block\n")); err == nil {
