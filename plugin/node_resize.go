@@ -18,6 +18,11 @@ func (n *NodeServer) growFilesystem(rec *nodeRecord) error {
 	if need, err := n.needsGrow(rec); err == nil && !need {
 		return nil // already the device's size (e.g. grown when it was staged)
 	}
+	return n.grow(rec)
+}
+
+// grow is growFilesystem without the size check, for callers that made it.
+func (n *NodeServer) grow(rec *nodeRecord) error {
 	_, onlineErr := n.resizer.Resize(rec.Device, rec.StagingPath)
 	if onlineErr == nil {
 		return nil
@@ -47,13 +52,14 @@ func (n *NodeServer) growAtStage(rec *nodeRecord) {
 		return
 	}
 	need, err := n.needsGrow(rec)
-	if err != nil || !need {
-		if err != nil {
-			klog.V(2).InfoS("Cannot tell whether the filesystem fills its device; not growing it at stage", "volumeID", rec.VolumeID, "err", err)
-		}
+	if err != nil {
+		klog.V(2).InfoS("Cannot tell whether the filesystem fills its device; not growing it at stage", "volumeID", rec.VolumeID, "err", err)
 		return
 	}
-	if err := n.growFilesystem(rec); err != nil {
+	if !need {
+		return
+	}
+	if err := n.grow(rec); err != nil {
 		klog.ErrorS(err, "Growing the filesystem at stage failed; NodeExpandVolume will try again", "volumeID", rec.VolumeID)
 		return
 	}
