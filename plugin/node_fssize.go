@@ -31,7 +31,7 @@ func (n *NodeServer) needsGrow(rec *nodeRecord) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("dumpe2fs -h %s: %w", rec.Device, err)
 		}
-		blockSize, blocks, err = parseExtSize(out)
+		blockSize, blocks, err = extGeometry.parse(out)
 		if err != nil {
 			return false, fmt.Errorf("dumpe2fs -h %s: %w", rec.Device, err)
 		}
@@ -42,7 +42,7 @@ func (n *NodeServer) needsGrow(rec *nodeRecord) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("xfs_io statfs %s: %w", rec.StagingPath, err)
 		}
-		blockSize, blocks, err = parseXFSSize(out)
+		blockSize, blocks, err = xfsGeometry.parse(out)
 		if err != nil {
 			return false, fmt.Errorf("xfs_io statfs %s: %w", rec.StagingPath, err)
 		}
@@ -66,45 +66,26 @@ func deviceSize(device string) (uint64, error) {
 	return uint64(end), nil
 }
 
-// parseExtSize reads "Block size:" and "Block count:" from dumpe2fs -h output.
-func parseExtSize(out []byte) (blockSize, blocks uint64, err error) {
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(key) {
-		case "Block size":
-			blockSize, err = strconv.ParseUint(strings.TrimSpace(value), 10, 64)
-		case "Block count":
-			blocks, err = strconv.ParseUint(strings.TrimSpace(value), 10, 64)
-		}
-		if err != nil {
-			return 0, 0, err
-		}
-	}
-	if blockSize == 0 || blocks == 0 {
-		return 0, 0, fmt.Errorf("no block size and count in %q", out)
-	}
-	return blockSize, blocks, nil
-}
+// Where each tool states a filesystem's block size and block count.
+var (
+	extGeometry = geometryKeys{sep: ":", size: "Block size", count: "Block count"}     // dumpe2fs -h
+	xfsGeometry = geometryKeys{sep: "=", size: "geom.bsize", count: "geom.datablocks"} // xfs_io -c statfs
+)
 
-// parseXFSSize reads the data section's geometry from xfs_io's statfs output:
-//
-//	geom.bsize = 4096
-//	geom.datablocks = 81920
-func parseXFSSize(out []byte) (blockSize, blocks uint64, err error) {
+type geometryKeys struct{ sep, size, count string }
+
+// parse reads the block size and count from the tool's "key<sep> value" lines.
+func (k geometryKeys) parse(out []byte) (blockSize, blocks uint64, err error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), "=")
+		key, value, ok := strings.Cut(sc.Text(), k.sep)
 		if !ok {
 			continue
 		}
 		switch strings.TrimSpace(key) {
-		case "geom.bsize":
+		case k.size:
 			blockSize, err = strconv.ParseUint(strings.TrimSpace(value), 10, 64)
-		case "geom.datablocks":
+		case k.count:
 			blocks, err = strconv.ParseUint(strings.TrimSpace(value), 10, 64)
 		}
 		if err != nil {
@@ -112,7 +93,7 @@ func parseXFSSize(out []byte) (blockSize, blocks uint64, err error) {
 		}
 	}
 	if blockSize == 0 || blocks == 0 {
-		return 0, 0, fmt.Errorf("no geom.bsize and geom.datablocks in %q", out)
+		return 0, 0, fmt.Errorf("no %q and %q in %q", k.size, k.count, out)
 	}
 	return blockSize, blocks, nil
 }

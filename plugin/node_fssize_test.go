@@ -10,16 +10,16 @@ import (
 
 func TestParseFilesystemSizes(t *testing.T) {
 	ext := []byte("Filesystem volume name:   <none>\nBlock count:              81920\nReserved block count:     0\nBlock size:               4096\n")
-	if bs, n, err := parseExtSize(ext); err != nil || bs != 4096 || n != 81920 {
-		t.Errorf("parseExtSize = %d, %d, %v; want 4096, 81920", bs, n, err)
+	if bs, n, err := extGeometry.parse(ext); err != nil || bs != 4096 || n != 81920 {
+		t.Errorf("ext geometry = %d, %d, %v; want 4096, 81920", bs, n, err)
 	}
 	xfs := []byte("fd.path = \"/mnt\"\nstatfs.f_bsize = 4096\nstatfs.f_blocks = 65536\n" +
 		"geom.bsize = 4096\ngeom.agcount = 4\ngeom.agblocks = 20480\ngeom.datablocks = 81920\ngeom.rtblocks = 0\n")
-	if bs, n, err := parseXFSSize(xfs); err != nil || bs != 4096 || n != 81920 {
-		t.Errorf("parseXFSSize = %d, %d, %v; want 4096, 81920 (the data section, not statfs' f_blocks)", bs, n, err)
+	if bs, n, err := xfsGeometry.parse(xfs); err != nil || bs != 4096 || n != 81920 {
+		t.Errorf("xfs geometry = %d, %d, %v; want 4096, 81920 (the data section, not statfs' f_blocks)", bs, n, err)
 	}
-	for name, parse := range map[string]func([]byte) (uint64, uint64, error){"ext": parseExtSize, "xfs": parseXFSSize} {
-		if _, _, err := parse([]byte("dumpe2fs: Bad magic number in super-block\n")); err == nil {
+	for name, keys := range map[string]geometryKeys{"ext": extGeometry, "xfs": xfsGeometry} {
+		if _, _, err := keys.parse([]byte("dumpe2fs: Bad magic number in super-block\n")); err == nil {
 			t.Errorf("%s parser accepted output without sizes", name)
 		}
 	}
