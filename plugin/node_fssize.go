@@ -24,30 +24,25 @@ func (n *NodeServer) needsGrow(rec *nodeRecord) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var blockSize, blocks uint64
+	var tool []string
+	var keys geometryKeys
 	switch {
 	case strings.HasPrefix(rec.FsType, "ext"):
-		out, err := n.mounter.Exec.Command("dumpe2fs", "-h", rec.Device).Output()
-		if err != nil {
-			return false, fmt.Errorf("dumpe2fs -h %s: %w", rec.Device, err)
-		}
-		blockSize, blocks, err = extGeometry.parse(out)
-		if err != nil {
-			return false, fmt.Errorf("dumpe2fs -h %s: %w", rec.Device, err)
-		}
+		tool, keys = []string{"dumpe2fs", "-h", rec.Device}, extGeometry
 	case rec.FsType == "xfs":
 		// xfs_io, not xfs_info: the latter is a shell script around
 		// xfs_spaceman, which the plugin image does not carry.
-		out, err := n.mounter.Exec.Command("xfs_io", "-r", "-c", "statfs", rec.StagingPath).Output()
-		if err != nil {
-			return false, fmt.Errorf("xfs_io statfs %s: %w", rec.StagingPath, err)
-		}
-		blockSize, blocks, err = xfsGeometry.parse(out)
-		if err != nil {
-			return false, fmt.Errorf("xfs_io statfs %s: %w", rec.StagingPath, err)
-		}
+		tool, keys = []string{"xfs_io", "-r", "-c", "statfs", rec.StagingPath}, xfsGeometry
 	default:
 		return false, fmt.Errorf("cannot tell the size of a %q filesystem", rec.FsType)
+	}
+	out, err := n.mounter.Exec.Command(tool[0], tool[1:]...).Output()
+	var blockSize, blocks uint64
+	if err == nil {
+		blockSize, blocks, err = keys.parse(out)
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", strings.Join(tool, " "), err)
 	}
 	return devSize > (blocks+1)*blockSize, nil
 }
