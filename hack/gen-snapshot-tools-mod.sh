@@ -38,7 +38,12 @@ mkdir -p "${mod_dir}"
 	echo
 	echo "go ${go_directive}"
 	echo
-	echo "tool ${mod}/cmd/snapshot-controller"
+	# snapshot-controller for the cluster; csi-snapshotter, the sidecar csi-hub
+	# replaces, for the swap tests.
+	echo "tool ("
+	echo "	${mod}/cmd/csi-snapshotter"
+	echo "	${mod}/cmd/snapshot-controller"
+	echo ")"
 	echo
 	echo "require ${mod} ${version}"
 	echo
