@@ -5,9 +5,12 @@
 #
 # Usage: hack/ensure-sidecars.sh attacher|provisioner|snapshotter   (prints that sidecar's bin dir)
 # csi-snapshotter comes from the snapshot-controller's tools module test/tools/snapshot (same release).
+#        hack/ensure-sidecars.sh --bin-dir <name>   (print the bin dir and exit; builds nothing)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cache.sh"
 
+print_only=false
+[[ "${1:-}" != "--bin-dir" ]] || { print_only=true; shift; }
 case "${1:-}" in
 attacher) module=github.com/kubernetes-csi/external-attacher/v4 binary=csi-attacher ;;
 provisioner) module=github.com/kubernetes-csi/external-provisioner/v6 binary=csi-provisioner ;;
@@ -19,5 +22,9 @@ mod_dir="${REPO_ROOT}/test/tools/sidecars/$1"
 version="$(mod_version "${mod_dir}/go.mod" "${module}")"
 [[ -n "${version}" ]] || { log "no ${module} version in ${mod_dir}/go.mod"; exit 1; }
 dir="${CSI_HUB_CACHE}/sidecars/$(basename "${module%/v*}")-${version}"
+if ${print_only}; then
+	echo "${dir}/bin"
+	exit 0
+fi
 build_missing "${mod_dir}" "${dir}/bin" "-s -w" "${binary}=${module}/cmd/${binary}"
 echo "${dir}/bin"

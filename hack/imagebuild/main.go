@@ -67,7 +67,15 @@ func main() {
 	tag := flag.String("tag", "dev", "tag of the image references")
 	only := flag.String("images", "", "comma-separated subset of csi-hub,csi-hub-plugin,pause,busybox (default: all)")
 	version := flag.String("version", "dev", "version stamped into the Go binaries")
+	prebuilt := flag.String("prebuilt", "", "comma-separated REF=BINARY: only build images of these static binaries, named REF")
 	flag.Parse()
+	if *prebuilt != "" {
+		if err := runPrebuilt(*out, *prebuilt); err != nil {
+			fmt.Fprintln(os.Stderr, "imagebuild:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*out, *registry, *tag, *only, *version); err != nil {
 		fmt.Fprintln(os.Stderr, "imagebuild:", err)
 		os.Exit(1)
