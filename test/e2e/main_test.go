@@ -15,6 +15,8 @@ import (
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 const (
@@ -64,6 +66,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "!!! test/e2e: SKIPPING every cluster test:", env.skipReason)
 		return m.Run()
 	}
+	unlock, err := testutil.LockLocalCluster(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "test/e2e: "+f+"\n", a...) })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test/e2e:", err)
+		return 1
+	}
+	defer unlock()
 	reuse := os.Getenv("CSI_HUB_E2E_REUSE") == "1" && clusterUp()
 	if !reuse {
 		start := time.Now()
