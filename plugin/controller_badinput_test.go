@@ -183,10 +183,12 @@ func TestBadInput(t *testing.T) {
 			_, err := cc.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{MutableParameters: map[string]string{"tier": "x"}})
 			return err
 		}, codes.InvalidArgument, "volume_id"},
-		{"modify: no parameters", func() error {
-			_, err := cc.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: vid})
+		// csi-sanity's default invocation sends no mutable parameters: the
+		// volume lookup must come first (NotFound), as in upstream hostpath.
+		{"modify: unknown volume, no parameters", func() error {
+			_, err := cc.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: "vol-00000000deadbeef"})
 			return err
-		}, codes.InvalidArgument, "mutable_parameters"},
+		}, codes.NotFound, "volume_id"},
 		{"modify: unknown key", func() error {
 			_, err := cc.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: vid, MutableParameters: map[string]string{"iops": "9000"}})
 			return err
@@ -207,5 +209,26 @@ func TestBadInput(t *testing.T) {
 	list, err := cc.ListVolumes(ctx, &csi.ListVolumesRequest{})
 	if err != nil || len(list.GetEntries()) != 1 {
 		t.Fatalf("volumes after bad input: %v %v", list, err)
+	}
+}
+
+// TestModifyEmptyParametersIsNoOp: an empty mutable_parameters (csi-sanity's
+// default invocation) succeeds on an existing volume and changes nothing.
+func TestModifyEmptyParametersIsNoOp(t *testing.T) {
+	d := plugintest.Start(t, plugintest.Options{})
+	cc := d.ControllerClient()
+	ctx := context.Background()
+	vol := mustCreate(t, cc, createReq("existing", 4*mib, map[string]string{"tier": "gold"}))
+	for _, params := range []map[string]string{nil, {}} {
+		if _, err := cc.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: vol.GetVolumeId(), MutableParameters: params}); err != nil {
+			t.Fatalf("modify with mutable_parameters %v: %v", params, err)
+		}
+	}
+	got, err := cc.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: vol.GetVolumeId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tier := got.GetVolume().GetVolumeContext()["tier"]; tier != "gold" {
+		t.Fatalf("tier after empty modify = %q, want unchanged", tier)
 	}
 }

@@ -101,9 +101,9 @@ func (c *ControllerServer) ControllerModifyVolume(_ context.Context, req *csi.Co
 	if id == "" {
 		return nil, errorf(codes.InvalidArgument, "volume_id is required")
 	}
-	if len(req.GetMutableParameters()) == 0 {
-		return nil, errorf(codes.InvalidArgument, "mutable_parameters is required")
-	}
+	// An empty mutable_parameters is a valid no-op (the CSI spec does not
+	// require any key, and csi-sanity's default invocation sends none), but
+	// the volume must still exist, as for the upstream hostpath driver.
 	params, err := volumeParams("mutable_parameters", req.GetMutableParameters(), true)
 	if err != nil {
 		return nil, err
@@ -121,6 +121,9 @@ func (c *ControllerServer) ControllerModifyVolume(_ context.Context, req *csi.Co
 	}
 	if rec.State != store.StateReady {
 		return nil, errorf(codes.FailedPrecondition, "volume_id %s is %s", id, rec.State)
+	}
+	if len(params) == 0 {
+		return &csi.ControllerModifyVolumeResponse{}, nil
 	}
 	if params[ParamType] == pool.TypeThick && !pool.IsThick(rec.Parameters) {
 		if err := c.pool.Resize(id, rec.SizeBytes, true); err != nil {
