@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Ensures the Kubernetes e2e suite binary (e2e.test), the ginkgo CLI and the agnhost test-image
+# binary exist in ${CSI_HUB_CACHE:-~/.cache/csi-hub}/e2e-<version>/bin, building
+# them from the tools module test/tools/e2e (version = the k8s.io/kubernetes it
+# requires; regenerate with hack/gen-e2e-tools-mod.sh). `make conformance` and
+# test/conformance only look them up; they never build them.
+#
+# Usage: hack/ensure-e2e.sh            (prints the bin dir)
+#        hack/ensure-e2e.sh --bin-dir  (print the bin dir without building)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cache.sh"
+
+mod_dir="${REPO_ROOT}/test/tools/e2e"
+version="$(mod_version "${mod_dir}/go.mod" k8s.io/kubernetes)"
+[[ -n "${version}" ]] || { log "no k8s.io/kubernetes version in ${mod_dir}/go.mod"; exit 1; }
+bin_dir="${CSI_HUB_CACHE}/e2e-${version}/bin"
+if [[ "${1:-}" == "--bin-dir" ]]; then
+	echo "${bin_dir}"
+	exit 0
+fi
+
+# Version stamping as in hack/ensure-k8s.sh: the suite compares it with the server's.
+major="${version#v}"; major="${major%%.*}"
+minor="${version#v*.}"; minor="${minor%%.*}"
+ldflags="-s -w"
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+	ldflags+=" -X ${pkg}.gitVersion=${version} -X ${pkg}.gitMajor=${major} -X ${pkg}.gitMinor=${minor}"
+	ldflags+=" -X ${pkg}.gitTreeState=clean"
+done
+
+# agnhost and the ginkgo CLI (parallel runs): plain commands.
+build_missing "${mod_dir}" "${bin_dir}" "${ldflags}" "agnhost=k8s.io/kubernetes/test/images/agnhost" \
+	"ginkgo=github.com/onsi/ginkgo/v2/ginkgo"
+
+# e2e.test is a test binary (`go test -c`), which build_missing cannot make;
+# same lock, scratch-dir-and-rename discipline.
+exec {lock_fd}>"${bin_dir}/.lock"
+if ! flock -n "${lock_fd}"; then
+	log "waiting for another build holding ${bin_dir}/.lock"
+	flock "${lock_fd}"
+fi
+if [[ -x "${bin_dir}/e2e.test" ]]; then
+	log "present: ${bin_dir}/e2e.test"
+else
+	tmp="$(mktemp -d "${bin_dir}/.build.XXXXXX")"
+	log "building e2e.test (k8s.io/kubernetes/test/e2e ${version}) into ${bin_dir}; a cold build takes 10+ minutes on 2 cores"
+	start=${SECONDS}
+	if ! (cd "${mod_dir}" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 \
+		go test -c -trimpath -ldflags "${ldflags}" -o "${tmp}/e2e.test" k8s.io/kubernetes/test/e2e); then
+		rm -rf "${tmp}"
+		log "FAILED to build e2e.test"
+		exit 1
+	fi
+	mv -f "${tmp}/e2e.test" "${bin_dir}/e2e.test"
+	rm -rf "${tmp}"
+	log "built e2e.test in $((SECONDS - start))s"
+fi
+exec {lock_fd}>&-
+echo "${bin_dir}"
