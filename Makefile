@@ -20,6 +20,8 @@ install-deps:
 test-deps:
 	hack/ensure-k8s.sh
 	hack/ensure-snapshot-controller.sh
+	hack/ensure-helm.sh
+	hack/ensure-sidecars.sh snapshotter
 
 # ---- test (first version; the lead finalizes) -------------------------------
 .PHONY: test vet
