@@ -1,8 +1,8 @@
 // Package sanity runs the upstream CSI conformance suite (csi-sanity,
 // github.com/kubernetes-csi/csi-test/v5/pkg/sanity) against the real plugin:
 // controller, identity and node in one process on a temporary pool, with real
-// loop devices and real mounts, once with access type mount and once with
-// block.
+// loop devices and real mounts, with access type mount and with block, each
+// both as csi-sanity's default invocation and with parameter files.
 package sanity
 
 import (
@@ -57,10 +57,19 @@ func TestSanity(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Both the invocation a user types first (no parameter files: volumes
+	// with no parameters, ControllerModifyVolume with none) and the one with
+	// the driver's parameters.
+	invocations := []struct{ name, params, mutable string }{
+		{"default invocation", "", ""},
+		{"with parameter files", paramsFile, mutableFile},
+	}
 	accessTypes := []string{"mount", "block"}
-	for _, accessType := range accessTypes {
-		cfg := startDriver(t, accessType, paramsFile, mutableFile)
-		Describe("access type "+accessType, func() { sanity.GinkgoTest(cfg) })
+	for _, inv := range invocations {
+		for _, accessType := range accessTypes {
+			cfg := startDriver(t, accessType, inv.params, inv.mutable)
+			Describe("access type "+accessType+", "+inv.name, func() { sanity.GinkgoTest(cfg) })
+		}
 	}
 
 	counts := sanityreport.Register()
@@ -68,7 +77,7 @@ func TestSanity(t *testing.T) {
 	suiteConfig, reporterConfig := GinkgoConfiguration()
 	reporterConfig.Succinct = true
 	RunSpecs(t, "csi-sanity against csi-hub-plugin", suiteConfig, reporterConfig)
-	counts.Check(t, "csi-sanity", len(accessTypes), allowedSkips)
+	counts.Check(t, "csi-sanity", len(invocations)*len(accessTypes), allowedSkips)
 }
 
 // startDriver starts controller+identity+node on a pool in a temporary dir
