@@ -31,11 +31,14 @@ type ControllerConfig struct {
 	Capacity int64
 	// Target exports volumes and grants nodes access to them.
 	Target transport.Target
+	// GroupCopy tunes how group snapshots capture their members; zero: defaults.
+	GroupCopy pool.GroupOptions
 }
 
 // ControllerServer implements the CSI Controller service.
 type ControllerServer struct {
 	csi.UnimplementedControllerServer
+	csi.UnimplementedGroupControllerServer
 	cfg      ControllerConfig
 	store    *store.Store
 	pool     *pool.Pool

@@ -103,7 +103,7 @@ func (c *ControllerServer) fillSnapshot(rec *store.Snapshot) (*csi.CreateSnapsho
 
 func csiSnapshot(s *store.Snapshot) *csi.Snapshot {
 	return &csi.Snapshot{SnapshotId: s.ID, SourceVolumeId: s.SourceVolumeID, SizeBytes: s.SizeBytes,
-		CreationTime: timestamppb.New(s.CreatedAt), ReadyToUse: s.State == store.StateReady}
+		CreationTime: timestamppb.New(s.CreatedAt), ReadyToUse: s.State == store.StateReady, GroupSnapshotId: s.GroupID}
 }
 
 // DeleteSnapshot implements csi.ControllerServer.
@@ -122,6 +122,10 @@ func (c *ControllerServer) DeleteSnapshot(_ context.Context, req *csi.DeleteSnap
 		return &csi.DeleteSnapshotResponse{}, nil
 	} else if err != nil {
 		return nil, internalOr(err, "read snapshot record")
+	}
+	if rec.GroupID != "" {
+		// The group's members go together, or the group would be half gone.
+		return nil, memberError(rec, "delete")
 	}
 	rec.State = store.StateDeleting
 	if err := c.store.UpdateSnapshot(rec); err != nil {

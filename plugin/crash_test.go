@@ -96,6 +96,10 @@ type crashWorld struct {
 	snapIDs map[string]string // snapshot name -> ID
 	reqs    map[string]*csi.CreateVolumeRequest
 	deleted map[string]bool // volume names whose delete was sent
+	// Group snapshots of groupSrcs: names asked for, and the IDs answered.
+	groupSrcs  []string
+	groupAsked map[string]bool
+	groupIDs   map[string]string
 }
 
 func (w *crashWorld) sawVolume(name, id string) {
@@ -108,11 +112,12 @@ func (w *crashWorld) sawVolume(name, id string) {
 }
 
 // TestKill9DuringCreates runs the real binary, fires CreateVolume (thick and
-// restore-from-snapshot, both slow), CreateSnapshot, ControllerExpandVolume
-// (thick) and DeleteVolume at it, and
+// restore-from-snapshot, both slow), CreateSnapshot, CreateVolumeGroupSnapshot,
+// ControllerExpandVolume (thick) and DeleteVolume at it, and
 // SIGKILLs it at random instants across those operations. After each restart
 // every record must have its file and every file its record, and repeating
-// each create must succeed with a consistent ID.
+// each create must succeed with a consistent ID; a group snapshot is there
+// whole (every member) or not at all.
 func TestKill9DuringCreates(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildPlugin(t, dir)
@@ -129,7 +134,8 @@ func TestKill9DuringCreates(t *testing.T) {
 	t.Logf("random seed %d", seed)
 	ctx := context.Background()
 
-	w := &crashWorld{volIDs: map[string]string{}, snapIDs: map[string]string{}, reqs: map[string]*csi.CreateVolumeRequest{}, deleted: map[string]bool{}}
+	w := &crashWorld{volIDs: map[string]string{}, snapIDs: map[string]string{}, reqs: map[string]*csi.CreateVolumeRequest{}, deleted: map[string]bool{},
+		groupAsked: map[string]bool{}, groupIDs: map[string]string{}}
 
 	// A source volume with real data makes snapshots and restores copy bytes,
 	// so they take long enough to be killed in the middle.
@@ -147,6 +153,19 @@ func TestKill9DuringCreates(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.snapIDs["base"] = base.GetSnapshot().GetSnapshotId()
+	// Two more volumes with data for group snapshots (their own sources: a
+	// single snapshot of "source" would hold it busy for a group).
+	for _, name := range []string{"group-a", "group-b"} {
+		req := createReq(name, 64*mib, nil)
+		w.reqs[name] = req
+		v := mustCreate(t, p.cc, req)
+		w.sawVolume(name, v.GetVolumeId())
+		w.groupSrcs = append(w.groupSrcs, v.GetVolumeId())
+		for off := int64(0); off < 48*mib; off += 2 * mib {
+			testutil.WriteAt(t, filepath.Join(poolDir, v.GetVolumeId()+".img"), off, fill)
+		}
+	}
+	gc := func(p *pluginProc) csi.GroupControllerClient { return csi.NewGroupControllerClient(p.conn) }
 
 	round := func(p *pluginProc, i int) {
 		var wg sync.WaitGroup
@@ -176,6 +195,17 @@ func TestKill9DuringCreates(t *testing.T) {
 			if resp, err := p.cc.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: name, SourceVolumeId: src.GetVolumeId()}); err == nil {
 				w.mu.Lock()
 				w.snapIDs[name] = resp.GetSnapshot().GetSnapshotId()
+				w.mu.Unlock()
+			}
+		})
+		wg.Go(func() {
+			name := fmt.Sprintf("group-%d", i)
+			w.mu.Lock()
+			w.groupAsked[name] = true
+			w.mu.Unlock()
+			if resp, err := gc(p).CreateVolumeGroupSnapshot(ctx, &csi.CreateVolumeGroupSnapshotRequest{Name: name, SourceVolumeIds: w.groupSrcs}); err == nil {
+				w.mu.Lock()
+				w.groupIDs[name] = resp.GetGroupSnapshot().GetGroupSnapshotId()
 				w.mu.Unlock()
 			}
 		})
@@ -296,10 +326,19 @@ func checkConsistent(t *testing.T, p *pluginProc, poolDir string, w *crashWorld,
 	if err != nil {
 		t.Fatal(err)
 	}
+	members := map[string]int{} // group snapshot ID -> members listed
 	for _, e := range snaps.GetEntries() {
+		if g := e.GetSnapshot().GetGroupSnapshotId(); g != "" {
+			members[g]++
+		}
 		records[e.GetSnapshot().GetSnapshotId()] = e.GetSnapshot().GetSizeBytes()
 		if !e.GetSnapshot().GetReadyToUse() {
 			t.Errorf("round %d: snapshot %s not ready after restart", round, e.GetSnapshot().GetSnapshotId())
+		}
+	}
+	for g, n := range members {
+		if n != len(w.groupSrcs) {
+			t.Errorf("round %d: group snapshot %s has %d of %d members after restart", round, g, n, len(w.groupSrcs))
 		}
 	}
 	for id, size := range records {
@@ -340,6 +379,23 @@ func checkConsistent(t *testing.T, p *pluginProc, poolDir string, w *crashWorld,
 				t.Fatalf("round %d: CreateVolume %s answered %s, earlier %s", round, name, id, old)
 			}
 			w.volIDs[name] = id
+		}
+	}
+	gcl := csi.NewGroupControllerClient(p.conn)
+	for name := range w.groupAsked {
+		for range 2 {
+			resp, err := gcl.CreateVolumeGroupSnapshot(ctx, &csi.CreateVolumeGroupSnapshotRequest{Name: name, SourceVolumeIds: w.groupSrcs})
+			if err != nil {
+				t.Fatalf("round %d: repeating CreateVolumeGroupSnapshot %s: %v", round, name, err)
+			}
+			g := resp.GetGroupSnapshot()
+			if old, ok := w.groupIDs[name]; ok && old != g.GetGroupSnapshotId() {
+				t.Fatalf("round %d: CreateVolumeGroupSnapshot %s answered %s, earlier %s", round, name, g.GetGroupSnapshotId(), old)
+			}
+			if !g.GetReadyToUse() || len(g.GetSnapshots()) != len(w.groupSrcs) {
+				t.Fatalf("round %d: group snapshot %s after restart: %v", round, name, g)
+			}
+			w.groupIDs[name] = g.GetGroupSnapshotId()
 		}
 	}
 	for name, id := range w.snapIDs {

@@ -16,6 +16,8 @@ type IdentityServer struct {
 	csi.UnimplementedIdentityServer
 	driverName string
 	controller bool
+	// groupController: the GroupController service is served too.
+	groupController bool
 	// ready reports whether the services behind the socket can serve; nil: always.
 	ready func() error
 }
@@ -46,6 +48,9 @@ func (s *IdentityServer) GetPluginCapabilities(context.Context, *csi.GetPluginCa
 	}
 	if s.controller {
 		caps = append(caps, svc(csi.PluginCapability_Service_CONTROLLER_SERVICE))
+	}
+	if s.groupController {
+		caps = append(caps, svc(csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE))
 	}
 	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }

@@ -55,9 +55,15 @@ func Serve(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
 	g := grpc.NewServer(grpc.UnaryInterceptor(logCalls))
-	csi.RegisterIdentityServer(g, NewIdentityServer(cfg.DriverName, cfg.Controller != nil, cfg.Ready))
+	group, _ := cfg.Controller.(csi.GroupControllerServer)
+	identity := NewIdentityServer(cfg.DriverName, cfg.Controller != nil, cfg.Ready)
+	identity.groupController = group != nil
+	csi.RegisterIdentityServer(g, identity)
 	if cfg.Controller != nil {
 		csi.RegisterControllerServer(g, cfg.Controller)
+	}
+	if group != nil {
+		csi.RegisterGroupControllerServer(g, group)
 	}
 	if cfg.Node != nil {
 		csi.RegisterNodeServer(g, cfg.Node)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/csi-hub/csi-hub/plugin"
+	"github.com/csi-hub/csi-hub/plugin/pool"
 	"github.com/csi-hub/csi-hub/plugin/transport/loop"
 )
 
@@ -34,6 +35,8 @@ type Options struct {
 	Capacity   int64  // pool capacity in bytes; 0: the filesystem size
 	// Node is served next to Identity and Controller when set.
 	Node csi.NodeServer
+	// GroupCopy tunes group snapshot copies (tests hook into the copy window).
+	GroupCopy pool.GroupOptions
 }
 
 // Driver is a running in-process driver.
@@ -92,7 +95,8 @@ func (d *Driver) start(t testing.TB) {
 		t.Fatal(err)
 	}
 	ctrl, err := plugin.NewControllerServer(context.Background(), plugin.ControllerConfig{
-		DriverName: d.DriverName, NodeID: d.NodeID, PoolDir: d.PoolDir, Capacity: d.opts.Capacity, Target: target})
+		DriverName: d.DriverName, NodeID: d.NodeID, PoolDir: d.PoolDir, Capacity: d.opts.Capacity, Target: target,
+		GroupCopy: d.opts.GroupCopy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +130,11 @@ func (d *Driver) ControllerClient() csi.ControllerClient { return csi.NewControl
 
 // IdentityClient returns an Identity client on Conn.
 func (d *Driver) IdentityClient() csi.IdentityClient { return csi.NewIdentityClient(d.Conn) }
+
+// GroupControllerClient returns a GroupController client on Conn.
+func (d *Driver) GroupControllerClient() csi.GroupControllerClient {
+	return csi.NewGroupControllerClient(d.Conn)
+}
 
 // NodeClient returns a Node client on Conn.
 func (d *Driver) NodeClient() csi.NodeClient { return csi.NewNodeClient(d.Conn) }

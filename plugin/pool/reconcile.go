@@ -69,6 +69,9 @@ func Reconcile(st *store.Store, p *Pool, unexport func(volumeID string) error) (
 	if err := reconcileVolumes(st, p, rep, known, unexport); err != nil {
 		return nil, err
 	}
+	if err := reconcileGroups(st, p, rep, known); err != nil {
+		return nil, err
+	}
 	if err := reconcileSnapshots(st, p, rep, known); err != nil {
 		return nil, err
 	}
@@ -170,6 +173,9 @@ func reconcileSnapshots(st *store.Store, p *Pool, rep *Report, known map[string]
 		return err
 	}
 	for _, s := range snaps {
+		if s.GroupID != "" {
+			continue // settled with its group
+		}
 		exists, err := fileExists(p, s.ID)
 		if err != nil {
 			return err
@@ -200,6 +206,54 @@ func reconcileSnapshots(st *store.Store, p *Pool, rep *Report, known map[string]
 			rep.MissingData = append(rep.MissingData, s.ID)
 		}
 		known[s.ID] = true
+	}
+	return nil
+}
+
+// reconcileGroups settles group snapshots as a whole: an interrupted create
+// is finished only when every member's file was published, else every member
+// goes; an interrupted delete is finished.
+func reconcileGroups(st *store.Store, p *Pool, rep *Report, known map[string]bool) error {
+	groups, err := st.Groups()
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		complete := true
+		for _, id := range g.SnapshotIDs {
+			exists, err := fileExists(p, id)
+			if err != nil {
+				return err
+			}
+			complete = complete && exists
+		}
+		switch {
+		case g.State == store.StateDeleting || (g.State == store.StateCreating && !complete):
+			for _, id := range g.SnapshotIDs {
+				if err := p.Remove(id); err != nil {
+					return err
+				}
+			}
+			if err := st.DeleteGroup(g.ID); err != nil {
+				return err
+			}
+			if g.State == store.StateDeleting {
+				rep.FinishedDeletes = append(rep.FinishedDeletes, g.ID)
+			} else {
+				rep.RolledBackCreates = append(rep.RolledBackCreates, g.ID)
+			}
+			continue
+		case g.State == store.StateCreating:
+			if err := st.SetGroupState(g.ID, store.StateReady); err != nil {
+				return err
+			}
+			rep.FinishedCreates = append(rep.FinishedCreates, g.ID)
+		case !complete:
+			rep.MissingData = append(rep.MissingData, g.ID)
+		}
+		for _, id := range g.SnapshotIDs {
+			known[id] = true
+		}
 	}
 	return nil
 }

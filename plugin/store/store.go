@@ -65,6 +65,9 @@ type Snapshot struct {
 	SizeBytes      int64     `json:"sizeBytes"`
 	State          State     `json:"state"`
 	CreatedAt      time.Time `json:"createdAt"`
+	// GroupID is the group snapshot the snapshot was cut in; such a member
+	// is created, finished and rolled back only with its whole group.
+	GroupID string `json:"groupID,omitempty"`
 }
 
 var (
@@ -72,6 +75,8 @@ var (
 	bucketVolumeNames   = []byte("volume-names")
 	bucketSnapshots     = []byte("snapshots")
 	bucketSnapshotNames = []byte("snapshot-names")
+	bucketGroups        = []byte("groups")
+	bucketGroupNames    = []byte("group-names")
 )
 
 // ErrNotFound is returned when a record does not exist.
@@ -97,7 +102,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketVolumes, bucketVolumeNames, bucketSnapshots, bucketSnapshotNames} {
+		for _, b := range [][]byte{bucketVolumes, bucketVolumeNames, bucketSnapshots, bucketSnapshotNames, bucketGroups, bucketGroupNames} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -32,7 +32,6 @@ const (
 // not claim; any other skip fails the test.
 var allowedSkips = []string{
 	"NodeGetStorageHealth not supported",                   // node: GET_STORAGE_HEALTH not claimed
-	"GroupControllerService not supported",                 // no GROUP_CONTROLLER_SERVICE
 	"ControllerPublishVolume.readonly field not supported", // controller: PUBLISH_READONLY not claimed
 	"SNAPSHOT_ACCESSIBILITY_CONSTRAINTS not supported",     // identity: not claimed
 	"No MaxVolumesPerNode",                                 // node: max_volumes_per_node 0 (no limit)

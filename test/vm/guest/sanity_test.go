@@ -19,7 +19,6 @@ import (
 // does not claim; any other skip fails the test.
 var allowedSkips = []string{
 	"NodeGetStorageHealth not supported",
-	"GroupControllerService not supported",
 	"ControllerPublishVolume.readonly field not supported",
 	"SNAPSHOT_ACCESSIBILITY_CONSTRAINTS not supported",
 	"No MaxVolumesPerNode",
