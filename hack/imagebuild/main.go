@@ -68,7 +68,15 @@ func main() {
 	only := flag.String("images", "", "comma-separated subset of csi-hub,csi-hub-plugin,pause,busybox (default: all)")
 	version := flag.String("version", "dev", "version stamped into the Go binaries")
 	prebuilt := flag.String("prebuilt", "", "comma-separated REF=BINARY: only build images of these static binaries, named REF")
+	e2eAgnhost := flag.String("e2e-agnhost", "", "build only the Kubernetes e2e test images (busybox, agnhost, pause, nginx, jessie-dnsutils) under their upstream names, with this agnhost binary")
 	flag.Parse()
+	if *e2eAgnhost != "" {
+		if err := runE2E(*out, *e2eAgnhost); err != nil {
+			fmt.Fprintln(os.Stderr, "imagebuild:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *prebuilt != "" {
 		if err := runPrebuilt(*out, *prebuilt); err != nil {
 			fmt.Fprintln(os.Stderr, "imagebuild:", err)
