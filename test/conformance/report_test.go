@@ -1,0 +1,80 @@
+package conformance
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestSummarize feeds a Ginkgo JSON report like e2e.test writes and checks the
+// counting: unfocused specs ignored, filtered specs counted as skips only when
+// a machine limit explains them, unknown skip messages kept apart, failures listed.
+func TestSummarize(t *testing.T) {
+	const report = `[{"SpecReports": [
+	 {"ContainerHierarchyTexts": ["[sig-storage] CSI Volumes", "External Storage [Driver: block.csi-hub.io]", "[Testpattern: Dynamic PV (default fs)] provisioning"],
+	  "LeafNodeText": "should provision storage with pvc data source", "LeafNodeType": "It", "State": "passed"},
+	 {"ContainerHierarchyTexts": ["[sig-storage] CSI Volumes", "External Storage [Driver: block.csi-hub.io]", "[Testpattern: Dynamic PV (ntfs)] volumes"],
+	  "LeafNodeText": "should store data", "LeafNodeType": "It", "State": "skipped", "Failure": {"Message": "Driver block.csi-hub.io doesn't support ntfs -- skipping"}},
+	 {"ContainerHierarchyTexts": ["[sig-storage] CSI Volumes", "External Storage [Driver: block.csi-hub.io]", "[Testpattern: Dynamic PV (default fs)] volumes"],
+	  "LeafNodeText": "should store data", "LeafNodeType": "It", "State": "skipped", "Failure": {"Message": "something new"}},
+	 {"ContainerHierarchyTexts": ["[sig-storage] CSI Volumes", "External Storage [Driver: block.csi-hub.io]", "[Testpattern: Dynamic PV (block volmode)] volumeMode"],
+	  "LeafNodeText": "should not mount / map unused volumes in a pod [LinuxOnly]", "LeafNodeType": "It", "State": "skipped"},
+	 {"ContainerHierarchyTexts": ["[sig-storage] CSI Volumes", "External Storage [Driver: block.csi-hub.io]", "[Testpattern: Dynamic PV (default fs)] volume-expand"],
+	  "LeafNodeText": "should resize volume when PVC is edited while pod is using it", "LeafNodeType": "It", "State": "failed", "Failure": {"Message": "timed out\nmore"}},
+	 {"ContainerHierarchyTexts": ["[sig-storage] CSI Volumes", "External Storage [Driver: block.csi-hub.io]", "[Testpattern: Dynamic PV (default fs)] disruptive"],
+	  "LeafNodeText": "Should test that pv written before kubelet restart is readable after restart [Disruptive]", "LeafNodeType": "It", "State": "skipped"},
+	 {"ContainerHierarchyTexts": ["[sig-apps] Deployment"], "LeafNodeText": "should work", "LeafNodeType": "It", "State": "skipped"},
+	 {"LeafNodeText": "", "LeafNodeType": "SynchronizedBeforeSuite", "State": "passed"}
+	]}]`
+	path := filepath.Join(t.TempDir(), "report.json")
+	if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reports, err := readReports(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsenter := limit{reason: "nsenter refused", specs: regexp.MustCompile(`should not mount / map unused volumes in a pod`)}
+	p := pass{focus: `External.Storage`, skip: `\[Disruptive\]|\[Serial\]`}
+	skip := skipRegexp(p, []limit{nsenter})
+	s := summarize(reports, regexp.MustCompile(p.focus), regexp.MustCompile(skip), []limit{nsenter}, allowedSkips)
+	if s.Passed != 1 || s.Failed != 1 || s.Skipped != 3 {
+		t.Errorf("counts: %s, want 1 passed, 1 failed, 3 skipped (the [Disruptive] spec belongs to another pass)", s)
+	}
+	if s.Skips["machine limit: nsenter refused"] != 1 || s.Unexplained["something new"] != 1 {
+		t.Errorf("skip reasons: %v, unexplained: %v", s.Skips, s.Unexplained)
+	}
+	if len(s.Failures) != 1 || !strings.Contains(s.Failures[0], "while pod is using it: timed out") || strings.Contains(s.Failures[0], "more") {
+		t.Errorf("failures: %q", s.Failures)
+	}
+	if reason, ok := explainSkip("Driver block.csi-hub.io doesn't support ntfs -- skipping", allowedSkips); !ok || !strings.Contains(reason, "ntfs") {
+		t.Errorf("ntfs skip not explained: %q", reason)
+	}
+}
+
+// TestDriverFileOnlineExpansion: only the ext4 driver loses onlineExpansion,
+// and only when the limit was detected.
+func TestDriverFileOnlineExpansion(t *testing.T) {
+	dir := t.TempDir()
+	noCap := []limit{{noOnlineExpansionExt4: true}}
+	for _, tc := range []struct {
+		name   string
+		limits []limit
+		want   string
+	}{
+		{"testdriver.yaml", nil, "onlineExpansion: true"},
+		{"testdriver.yaml", noCap, "onlineExpansion: false"},
+		{"testdriver-xfs.yaml", noCap, "onlineExpansion: true"},
+	} {
+		path, err := driverFile(repoRoot(), dir, tc.name, tc.limits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(path)
+		if !strings.Contains(string(data), tc.want) {
+			t.Errorf("%s with %d limits: want %q in\n%s", tc.name, len(tc.limits), tc.want, data)
+		}
+	}
+}
