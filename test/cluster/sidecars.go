@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -8,14 +10,19 @@ import (
 
 // SidecarBinary returns the path of csi-<name>, the official kubernetes-csi
 // external-<name> sidecar (attacher or provisioner), built once per machine
-// by hack/ensure-sidecars.sh. Tests run it beside csi-hub to show that the
-// two hand objects over in both directions.
+// by hack/ensure-sidecars.sh from `make test-deps`. Tests run it beside
+// csi-hub to show that the two hand objects over in both directions. It only
+// looks the binary up: a build here could outrun the test's deadline.
 func SidecarBinary(name string) (string, error) {
-	dir, err := runEnsureScript(func(string, ...any) {}, "ensure-sidecars.sh", name)
+	dir, err := runEnsureScript(func(string, ...any) {}, "ensure-sidecars.sh", "--bin-dir", name)
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(dir, "csi-"+name), nil
+	bin := filepath.Join(dir, "csi-"+name)
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("%w: the official csi-%s is not built: run `make test-deps` (hack/ensure-sidecars.sh %s) first", ErrPrerequisite, name, name)
+	}
+	return bin, nil
 }
 
 // StartSidecar runs the official csi-<name> against this cluster with args

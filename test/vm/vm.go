@@ -7,8 +7,9 @@ package vm
 
 import (
 	"bufio"
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -52,26 +53,47 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// BuildImage runs hack/vm/build.sh (a no-op when the cached image is current).
-func BuildImage(ctx context.Context, repo string, log io.Writer) (*Image, error) {
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repo, "hack", "vm", "build.sh"))
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = log
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("hack/vm/build.sh: %w", err)
+// ErrNoImage: `make test-deps` (hack/vm/build.sh) has not built the image
+// that matches the current build script.
+var ErrNoImage = errors.New("no current VM image in the cache: run `make test-deps` (hack/vm/build.sh) first")
+
+// CachedImage finds the image hack/vm/build.sh built into
+// ${CSI_HUB_CACHE:-~/.cache/csi-hub}/vm-<kernel>, current for this build.sh
+// (its stamp is the script's sha256 prefix, as build.sh writes it). Tests
+// only look the image up: building it (apt, a kernel download) belongs to
+// `make test-deps`, never to a test racing its deadline.
+func CachedImage(repo string) (*Image, error) {
+	script, err := os.ReadFile(filepath.Join(repo, "hack", "vm", "build.sh"))
+	if err != nil {
+		return nil, err
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	dir := lines[len(lines)-1]
-	img := &Image{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz")}
-	for _, f := range []string{img.Kernel, img.Initrd} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("hack/vm/build.sh did not produce %s: %w", f, err)
+	sum := sha256.Sum256(script)
+	stamp := hex.EncodeToString(sum[:])[:16]
+	cache := os.Getenv("CSI_HUB_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			home = "/root"
 		}
+		cache = filepath.Join(home, ".cache", "csi-hub")
 	}
-	v, _ := os.ReadFile(filepath.Join(dir, "kernel-version"))
-	img.Version = strings.TrimSpace(string(v))
-	return img, nil
+	dirs, _ := filepath.Glob(filepath.Join(cache, "vm-*"))
+	for _, dir := range dirs {
+		if got, err := os.ReadFile(filepath.Join(dir, "stamp")); err != nil || strings.TrimSpace(string(got)) != stamp {
+			continue
+		}
+		img := &Image{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz")}
+		if _, err := os.Stat(img.Kernel); err != nil {
+			continue
+		}
+		if _, err := os.Stat(img.Initrd); err != nil {
+			continue
+		}
+		v, _ := os.ReadFile(filepath.Join(dir, "kernel-version"))
+		img.Version = strings.TrimSpace(string(v))
+		return img, nil
+	}
+	return nil, fmt.Errorf("%w (looked in %s/vm-*/ for stamp %s)", ErrNoImage, cache, stamp)
 }
 
 // BuildGuest compiles the guest test package as a static test binary.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,19 +45,14 @@ func setup(t testing.TB) (*Image, string) {
 			setupErr = err
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		var log bytes.Buffer
-		img, err := BuildImage(ctx, repo, &log)
+		// `make test-deps` built the image (or found the machine cannot: build.sh exit 3).
+		img, err := CachedImage(repo)
 		if err != nil {
-			var exit *exec.ExitError
-			if errors.As(err, &exit) && exit.ExitCode() == 3 {
-				setupSkip = "hack/vm/build.sh cannot provide the VM here: " + strings.TrimSpace(log.String())
-			} else {
-				setupErr = errors.New(err.Error() + "\n" + log.String())
-			}
+			setupSkip = err.Error()
 			return
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
 		dir, err := os.MkdirTemp("", "csi-hub-guest-")
 		if err != nil {
 			setupErr = err
