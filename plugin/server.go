@@ -14,6 +14,8 @@ import (
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/steps"
 )
 
 // ServerConfig says what one CSI socket serves. Identity is always served;
@@ -26,6 +28,9 @@ type ServerConfig struct {
 	Node       csi.NodeServer
 	// Ready backs Probe; nil means always ready.
 	Ready func() error
+	// Steps, when set, records every call served (the kubelet's node calls
+	// included) for a /steps endpoint.
+	Steps *steps.Recorder
 }
 
 // Server is a running CSI gRPC server.
@@ -54,7 +59,11 @@ func Serve(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	g := grpc.NewServer(grpc.UnaryInterceptor(logCalls))
+	interceptors := []grpc.UnaryServerInterceptor{logCalls}
+	if cfg.Steps != nil {
+		interceptors = append(interceptors, cfg.Steps.UnaryServerInterceptor())
+	}
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(interceptors...))
 	group, _ := cfg.Controller.(csi.GroupControllerServer)
 	identity := NewIdentityServer(cfg.DriverName, cfg.Controller != nil, cfg.Ready)
 	identity.groupController = group != nil

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/steps"
 	"github.com/csi-hub/csi-hub/plugin"
 	"github.com/csi-hub/csi-hub/plugin/transport/loop"
 	"github.com/csi-hub/csi-hub/plugin/transport/nvme"
@@ -21,6 +22,7 @@ import (
 
 type options struct {
 	endpoint, mode, nodeID, driverName, poolDir, poolCapacity, nodeStateDir string
+	stepsEndpoint                                                           string
 	maxVolumes                                                              int64
 	transport                                                               transportOptions
 }
@@ -36,6 +38,7 @@ func main() {
 	flag.StringVar(&o.poolCapacity, "pool-capacity", "", "limit on provisioned bytes of all volumes and snapshots, e.g. 10Gi (default: size of the pool filesystem)")
 	flag.StringVar(&o.nodeStateDir, "node-state-dir", plugin.DefaultNodeStateDir, "directory of the node's per-volume records (node)")
 	flag.Int64Var(&o.maxVolumes, "max-volumes-per-node", 0, "NodeGetInfo max_volumes_per_node (0: no limit)")
+	flag.StringVar(&o.stepsEndpoint, "steps-endpoint", "", "TCP address serving /steps, the calls this driver served (e.g. the kubelet's NodeStageVolume), for csi-hub's /flow page; empty: off")
 	o.transport.addFlags(flag.CommandLine)
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -108,6 +111,14 @@ func run(o options) error {
 			return err
 		}
 		cfg.Node = node
+	}
+	if o.stepsEndpoint != "" {
+		cfg.Steps = steps.NewRecorder(1000)
+		stop, err := serveSteps(o.stepsEndpoint, cfg.Steps)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	srv, err := plugin.Serve(cfg)
 	if err != nil {

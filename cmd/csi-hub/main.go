@@ -3,6 +3,7 @@
 //	csi-hub --mode=controller  provisioner, attacher, resizer, snapshotter and
 //	                           livenessprobe for one driver (Deployment)
 //	csi-hub --mode=node        node-driver-registrar and livenessprobe (DaemonSet)
+//	csi-hub explain pvc/NS/NAME  the story of one object, in numbered steps
 package main
 
 import (
@@ -16,12 +17,16 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/app"
+	"github.com/csi-hub/csi-hub/internal/flow"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "explain" {
+		os.Exit(flow.Main(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:]))
 }
 

@@ -177,5 +177,9 @@ func NewController(ctx context.Context, cfg *rest.Config, common hub.Options, o 
 		h.Conn.Close()
 		return nil, err
 	}
+	if err := observeFlow(h); err != nil {
+		h.Conn.Close()
+		return nil, err
+	}
 	return h, nil
 }

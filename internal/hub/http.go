@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/flow"
 )
 
 // Handler returns the hub's HTTP endpoints: metrics, /healthz (the CSI Probe,
 // livenessprobe's job), /readyz (informers synced, leading, driver answering)
-// and /steps (the recorded flow).
+// /steps (the recorded flow) and /flow (the page drawing it).
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
 	h.Conn.Metrics.RegisterToServer(mux, h.Opts.MetricsPath)
@@ -41,6 +43,8 @@ func (h *Hub) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/steps", h.Steps.Handler())
+	mux.Handle("/flow", flow.Handler())
+	mux.Handle("/flow/", flow.Handler())
 	return mux
 }
 

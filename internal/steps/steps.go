@@ -7,6 +7,7 @@ package steps
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -21,6 +22,13 @@ const (
 	CSI     Kind = "csi"     // a call to the CSI driver
 	Write   Kind = "write"   // a mutating Kubernetes API request
 	Event   Kind = "event"   // an Event emitted on an object
+	// Seen is a step another component took (kube-controller-manager, the
+	// scheduler, the kubelet, a user), read off an object's change on the
+	// informers csi-hub already has.
+	Seen Kind = "seen"
+	// Node is a CSI call the driver's node service served (recorded by the
+	// plugin: the kubelet calls it directly, csi-hub never sees these calls).
+	Node Kind = "node"
 )
 
 // Step is one recorded step.
@@ -34,6 +42,14 @@ type Step struct {
 	Result     string        `json:"result,omitempty"` // gRPC code, HTTP status, event type
 	Detail     string        `json:"detail,omitempty"`
 	Duration   time.Duration `json:"durationNs,omitempty"`
+	// Request and Response are a CSI call's messages, secrets stripped.
+	Request  string `json:"request,omitempty"`
+	Response string `json:"response,omitempty"`
+	// Related names objects of the same story as Object (a PV's claim, an
+	// attachment's PV, "CSIVolume <handle>"), so a viewer can group them.
+	Related []string `json:"related,omitempty"`
+	// State is the object as it was at this step (Seen steps), without managedFields.
+	State json.RawMessage `json:"state,omitempty"`
 }
 
 type ctxKey struct{}
