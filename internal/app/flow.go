@@ -12,7 +12,9 @@ import (
 // watch of its own.
 func observeFlow(h *hub.Hub) error {
 	names := h.Controllers()
-	has := func(n ...string) bool { return slices.ContainsFunc(n, func(c string) bool { return slices.Contains(names, c) }) }
+	has := func(n ...string) bool {
+		return slices.ContainsFunc(n, func(c string) bool { return slices.Contains(names, c) })
+	}
 	var inf flow.Informers
 	core := h.Informers.Core().V1()
 	if has("provisioner", "resizer") {
