@@ -31,6 +31,11 @@ packages=(
 	cpio
 	busybox-static
 	nvme-cli
+	# make conformance: the storage e2e suite's [Disruptive] specs stop and start
+	# the kubelet over SSH (hack/cluster/node-ssh.sh runs a private sshd).
+	openssh-server
+	# test/e2e's /flow browser test: headless Chromium driven over the DevTools protocol.
+	chromium
 )
 
 missing=()
