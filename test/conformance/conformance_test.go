@@ -71,6 +71,7 @@ var env struct {
 	skipReason string
 	tools      tools
 	limits     []limit
+	sshKey     string // KUBE_SSH_KEY_PATH for e2e.test (hack/cluster/node-ssh.sh)
 }
 
 // TestMain brings the cluster up with hack/cluster/up.sh (manifests/ applied
@@ -96,7 +97,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	env.tools = tl
-	env.limits = detectLimits()
 	unlock, err := testutil.LockLocalCluster(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "test/conformance: "+f+"\n", a...) })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test/conformance:", err)
@@ -113,12 +113,23 @@ func run(m *testing.M) int {
 		}
 		fmt.Fprintf(os.Stderr, "test/conformance: cluster up in %.0fs\n", time.Since(start).Seconds())
 	}
+	// The [Disruptive] specs stop and start the kubelet over SSH.
+	key, sshErr := exec.Command(filepath.Join(repoRoot(), "hack", "cluster", "node-ssh.sh"), "up").Output()
+	if sshErr != nil {
+		if exit, ok := sshErr.(*exec.ExitError); ok {
+			sshErr = fmt.Errorf("hack/cluster/node-ssh.sh up: %s", strings.TrimSpace(string(exit.Stderr)))
+		}
+	} else {
+		env.sshKey = strings.TrimSpace(string(key))
+	}
+	env.limits = detectLimits(sshErr)
 	code := 1
 	if err := importE2EImages(repoRoot(), tl.agnhost, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "test/conformance:", err)
 	} else {
 		code = m.Run()
 	}
+	_ = exec.Command(filepath.Join(repoRoot(), "hack", "cluster", "node-ssh.sh"), "down").Run()
 	if !reuse {
 		if err := script("down.sh"); err != nil {
 			fmt.Fprintf(os.Stderr, "test/conformance: teardown failed: %v\n", err)
@@ -182,7 +193,7 @@ func TestExternalStorage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := runPass(repoRoot(), env.tools, p, env.limits, dir, timeout, teeIfVerbose(logFile))
+		s, err := runPass(repoRoot(), env.tools, p, env.limits, env.sshKey, dir, timeout, teeIfVerbose(logFile))
 		logFile.Close()
 		var b strings.Builder
 		s.print(&b, p.name)

@@ -24,7 +24,8 @@ type limit struct {
 const capSysResource = 24 // linux/capability.h
 
 // detectLimits probes the machine the way the affected specs would fail.
-func detectLimits() []limit {
+// sshErr is why hack/cluster/node-ssh.sh could not give SSH access to the node.
+func detectLimits(sshErr error) []limit {
 	var out []limit
 	if ok, err := boundingCapability(capSysResource); err == nil && !ok {
 		out = append(out, limit{
@@ -44,11 +45,10 @@ func detectLimits() []limit {
 			specs: regexp.MustCompile(`should not mount / map unused volumes in a pod`),
 		})
 	}
-	if os.Getenv("KUBE_SSH_KEY_PATH") == "" {
+	if sshErr != nil {
 		out = append(out, limit{
-			reason: "no SSH access to the node (KUBE_SSH_KEY_PATH unset): the specs that stop and start the kubelet do it with `ssh node systemctl`, " +
-				"and this machine has neither sshd nor systemd",
-			skips: regexp.MustCompile(`No SSH Key for provider`),
+			reason: "no SSH access to the node (" + sshErr.Error() + "): the specs that stop and start the kubelet do it with `ssh node systemctl`",
+			skips:  regexp.MustCompile(`No SSH Key for provider`),
 		})
 	}
 	return out

@@ -108,7 +108,7 @@ func skipRegexp(p pass, limits []limit) string {
 
 // runPass runs e2e.test through the ginkgo CLI (parallel processes) and
 // returns the summary; the JUnit and JSON reports stay in dir.
-func runPass(repo string, tl tools, p pass, limits []limit, dir string, timeout time.Duration, log io.Writer) (summary, error) {
+func runPass(repo string, tl tools, p pass, limits []limit, sshKey, dir string, timeout time.Duration, log io.Writer) (summary, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return summary{}, err
 	}
@@ -130,6 +130,9 @@ func runPass(repo string, tl tools, p pass, limits []limit, dir string, timeout 
 	cmd := exec.Command(tl.ginkgo, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
+	if sshKey != "" {
+		cmd.Env = append(cmd.Env, "KUBE_SSH_KEY_PATH="+sshKey, "KUBE_SSH_USER=root")
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	start := time.Now()
 	runErr := cmd.Run() // non-zero on any failed spec; the report says which
