@@ -119,12 +119,12 @@ var Kinds = map[string]Kind{
 
 	// Events csi-hub emits.
 	"event:Provisioning":                {"Provisioning", "csi-hub's provisioner started creating a volume for the claim (the same event external-provisioner emits)."},
-	"event:ProvisioningSucceeded":       {"ProvisioningSucceeded", "The volume exists and its PV was created."},
+	"event:ProvisioningSucceeded":       {"ProvisioningSucceeded", "The volume exists in the storage system and its PersistentVolume object was created; binding to the claim comes next."},
 	"event:ProvisioningFailed":          {"ProvisioningFailed", "Creating the volume failed; the message says why (the driver's answer, a bad StorageClass parameter...). The provisioner retries with growing pauses, so a claim stays Pending until the cause is fixed."},
 	"event:VolumeFailedDelete":          {"VolumeFailedDelete", "Deleting the volume failed; the provisioner retries with growing pauses and keeps the PV until it succeeds, so the storage is not leaked."},
 	"event:VolumeFailedDelete:attached": {"Waiting for detach", "This Warning is a wait, not a failure. The claim was deleted while its volume was still attached to a node (the Pod is stopping, the kubelet is unmounting, the VolumeAttachment is being removed). A driver must not delete an attached volume, so it says 'still attached' and the provisioner retries until the detach has finished; then DeleteVolume succeeds."},
-	"event:Resizing":                    {"Resizing", "csi-hub's resizer started growing the volume."},
-	"event:VolumeResizeSuccessful":      {"VolumeResizeSuccessful", "The volume was grown."},
+	"event:Resizing":                    {"Resizing", "csi-hub's resizer started growing the volume: it calls ControllerExpandVolume next."},
+	"event:VolumeResizeSuccessful":      {"VolumeResizeSuccessful", "The volume was grown in the storage system (and, where needed, its filesystem on the node): the claim shows the new capacity."},
 	"event:VolumeResizeFailed":          {"VolumeResizeFailed", "Growing the volume failed; the message says why. The resizer retries."},
 	"event:FileSystemResizeRequired":    {"FileSystemResizeRequired", "The volume grew in the storage system; its filesystem still has to grow on the node, which the kubelet does (NodeExpandVolume, or at the next NodeStageVolume)."},
 }
