@@ -15,7 +15,8 @@ const (
 	DefaultTimeout            = time.Minute
 	DefaultSnapshotNamePrefix = "snapshot"
 	// DefaultSnapshotNameUUIDLength -1 keeps the whole UID, dashes included.
-	DefaultSnapshotNameUUIDLength = -1
+	DefaultSnapshotNameUUIDLength  = -1
+	DefaultGroupSnapshotNamePrefix = "groupsnapshot"
 )
 
 // Config is the snapshotter's own configuration.
@@ -30,6 +31,10 @@ type Config struct {
 	// CreateSnapshot: "<prefix>-<VolumeSnapshot UID>".
 	SnapshotNamePrefix     string
 	SnapshotNameUUIDLength int
+	// GroupSnapshotNamePrefix and GroupSnapshotNameUUIDLength shape the name
+	// passed to CreateVolumeGroupSnapshot: "<prefix>-<VolumeGroupSnapshot UID>".
+	GroupSnapshotNamePrefix     string
+	GroupSnapshotNameUUIDLength int
 	// ExtraCreateMetadata adds csi.storage.k8s.io/volumesnapshot/{name,namespace}
 	// and csi.storage.k8s.io/volumesnapshotcontent/name to CreateSnapshot's parameters.
 	ExtraCreateMetadata bool
@@ -47,11 +52,13 @@ type Config struct {
 // DefaultConfig returns the sidecar's defaults.
 func DefaultConfig() Config {
 	return Config{
-		WorkerThreads:          DefaultWorkerThreads,
-		Timeout:                DefaultTimeout,
-		SnapshotNamePrefix:     DefaultSnapshotNamePrefix,
-		SnapshotNameUUIDLength: DefaultSnapshotNameUUIDLength,
-		CRDPollInterval:        hub.DefaultSnapshotCRDPoll,
+		WorkerThreads:               DefaultWorkerThreads,
+		Timeout:                     DefaultTimeout,
+		SnapshotNamePrefix:          DefaultSnapshotNamePrefix,
+		SnapshotNameUUIDLength:      DefaultSnapshotNameUUIDLength,
+		GroupSnapshotNamePrefix:     DefaultGroupSnapshotNamePrefix,
+		GroupSnapshotNameUUIDLength: DefaultSnapshotNameUUIDLength,
+		CRDPollInterval:             hub.DefaultSnapshotCRDPoll,
 	}
 }
 
@@ -71,6 +78,10 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"Prefix of the name of a created snapshot: <prefix>-<VolumeSnapshot UID>.")
 	fs.IntVar(&c.SnapshotNameUUIDLength, "snapshot-name-uuid-length", c.SnapshotNameUUIDLength,
 		"Length of the VolumeSnapshot UID in a created snapshot's name, dashes removed; -1 keeps the whole UID.")
+	fs.StringVar(&c.GroupSnapshotNamePrefix, "groupsnapshot-name-prefix", c.GroupSnapshotNamePrefix,
+		"Prefix of the name of a created group snapshot: <prefix>-<VolumeGroupSnapshot UID>.")
+	fs.IntVar(&c.GroupSnapshotNameUUIDLength, "groupsnapshot-name-uuid-length", c.GroupSnapshotNameUUIDLength,
+		"Length of the VolumeGroupSnapshot UID in a created group snapshot's name, dashes removed; -1 keeps the whole UID.")
 	if f := fs.Lookup(extraCreateMetadataFlag); f != nil {
 		f.Value = &teeBool{Value: f.Value, also: &c.ExtraCreateMetadata}
 		_ = f.Value.Set(f.DefValue)
@@ -104,6 +115,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("--snapshot-name-prefix must not be empty")
 	case c.SnapshotNameUUIDLength < -1 || c.SnapshotNameUUIDLength == 0:
 		return fmt.Errorf("--snapshot-name-uuid-length must be -1 or > 0, got %d", c.SnapshotNameUUIDLength)
+	case c.GroupSnapshotNamePrefix == "":
+		return fmt.Errorf("--groupsnapshot-name-prefix must not be empty")
+	case c.GroupSnapshotNameUUIDLength < -1 || c.GroupSnapshotNameUUIDLength == 0:
+		return fmt.Errorf("--groupsnapshot-name-uuid-length must be -1 or > 0, got %d", c.GroupSnapshotNameUUIDLength)
 	case c.CRDPollInterval < 0:
 		return fmt.Errorf("--snapshot-crd-poll-interval must be >= 0, got %s", c.CRDPollInterval)
 	}

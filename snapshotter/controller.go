@@ -43,13 +43,19 @@ type Controller struct {
 	// sidecar's rate-limited requeue does.
 	pollMu sync.Mutex
 	polls  map[string]int
+
+	// group is the group snapshot path; nil when the driver has no
+	// GroupController service.
+	group *groupPath
 }
 
 // deps is what the controller uses from the hub; a struct so unit tests can
 // supply fakes.
 type deps struct {
-	driver        string
-	csi           csi.ControllerClient
+	driver string
+	csi    csi.ControllerClient
+	// groupCSI is set when the driver serves the GroupController service.
+	groupCSI      csi.GroupControllerClient
 	listSupported bool
 	kube          kubernetes.Interface
 	api           *hub.SnapshotAPI
@@ -69,9 +75,14 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	var groupCSI csi.GroupControllerClient
+	if h.Conn.Caps.Plugin[csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE] {
+		groupCSI = csi.NewGroupControllerClient(h.Conn.ClientConn)
+	}
 	return newController(deps{
 		driver:        h.Driver,
 		csi:           h.Conn.Controller(),
+		groupCSI:      groupCSI,
 		listSupported: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS),
 		kube:          h.Kube,
 		api:           api,
@@ -96,6 +107,9 @@ func newController(d deps, cfg Config) (*Controller, error) {
 		timeout: cfg.timeout(&d.opts),
 		queue:   d.newQueue(Name),
 		polls:   map[string]int{},
+	}
+	if d.groupCSI != nil {
+		c.group = &groupPath{csi: d.groupCSI, queue: d.newQueue(Name + "-group")}
 	}
 	contentInformer := d.api.Informers.Snapshot().V1().VolumeSnapshotContents()
 	classInformer := d.api.Informers.Snapshot().V1().VolumeSnapshotClasses()
@@ -124,8 +138,16 @@ func newController(d deps, cfg Config) (*Controller, error) {
 func (c *Controller) Name() string { return Name }
 
 // Run waits for the snapshot CRDs (they may be installed later), then
-// processes VolumeSnapshotContents until ctx ends.
+// processes VolumeSnapshotContents until ctx ends; beside it, when the driver
+// serves the GroupController service, VolumeGroupSnapshotContents once their
+// CRDs are served.
 func (c *Controller) Run(ctx context.Context) {
+	if c.group != nil {
+		// The group path waits for its own CRDs, which may come later or never.
+		done := make(chan struct{})
+		go func() { defer close(done); c.runGroups(ctx) }()
+		defer func() { <-done }()
+	}
 	if err := c.api.WaitReady(ctx); err != nil {
 		if ctx.Err() == nil {
 			klog.ErrorS(err, "Snapshotter cannot start")

@@ -41,35 +41,51 @@ var reservedClassParameters = map[string]bool{
 	paramGroupSnapshotterGetSecretNamespace: true,
 }
 
+// driverParameters are a class's parameters without the sidecar's own
+// csi.storage.k8s.io/ keys; an unknown key in that namespace is an error.
+func driverParameters(class string, in map[string]string) (map[string]string, error) {
+	params := map[string]string{}
+	for k, v := range in {
+		if !strings.HasPrefix(k, csiParameterPrefix) {
+			params[k] = v
+			continue
+		}
+		if !reservedClassParameters[k] {
+			return nil, fmt.Errorf("%s: parameter %q uses the reserved prefix %s but is not a known key", class, k, csiParameterPrefix)
+		}
+	}
+	return params, nil
+}
+
 // snapshotName is the name CreateSnapshot gets: stable per VolumeSnapshot, so
 // a retried or restarted creation finds the snapshot it already cut.
 func snapshotName(prefix string, uuidLength int, snapshotUID string) (string, error) {
 	if snapshotUID == "" {
 		return "", fmt.Errorf("spec.volumeSnapshotRef.uid is empty: the content is not bound to a VolumeSnapshot")
 	}
+	return prefixedName(prefix, uuidLength, snapshotUID, "--snapshot-name-uuid-length", "VolumeSnapshot")
+}
+
+// prefixedName is "<prefix>-<uid>", the uid without dashes and cut to
+// uuidLength unless that is -1.
+func prefixedName(prefix string, uuidLength int, uid, flag, kind string) (string, error) {
 	if uuidLength == -1 {
-		return prefix + "-" + snapshotUID, nil
+		return prefix + "-" + uid, nil
 	}
-	uid := strings.ReplaceAll(snapshotUID, "-", "")
-	if uuidLength > len(uid) {
-		return "", fmt.Errorf("--snapshot-name-uuid-length %d is longer than the VolumeSnapshot UID %q without dashes (%d)", uuidLength, snapshotUID, len(uid))
+	short := strings.ReplaceAll(uid, "-", "")
+	if uuidLength > len(short) {
+		return "", fmt.Errorf("%s %d is longer than the %s UID %q without dashes (%d)", flag, uuidLength, kind, uid, len(short))
 	}
-	return prefix + "-" + uid[:uuidLength], nil
+	return prefix + "-" + short[:uuidLength], nil
 }
 
 // createParameters are the class parameters the driver gets: the
 // csi.storage.k8s.io/ keys are the sidecar's own and are removed; an unknown
 // key in that namespace is a mistake in the class and is an error.
 func createParameters(class *snapv1.VolumeSnapshotClass, content *snapv1.VolumeSnapshotContent, extraMetadata bool) (map[string]string, error) {
-	params := map[string]string{}
-	for k, v := range class.Parameters {
-		if !strings.HasPrefix(k, csiParameterPrefix) {
-			params[k] = v
-			continue
-		}
-		if !reservedClassParameters[k] {
-			return nil, fmt.Errorf("VolumeSnapshotClass %s: parameter %q uses the reserved prefix %s but is not a known key", class.Name, k, csiParameterPrefix)
-		}
+	params, err := driverParameters("VolumeSnapshotClass "+class.Name, class.Parameters)
+	if err != nil {
+		return nil, err
 	}
 	if extraMetadata {
 		params[ParamVolumeSnapshotName] = content.Spec.VolumeSnapshotRef.Name

@@ -22,14 +22,19 @@ const (
 // snapshotterSecretRef is the CreateSnapshot/DeleteSnapshot secret named by
 // the content's annotations, or nil when there is none.
 func snapshotterSecretRef(content *snapv1.VolumeSnapshotContent) (*v1.SecretReference, error) {
-	name, hasName := content.Annotations[AnnDeletionSecretName]
-	ns, hasNS := content.Annotations[AnnDeletionSecretNamespace]
+	return annotatedSecretRef(content.Annotations, AnnDeletionSecretName, AnnDeletionSecretNamespace)
+}
+
+// annotatedSecretRef is the secret named by the annotations nameKey and nsKey.
+func annotatedSecretRef(annotations map[string]string, nameKey, nsKey string) (*v1.SecretReference, error) {
+	name, hasName := annotations[nameKey]
+	ns, hasNS := annotations[nsKey]
 	if !hasName && !hasNS {
 		return nil, nil
 	}
 	if name == "" || ns == "" {
 		return nil, fmt.Errorf("annotations %s and %s must both be set and non-empty (got name %q, namespace %q)",
-			AnnDeletionSecretName, AnnDeletionSecretNamespace, name, ns)
+			nameKey, nsKey, name, ns)
 	}
 	return &v1.SecretReference{Name: name, Namespace: ns}, nil
 }
@@ -38,29 +43,34 @@ func snapshotterSecretRef(content *snapv1.VolumeSnapshotContent) (*v1.SecretRefe
 // csi.storage.k8s.io/snapshotter-list-secret-{name,namespace}, whose values
 // may use ${volumesnapshotcontent.name}; nil when the class names none.
 func listSecretRef(class *snapv1.VolumeSnapshotClass, contentName string) (*v1.SecretReference, error) {
-	nameTmpl, hasName := class.Parameters[ParamSnapshotterListSecretName]
-	nsTmpl, hasNS := class.Parameters[ParamSnapshotterListSecretNamespace]
+	return classSecretRef("VolumeSnapshotClass "+class.Name, class.Parameters, ParamSnapshotterListSecretName, ParamSnapshotterListSecretNamespace,
+		map[string]string{"volumesnapshotcontent.name": contentName})
+}
+
+// classSecretRef resolves the secret a class names in its parameters nameKey
+// and nsKey, whose values may use the tokens in vars; nil when it names none.
+func classSecretRef(class string, params map[string]string, nameKey, nsKey string, vars map[string]string) (*v1.SecretReference, error) {
+	nameTmpl, hasName := params[nameKey]
+	nsTmpl, hasNS := params[nsKey]
 	if !hasName && !hasNS {
 		return nil, nil
 	}
 	if nameTmpl == "" || nsTmpl == "" {
-		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s and %s must both be set and non-empty",
-			class.Name, ParamSnapshotterListSecretName, ParamSnapshotterListSecretNamespace)
+		return nil, fmt.Errorf("%s: %s and %s must both be set and non-empty", class, nameKey, nsKey)
 	}
-	vars := map[string]string{"volumesnapshotcontent.name": contentName}
 	ns, err := expandTemplate(nsTmpl, vars)
 	if err != nil {
-		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s: %w", class.Name, ParamSnapshotterListSecretNamespace, err)
+		return nil, fmt.Errorf("%s: %s: %w", class, nsKey, err)
 	}
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s %q resolved to %q, not a valid namespace name", class.Name, ParamSnapshotterListSecretNamespace, nsTmpl, ns)
+		return nil, fmt.Errorf("%s: %s %q resolved to %q, not a valid namespace name", class, nsKey, nsTmpl, ns)
 	}
 	name, err := expandTemplate(nameTmpl, vars)
 	if err != nil {
-		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s: %w", class.Name, ParamSnapshotterListSecretName, err)
+		return nil, fmt.Errorf("%s: %s: %w", class, nameKey, err)
 	}
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return nil, fmt.Errorf("VolumeSnapshotClass %s: %s %q resolved to %q, not a valid secret name", class.Name, ParamSnapshotterListSecretName, nameTmpl, name)
+		return nil, fmt.Errorf("%s: %s %q resolved to %q, not a valid secret name", class, nameKey, nameTmpl, name)
 	}
 	return &v1.SecretReference{Name: name, Namespace: ns}, nil
 }

@@ -25,7 +25,7 @@ const (
 	// backend snapshot is dealt with.
 	ContentFinalizer = "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"
 	// annGroupSnapshotHandle marks a member of a VolumeGroupSnapshot, which is
-	// created by the group snapshotter, not by CreateSnapshot.
+	// created by CreateVolumeGroupSnapshot, not by CreateSnapshot.
 	annGroupSnapshotHandle = "groupsnapshot.storage.k8s.io/volumeGroupSnapshotHandle"
 )
 
@@ -51,8 +51,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	_, groupMember := content.Annotations[annGroupSnapshotHandle]
 	switch {
-	case groupMember && content.Spec.Source.SnapshotHandle == nil:
-		// Cut by a group snapshotter, which csi-hub does not run.
+	case groupMember && content.Spec.Source.SnapshotHandle == nil && (content.Status == nil || content.Status.SnapshotHandle == nil):
+		// Cut by CreateVolumeGroupSnapshot (group_sync.go), never by
+		// CreateSnapshot; the snapshot-controller writes its handles next.
 		return nil
 	case content.Spec.Source.VolumeHandle != nil && content.Status == nil:
 		c.steps.Trigger(ctx, "A VolumeSnapshotContent asks for a snapshot of volume "+*content.Spec.Source.VolumeHandle+": cut it")
@@ -62,6 +63,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		c.forgetPolls(key)
 		_, err = c.removeBeingCreated(ctx, content)
 		return err
+	case groupMember && content.Spec.Source.SnapshotHandle == nil:
+		c.steps.Trigger(ctx, "A member of a group snapshot is not ready to use yet: ask the driver for snapshot "+*content.Status.SnapshotHandle)
+		content, err = c.checkMember(ctx, content)
 	case content.Spec.Source.SnapshotHandle != nil:
 		c.steps.Trigger(ctx, "A pre-provisioned VolumeSnapshotContent names snapshot "+*content.Spec.Source.SnapshotHandle+": ask the driver for its state")
 		content, err = c.checkExisting(ctx, content)
@@ -146,14 +150,19 @@ func changeNeedsSync(old, cur *snapv1.VolumeSnapshotContent) bool {
 
 // withOwnAnnotationFrom returns cur with AnnBeingCreated as in old.
 func withOwnAnnotationFrom(cur, old map[string]string) map[string]string {
+	return withAnnotationFrom(cur, old, AnnBeingCreated)
+}
+
+// withAnnotationFrom returns cur with annotation key as in old.
+func withAnnotationFrom(cur, old map[string]string, key string) map[string]string {
 	out := make(map[string]string, len(cur))
 	for k, v := range cur {
-		if k != AnnBeingCreated {
+		if k != key {
 			out[k] = v
 		}
 	}
-	if v, ok := old[AnnBeingCreated]; ok {
-		out[AnnBeingCreated] = v
+	if v, ok := old[key]; ok {
+		out[key] = v
 	}
 	if len(out) == 0 && old == nil {
 		return nil

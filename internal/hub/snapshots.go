@@ -21,6 +21,12 @@ import (
 // (github.com/kubernetes-csi/external-snapshotter/client/v8 config/crd).
 const SnapshotGroupVersion = "snapshot.storage.k8s.io/v1"
 
+// GroupSnapshotGroupVersion is the API of the group snapshot CRDs (same
+// module); they are optional even where the snapshot CRDs are installed.
+const GroupSnapshotGroupVersion = "groupsnapshot.storage.k8s.io/v1"
+
+var groupSnapshotResources = []string{"volumegroupsnapshots", "volumegroupsnapshotcontents", "volumegroupsnapshotclasses"}
+
 // snapshotResources must all be served before the snapshot informers start:
 // the snapshotter needs contents and classes, restore needs snapshots too.
 var snapshotResources = []string{"volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"}
@@ -97,8 +103,17 @@ func NewSnapshotAPI(client snapclient.Interface, resync time.Duration) *Snapshot
 
 // CRDsServed asks discovery whether every snapshot resource is served now.
 func (s *SnapshotAPI) CRDsServed(ctx context.Context) (bool, error) {
-	_ = ctx // discovery calls take no context
-	list, err := s.Client.Discovery().ServerResourcesForGroupVersion(SnapshotGroupVersion)
+	return s.served(SnapshotGroupVersion, snapshotResources)
+}
+
+// GroupCRDsServed asks discovery whether every group snapshot resource is served now.
+func (s *SnapshotAPI) GroupCRDsServed(ctx context.Context) (bool, error) {
+	return s.served(GroupSnapshotGroupVersion, groupSnapshotResources)
+}
+
+func (s *SnapshotAPI) served(groupVersion string, resources []string) (bool, error) {
+	// discovery calls take no context
+	list, err := s.Client.Discovery().ServerResourcesForGroupVersion(groupVersion)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
@@ -109,7 +124,7 @@ func (s *SnapshotAPI) CRDsServed(ctx context.Context) (bool, error) {
 	for _, r := range list.APIResources {
 		served[r.Name] = true
 	}
-	for _, r := range snapshotResources {
+	for _, r := range resources {
 		if !served[r] {
 			return false, nil
 		}
@@ -179,4 +194,37 @@ func (s *SnapshotAPI) detect(ctx context.Context) {
 	close(s.ready)
 	<-ctx.Done()
 	s.Informers.Shutdown()
+}
+
+// WaitGroupReady blocks until the snapshot CRDs and then the group snapshot
+// CRDs are served (polling discovery, so they may be installed while the hub
+// runs), calls register once to obtain the group informers from the one
+// factory, and starts them and waits for their caches. The group informers
+// are only obtained once their CRDs exist: started earlier they would never
+// sync and would hold up every WaitReady of the snapshot controllers.
+func (s *SnapshotAPI) WaitGroupReady(ctx context.Context, register func() error) error {
+	if err := s.WaitReady(ctx); err != nil {
+		return err
+	}
+	saidAbsent := false
+	err := wait.PollUntilContextCancel(ctx, s.PollInterval, true, func(ctx context.Context) (bool, error) {
+		ok, err := s.GroupCRDsServed(ctx)
+		switch {
+		case err != nil:
+			klog.V(2).InfoS("Group snapshot API discovery failed; will retry", "groupVersion", GroupSnapshotGroupVersion, "err", err)
+		case !ok && !saidAbsent:
+			saidAbsent = true
+			klog.InfoS("Group snapshot CRDs are not installed; group snapshots are off until they appear",
+				"groupVersion", GroupSnapshotGroupVersion, "pollInterval", s.PollInterval)
+		}
+		return ok, nil
+	})
+	if err != nil {
+		return err
+	}
+	klog.InfoS("Group snapshot CRDs are served; starting group snapshot informers", "groupVersion", GroupSnapshotGroupVersion)
+	if err := register(); err != nil {
+		return err
+	}
+	return s.WaitReady(ctx)
 }

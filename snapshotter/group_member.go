@@ -1,0 +1,51 @@
+package snapshotter
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+// checkMember asks ListSnapshots about a member of a group snapshot that the
+// snapshot-controller recorded as not ready, as the sidecar does: the
+// handle is in status (the spec names the source volume) and the secret in
+// the annotations the snapshot-controller copied from the group class.
+func (c *Controller) checkMember(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
+	updated, err := c.listMemberAndRecord(ctx, content)
+	if err != nil {
+		c.recordError(ctx, updated, ReasonCheckFailed, fmt.Sprintf("Failed to check and update snapshot content: %v", err))
+		return updated, err
+	}
+	return updated, nil
+}
+
+func (c *Controller) listMemberAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
+	handle := *content.Status.SnapshotHandle
+	if !c.listSupported {
+		return c.recordSnapshot(ctx, content, handle, &csi.Snapshot{SnapshotId: handle, ReadyToUse: true})
+	}
+	ref, err := snapshotterSecretRef(content)
+	if err != nil {
+		return content, err
+	}
+	secrets, err := hub.ReadSecret(ctx, c.kube, ref)
+	if err != nil {
+		return content, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	rsp, err := c.csi.ListSnapshots(cctx, &csi.ListSnapshotsRequest{SnapshotId: handle, Secrets: secrets})
+	if err != nil {
+		return content, fmt.Errorf("failed to list snapshot %s: %w", handle, err)
+	}
+	for _, e := range rsp.GetEntries() {
+		if e.GetSnapshot().GetSnapshotId() == handle {
+			return c.recordSnapshot(ctx, content, handle, e.GetSnapshot())
+		}
+	}
+	return content, fmt.Errorf("ListSnapshots found no snapshot with snapshot_id %q (status.snapshotHandle)", handle)
+}
