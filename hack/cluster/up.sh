@@ -101,10 +101,14 @@ start_control_plane() {
 		--authorization-kubeconfig="${KUBECONFIG_ADMIN}" --bind-address=127.0.0.1 --secure-port=10259 \
 		--cert-dir="${CLUSTER_DIR}/kube-scheduler" --leader-elect=false
 
-	# Snapshot CRDs first, then the one-per-cluster snapshot-controller.
+	# Snapshot CRDs first (the group snapshot ones too: snapshot-controller
+	# v8.7 turns group snapshots off for its run when they are not served yet),
+	# then the one-per-cluster snapshot-controller.
 	kc apply --server-side -f "$(ls -d "${SNAP_DIR}"/crd-client-*)" >/dev/null
 	kc wait --for=condition=Established --timeout=60s crd/volumesnapshots.snapshot.storage.k8s.io \
-		crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io >/dev/null
+		crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io \
+		crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io crd/volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io \
+		crd/volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io >/dev/null
 	launch snapshot-controller "${SNAP_DIR}/bin/snapshot-controller" --kubeconfig="${KUBECONFIG_ADMIN}" \
 		--leader-election=false --retry-interval-max=10s
 	# kube-controller-manager creates the default ServiceAccount, which every pod needs.

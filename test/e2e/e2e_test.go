@@ -15,6 +15,7 @@ func TestE2E(t *testing.T) {
 			{"DataSurvivesPodDeletion", testDataSurvivesPodDeletion},
 			{"BlockVolume", testBlockVolume},
 			{"SnapshotRestore", testSnapshotRestore},
+			{"GroupSnapshot", testGroupSnapshot},
 			{"Clone", testClone},
 			{"OnlineExpansion", testOnlineExpansion},
 			{"OfflineExpansion", testOfflineExpansion},
