@@ -102,8 +102,11 @@ func (g *groupEnv) claim(name, size string, labels map[string]string, dataSource
 	var pvName string
 	g.poll(time.Minute, "PVC "+name+" to bind", func() (bool, error) {
 		got, err := g.c.Client.CoreV1().PersistentVolumeClaims(g.ns).Get(g.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
 		pvName = got.Spec.VolumeName
-		return err == nil && got.Status.Phase == corev1.ClaimBound, err
+		return got.Status.Phase == corev1.ClaimBound, nil
 	})
 	pv, err := g.c.Client.CoreV1().PersistentVolumes().Get(g.ctx, pvName, metav1.GetOptions{})
 	if err != nil {
