@@ -101,10 +101,12 @@ func TestSnapshotterOverridesSharedExtraCreateMetadata(t *testing.T) {
 
 func TestValidateNamesTheFlag(t *testing.T) {
 	for flagName, mutate := range map[string]func(*Config){
-		"--snapshot-name-uuid-length":  func(c *Config) { c.SnapshotNameUUIDLength = 0 },
-		"--snapshot-name-prefix":       func(c *Config) { c.SnapshotNamePrefix = "" },
-		"--snapshotter-worker-threads": func(c *Config) { c.WorkerThreads = -1 },
-		"--snapshotter-timeout":        func(c *Config) { c.Timeout = -time.Second },
+		"--snapshot-name-uuid-length":      func(c *Config) { c.SnapshotNameUUIDLength = 0 },
+		"--snapshot-name-prefix":           func(c *Config) { c.SnapshotNamePrefix = "" },
+		"--groupsnapshot-name-uuid-length": func(c *Config) { c.GroupSnapshotNameUUIDLength = -2 },
+		"--groupsnapshot-name-prefix":      func(c *Config) { c.GroupSnapshotNamePrefix = "" },
+		"--snapshotter-worker-threads":     func(c *Config) { c.WorkerThreads = -1 },
+		"--snapshotter-timeout":            func(c *Config) { c.Timeout = -time.Second },
 	} {
 		cfg := DefaultConfig()
 		mutate(&cfg)
