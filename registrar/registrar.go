@@ -32,6 +32,9 @@ type Config struct {
 	RegistrationDir string
 	// CheckInterval is how often the socket's presence is checked.
 	CheckInterval time.Duration
+	// StatusPath, when set, is written once the kubelet reports the driver
+	// registered and removed at start: what --mode=kubelet-registration-probe checks.
+	StatusPath string
 	// OnRegistrationFailure is called when the kubelet reports a failed registration.
 	// Default: exit non-zero so the pod restarts and registration is tried afresh.
 	OnRegistrationFailure func(err error)
@@ -79,6 +82,9 @@ func (s *server) NotifyRegistrationStatus(ctx context.Context, st *registerapi.R
 		return &registerapi.RegistrationStatusResponse{}, nil
 	}
 	klog.InfoS("Kubelet registered the driver", "driver", s.cfg.DriverName, "endpoint", s.cfg.KubeletRegistrationPath)
+	if err := s.cfg.writeStatus(); err != nil {
+		klog.ErrorS(err, "Could not record the registration for --mode=kubelet-registration-probe", "path", s.cfg.StatusPath)
+	}
 	return &registerapi.RegistrationStatusResponse{}, nil
 }
 
@@ -94,6 +100,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.OnRegistrationFailure == nil {
 		cfg.OnRegistrationFailure = func(error) { klog.FlushAndExit(klog.ExitFlushTimeout, 1) }
+	}
+	if cfg.StatusPath != "" {
+		// A status left by an earlier run must not vouch for this one.
+		if err := os.Remove(cfg.StatusPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing stale registration status %s: %w", cfg.StatusPath, err)
+		}
 	}
 	srv := &server{cfg: cfg}
 	for {
@@ -121,7 +133,11 @@ func serve(srv *server) (ino uint64, stop func(), err error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return 0, nil, fmt.Errorf("removing stale registration socket: %w", err)
 	}
+	// Only this user may connect to the socket, as node-driver-registrar
+	// creates it (umask 0077 while listening; umask is process-wide).
+	old := syscall.Umask(0o077)
 	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return 0, nil, fmt.Errorf("listening on %s: %w", path, err)
 	}
@@ -160,6 +176,35 @@ func inode(path string) uint64 {
 func (c Config) Healthy() error {
 	if _, err := os.Stat(c.SocketPath()); err != nil {
 		return fmt.Errorf("registration socket: %w", err)
+	}
+	return nil
+}
+
+func (c Config) writeStatus() error {
+	if c.StatusPath == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(c.StatusPath), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(c.StatusPath, []byte(c.DriverName+"\n"), 0o644)
+}
+
+// StatusPath is where node mode records a successful registration for
+// --mode=kubelet-registration-probe: beside the driver socket's host path, as
+// node-driver-registrar releases with that mode's check kept it.
+func StatusPath(kubeletRegistrationPath string) string {
+	return filepath.Join(filepath.Dir(kubeletRegistrationPath), "registration")
+}
+
+// Registered is the probe: nil when the kubelet has registered the driver.
+func Registered(kubeletRegistrationPath string) error {
+	if kubeletRegistrationPath == "" {
+		return errors.New("--kubelet-registration-path is required")
+	}
+	path := StatusPath(kubeletRegistrationPath)
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("kubelet plugin registration has not succeeded yet: %w", err)
 	}
 	return nil
 }

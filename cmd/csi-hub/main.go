@@ -30,17 +30,33 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// cli is csi-hub's command line: every flag of the six sidecars it replaces.
+type cli struct {
+	fs          *flag.FlagSet
+	mode        *string
+	showVersion *bool
+	common      hub.Options
+	ctrl        app.ControllerOptions
+	node        app.NodeOptions
+}
+
+func newCLI() *cli {
+	c := &cli{fs: flag.NewFlagSet("csi-hub", flag.ContinueOnError), ctrl: app.DefaultControllerOptions()}
+	fs := c.fs
+	hub.AddKlogFlags(fs)
+	c.mode = fs.String("mode", "controller", "controller (the controller sidecars' jobs), node (node-driver-registrar's and livenessprobe's jobs) or kubelet-registration-probe (exit 0 when the kubelet has registered the driver, as node-driver-registrar's exec probe).")
+	c.showVersion = fs.Bool("version", false, "Print the version and exit.")
+	c.common.AddFlags(fs)
+	c.ctrl.AddFlags(fs)
+	app.AddSidecarFlags(fs, &c.ctrl)
+	c.node.AddFlags(fs)
+	return c
+}
+
 func run(args []string) int {
-	fs := flag.NewFlagSet("csi-hub", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	mode := fs.String("mode", "controller", "controller (the controller sidecars' jobs) or node (node-driver-registrar's and livenessprobe's jobs).")
-	showVersion := fs.Bool("version", false, "Print the version and exit.")
-	var common hub.Options
-	common.AddFlags(fs)
-	ctrl := app.DefaultControllerOptions()
-	ctrl.AddFlags(fs)
-	var node app.NodeOptions
-	node.AddFlags(fs)
+	c := newCLI()
+	fs, mode, showVersion := c.fs, c.mode, c.showVersion
+	common, ctrl, node := &c.common, &c.ctrl, &c.node
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -52,6 +68,11 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "csi-hub: unexpected arguments %v\n", fs.Args())
 		return 2
 	}
+	if err := common.Apply(); err != nil {
+		fmt.Fprintf(os.Stderr, "csi-hub: %v\n", err)
+		return 2
+	}
+	app.ApplySidecarGates(*common, ctrl)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	defer klog.Flush()
@@ -59,11 +80,13 @@ func run(args []string) int {
 	var err error
 	switch *mode {
 	case "controller":
-		err = app.RunController(ctx, common, ctrl)
+		err = app.RunController(ctx, *common, *ctrl)
 	case "node":
-		err = app.RunNode(ctx, common, node)
+		err = app.RunNode(ctx, *common, *node)
+	case app.ModeRegistrationProbe:
+		err = app.RegistrationProbe(*node)
 	default:
-		fmt.Fprintf(os.Stderr, "csi-hub: --mode must be controller or node, not %q\n", *mode)
+		fmt.Fprintf(os.Stderr, "csi-hub: --mode must be controller, node or %s, not %q\n", app.ModeRegistrationProbe, *mode)
 		return 2
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,13 +75,19 @@ func TestNodeMode(t *testing.T) {
 
 	regDir := filepath.Join(dir, "registry")
 	httpAddr := freeAddr(t)
-	const hostPath = "/var/lib/kubelet/plugins/node-test.csi.example.com/csi.sock"
+	// /healthz on --health-port, without --http-endpoint, as livenessprobe.
+	_, healthPort, _ := net.SplitHostPort(freeAddr(t))
+	healthAddr := "127.0.0.1:" + healthPort
+	// The host path of the driver socket; the registration status for the
+	// probe mode lands beside it, so it stays in the test's directory.
+	hostPath := filepath.Join(dir, "host", "node-test.csi.example.com", "csi.sock")
 	cmd := exec.Command(os.Args[0], "--mode=node", "--csi-address="+driverSock,
 		"--kubelet-registration-path="+hostPath, "--plugin-registration-path="+regDir,
-		"--http-endpoint="+httpAddr)
+		"--health-port="+healthPort, "--probe-timeout=1s", "--timeout=2s", "--connection-timeout=5s",
+		"--logging-format=json", "--http-endpoint="+httpAddr)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var stderr, stdout syncBuffer
+	cmd.Stderr, cmd.Stdout = &stderr, &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +105,14 @@ func TestNodeMode(t *testing.T) {
 		_, err := os.Stat(regSock)
 		return err == nil, nil
 	})
+	// Created under umask 0077, as node-driver-registrar: only its user may connect.
+	if st, err := os.Stat(regSock); err != nil || st.Mode().Perm()&0o077 != 0 {
+		t.Errorf("registration socket mode %v (%v), want no group/other permissions", st.Mode(), err)
+	}
+	// Until the kubelet reports the registration, the exec probe fails.
+	if code := registrationProbe(t, hostPath); code == 0 {
+		t.Errorf("--mode=kubelet-registration-probe exited 0 before the kubelet registered the driver")
+	}
 	cc, err := grpc.NewClient("unix://"+regSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -119,17 +135,42 @@ func TestNodeMode(t *testing.T) {
 		code, _ := healthz(httpAddr)
 		return code == http.StatusOK, nil
 	})
+	for _, addr := range []string{healthAddr, httpAddr} {
+		if code, body := healthz(addr); code != http.StatusOK {
+			t.Errorf("/healthz on %s = %d %q", addr, code, body)
+		}
+	}
 	driver.SetReady(false)
-	if code, body := healthz(httpAddr); code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") {
-		t.Errorf("/healthz with the driver not ready = %d %q, want 503 naming it", code, body)
+	if code, body := healthz(healthAddr); code != http.StatusInternalServerError || !strings.Contains(body, "not ready") {
+		t.Errorf("/healthz with the driver not ready = %d %q, want 500 naming it (as livenessprobe)", code, body)
 	}
 	driver.SetReady(true)
-	if code, body := healthz(httpAddr); code != http.StatusOK {
+	if code, body := healthz(healthAddr); code != http.StatusOK {
 		t.Errorf("/healthz with the driver ready again = %d %q", code, body)
 	}
+	// A hung driver fails the probe within --probe-timeout (1s).
+	driver.SetDelay("Probe", 20*time.Second)
+	start := time.Now()
+	code, body := healthz(healthAddr)
+	took := time.Since(start)
+	driver.SetDelay("Probe", 0)
+	if code != http.StatusInternalServerError || took > 4*time.Second {
+		t.Errorf("/healthz with a hung driver = %d %q after %v, want 500 within about --probe-timeout=1s", code, body, took)
+	}
+	t.Logf("hung driver: /healthz answered %d after %v", code, took.Round(time.Millisecond))
 
 	if _, err := kubelet.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{PluginRegistered: true}); err != nil {
 		t.Fatalf("NotifyRegistrationStatus(ok): %v", err)
+	}
+	if code := registrationProbe(t, hostPath); code != 0 {
+		t.Errorf("--mode=kubelet-registration-probe exited %d after the kubelet registered the driver, want 0", code)
+	}
+	// --logging-format=json, as the sidecars: every line a JSON object.
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if line != "" && !json.Valid([]byte(line)) {
+			t.Errorf("--logging-format=json wrote a line that is not JSON: %q", line)
+			break
+		}
 	}
 	select {
 	case err := <-exited:
@@ -146,11 +187,47 @@ func TestNodeMode(t *testing.T) {
 		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
 			t.Fatalf("process ended with %v after a failed registration, want a non-zero exit", err)
 		}
-		if !strings.Contains(stderr.String(), "plugin version mismatch") {
+		if !strings.Contains(stderr.String(), "plugin version mismatch") && !strings.Contains(stdout.String(), "plugin version mismatch") {
 			t.Errorf("the log does not carry the kubelet's reason:\n%s", stderr.String())
 		}
 		t.Logf("failed registration: exit code %d", exit.ExitCode())
 	case <-time.After(15 * time.Second):
 		t.Fatalf("still running 15s after a failed registration\n%s", stderr.String())
 	}
+}
+
+// registrationProbe runs csi-hub as the DaemonSet's exec probe and returns its exit code.
+func registrationProbe(t *testing.T, hostPath string) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "--mode=kubelet-registration-probe", "--kubelet-registration-path="+hostPath)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		t.Logf("registration probe: exit %d: %s", exit.ExitCode(), strings.TrimSpace(string(out)))
+		return exit.ExitCode()
+	}
+	t.Fatalf("registration probe: %v", err)
+	return -1
+}
+
+// syncBuffer is a bytes.Buffer safe for the child's output goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

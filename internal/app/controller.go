@@ -26,6 +26,8 @@ type ControllerOptions struct {
 	Attacher    attacher.Config
 	Snapshotter snapshotter.Config
 	Resizer     resizer.Config
+
+	annotateSet bool // --resizer-annotate-fs-resize was given
 }
 
 // DefaultControllerOptions returns every controller's sidecar defaults.

@@ -77,8 +77,8 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("/healthz with a ready driver = %d %s", code, body)
 	}
 	d.SetReady(false)
-	if code, body := get(r.hub, "/healthz"); code != 503 || !strings.Contains(body, "not ready") {
-		t.Fatalf("/healthz with a driver that is not ready = %d %q, want 503 naming the probe", code, body)
+	if code, body := get(r.hub, "/healthz"); code != 500 || !strings.Contains(body, "not ready") {
+		t.Fatalf("/healthz with a driver that is not ready = %d %q, want 500 (as livenessprobe) naming the probe", code, body)
 	}
 	if code, _ := get(r.hub, "/readyz"); code != 503 {
 		t.Fatalf("/readyz with a driver that is not ready = %d, want 503", code)

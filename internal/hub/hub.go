@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
@@ -41,30 +41,35 @@ type Hub struct {
 	Driver     string
 	Steps      *steps.Recorder
 	Events     record.EventRecorder
+	// Metrics is the registry of csi-hub's own and the controllers' metrics,
+	// served with csi_sidecar_operations_seconds and client-go's workqueue and
+	// leader election metrics.
+	Metrics *prometheus.Registry
 
-	broadcaster record.EventBroadcaster
-	controllers []Controller
-	synced      atomic.Bool
-	leading     atomic.Bool
-	identity    string
-	snapshots   snapshotAPIEntry
+	broadcaster  record.EventBroadcaster
+	host         string
+	leaderHealth *leaderelection.HealthzAdaptor
+	controllers  []Controller
+	synced       atomic.Bool
+	leading      atomic.Bool
+	identity     string
+	snapshots    snapshotAPIEntry
 	// leaderConfig is the client config before QPS limits and step recording.
 	leaderConfig *rest.Config
 }
 
-// RestConfig builds the client configuration from --kubeconfig (in-cluster when empty).
+// RestConfig builds the client configuration from kubeconfig, else
+// $KUBECONFIG, else in-cluster (see Options.ClientConfig for --master).
 func RestConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		return rest.InClusterConfig()
-	}
-	return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	return (&Options{Kubeconfig: kubeconfig}).ClientConfig()
 }
 
 // New connects to the driver (waiting while it is absent) and builds the shared
 // clients. cfg is copied; QPS, burst and the step-recording transport are set on
 // the copy so every request of the process shares one budget and one record.
 func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
-	h := &Hub{Opts: opts, Steps: steps.NewRecorder(opts.StepBuffer)}
+	h := &Hub{Opts: opts, Steps: steps.NewRecorder(opts.StepBuffer),
+		leaderHealth: leaderelection.NewLeaderHealthzAdaptor(leaderHealthTimeout)}
 	conn, err := csiconn.Connect(ctx, opts.CSIAddress, csiconn.Options{
 		CallTimeout: opts.ProbeTimeout * 3,
 	}.With(h.Steps.UnaryClientInterceptor()))
@@ -73,10 +78,9 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 	}
 	h.Conn, h.Driver = conn, conn.DriverName
 	// csi-hub's own metrics are served beside csi_sidecar_operations_seconds.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(h.Steps.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	h.Metrics = prometheus.NewRegistry()
+	h.Metrics.MustRegister(h.Steps.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector())
-	conn.Metrics.WithAdditionalRegistry(reg)
 
 	cfg = rest.CopyConfig(cfg)
 	h.leaderConfig = rest.CopyConfig(cfg) // lease renewals are not steps of any volume
@@ -105,9 +109,19 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 		return nil, err
 	}
 	h.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventClient.CoreV1().Events("")})
-	rec := h.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: h.Driver + "_csi-hub", Host: host})
-	h.Events = h.Steps.EventRecorder(rec)
+	h.host = host
+	h.Events = h.Recorder(h.Driver + "_csi-hub")
 	return h, nil
+}
+
+// Recorder returns an event recorder whose events carry component as their
+// source, so a controller's events have the source its sidecar gives them.
+func (h *Hub) Recorder(component string) record.EventRecorder {
+	if h.broadcaster == nil {
+		return h.Events // a hub built by hand in a unit test
+	}
+	rec := h.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: component, Host: h.host})
+	return h.Steps.EventRecorder(rec)
 }
 
 // Add registers a controller; call before Run.
@@ -127,13 +141,11 @@ func (h *Hub) Controllers() []string {
 // lost (an error, so the process exits non-zero and is restarted as a standby).
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.broadcaster.Shutdown()
-	if h.Opts.HTTPEndpoint != "" {
-		stop, err := h.serveHTTP(ctx)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stop, err := h.serveHTTP(ctx)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	if !h.Opts.LeaderElection {
 		h.leading.Store(true)
 		h.runControllers(ctx)

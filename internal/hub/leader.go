@@ -6,12 +6,17 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 )
+
+// leaderHealthTimeout is how long past its lease a leader may go unrenewed
+// before /healthz/leader-election fails (csi-lib-utils' DefaultHealthCheckTimeout).
+const leaderHealthTimeout = 20 * time.Second
 
 // ErrLostLease is returned by Run when another replica took over.
 var ErrLostLease = errors.New("lost the leader election lease")
@@ -34,8 +39,9 @@ func (h *Hub) runWithLeaderElection(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, ns, LeaseName(h.Driver),
-		leClient.CoreV1(), leClient.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: h.identity})
+	lock, err := resourcelock.NewWithLabels(resourcelock.LeasesResourceLock, ns, LeaseName(h.Driver),
+		leClient.CoreV1(), leClient.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: h.identity},
+		h.Opts.Compat.LeaderElectionLabels)
 	if err != nil {
 		return err
 	}
@@ -50,6 +56,7 @@ func (h *Hub) runWithLeaderElection(ctx context.Context) error {
 		RetryPeriod:     h.Opts.LeaderElectionRetryPeriod,
 		ReleaseOnCancel: true,
 		Name:            LeaseName(h.Driver),
+		WatchDog:        h.leaderHealth,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				defer close(stopped)

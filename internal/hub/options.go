@@ -34,6 +34,8 @@ type Options struct {
 	WorkerThreads int
 	// StepBuffer is how many recent steps /steps keeps.
 	StepBuffer int
+	// Compat are the sidecars' other standard flags (compat.go).
+	Compat Compat
 }
 
 // AddFlags registers the standard flags on fs.
@@ -60,6 +62,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Timeout, "timeout", 0, "Timeout of CSI calls; when unset each controller uses its sidecar's default (provisioner 10s, attacher 15s, resizer 10s, snapshotter 1m).")
 	fs.IntVar(&o.WorkerThreads, "worker-threads", 0, "Workers per controller; when unset each uses its sidecar's default (provisioner 100, attacher 10, resizer 10, snapshotter 10).")
 	fs.IntVar(&o.StepBuffer, "step-buffer", 2000, "How many recent steps /steps keeps.")
+	o.Compat.addFlags(fs)
 }
 
 // TimeoutOr returns the --timeout override or the controller's default.
