@@ -29,6 +29,8 @@ type Config struct {
 	// DefaultFSType is passed to ControllerPublishVolume for filesystem volumes
 	// whose PV does not name one.
 	DefaultFSType string
+
+	fsTypeSet bool // --attacher-default-fstype was given
 }
 
 // DefaultConfig returns the sidecar's defaults. WorkerThreads and Timeout are
@@ -49,7 +51,61 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"Interval of the VolumeAttachment reconciler (drivers with LIST_VOLUMES_PUBLISHED_NODES).")
 	fs.IntVar(&c.MaxEntries, "max-entries", c.MaxEntries, "Page size of the reconciler's ListVolumes calls; 0 means no limit.")
 	fs.StringVar(&c.DefaultFSType, "attacher-default-fstype", c.DefaultFSType,
-		"Filesystem type passed to ControllerPublishVolume when the PersistentVolume names none.")
+		"Filesystem type passed to ControllerPublishVolume when the PersistentVolume names none; overrides --default-fstype for the attacher only.")
+	// --default-fstype is a flag of both external-provisioner and
+	// external-attacher: a value given under that name reaches both, as each
+	// sidecar would have received it; --attacher-default-fstype wins for the attacher.
+	if f := fs.Lookup(defaultFSTypeFlag); f != nil {
+		f.Value = &teeString{Value: f.Value, also: &c.DefaultFSType, unless: &c.fsTypeSet}
+	} else {
+		fs.StringVar(&c.DefaultFSType, defaultFSTypeFlag, c.DefaultFSType, "Filesystem type passed to ControllerPublishVolume when the PersistentVolume names none.")
+	}
+	fs.Lookup("attacher-default-fstype").Value = &markString{Value: fs.Lookup("attacher-default-fstype").Value, set: &c.fsTypeSet}
+}
+
+const defaultFSTypeFlag = "default-fstype"
+
+// teeString delivers a shared string flag to a second destination, unless
+// that one was set by its own flag.
+type teeString struct {
+	flag.Value
+	also   *string
+	unless *bool
+}
+
+func (t *teeString) Set(s string) error {
+	if err := t.Value.Set(s); err != nil {
+		return err
+	}
+	if !*t.unless {
+		*t.also = s
+	}
+	return nil
+}
+
+func (t *teeString) String() string {
+	if t == nil || t.Value == nil {
+		return ""
+	}
+	return t.Value.String()
+}
+
+// markString records that a flag was given.
+type markString struct {
+	flag.Value
+	set *bool
+}
+
+func (m *markString) Set(s string) error {
+	*m.set = true
+	return m.Value.Set(s)
+}
+
+func (m *markString) String() string {
+	if m == nil || m.Value == nil {
+		return ""
+	}
+	return m.Value.String()
 }
 
 // validate reports the first bad setting, naming its flag.

@@ -18,7 +18,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
@@ -43,6 +46,11 @@ type capacityPublisher struct {
 	owner     *metav1.OwnerReference
 	lister    storagelisters.CSIStorageCapacityLister
 	queue     hub.Queue
+	// kube writes CSIStorageCapacity objects with its own budget
+	// (--kube-api-capacity-qps/-burst), as the sidecar's capacity client:
+	// capacity updates neither wait for nor delay provisioning.
+	kube    kubernetes.Interface
+	metrics *capacityMetrics
 
 	mu      sync.Mutex
 	created map[string]*storagev1.CSIStorageCapacity // item key -> object the informer may not have yet
@@ -60,7 +68,17 @@ func newCapacityPublisher(ctx context.Context, c *Controller) (*capacityPublishe
 	if ns == "" {
 		return nil, fmt.Errorf("--enable-capacity: set NAMESPACE (the namespace for CSIStorageCapacity objects) in the environment")
 	}
-	p := &capacityPublisher{c: c, namespace: ns, queue: h.NewQueue("provisioner-capacity"), created: map[string]*storagev1.CSIStorageCapacity{}}
+	p := &capacityPublisher{c: c, namespace: ns, queue: h.NewQueue("csistoragecapacity"), created: map[string]*storagev1.CSIStorageCapacity{}}
+	capCfg := rest.CopyConfig(h.RestConfig)
+	capCfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(float32(c.cfg.KubeAPICapacityQPS), c.cfg.KubeAPICapacityBurst)
+	kube, err := kubernetes.NewForConfig(capCfg)
+	if err != nil {
+		return nil, err
+	}
+	p.kube = kube
+	if p.metrics, err = registerCapacityMetrics(h); err != nil {
+		return nil, err
+	}
 	if c.cfg.CapacityOwnerrefLevel >= 0 {
 		owner, err := ownerOf(ctx, h, ns, os.Getenv("POD_NAME"), c.cfg.CapacityOwnerrefLevel)
 		if err != nil {
@@ -115,6 +133,14 @@ func newCapacityPublisher(ctx context.Context, c *Controller) (*capacityPublishe
 
 func (p *capacityPublisher) managed(csc *storagev1.CSIStorageCapacity) bool {
 	return csc.Namespace == p.namespace && csc.Labels[labelDriverName] == p.c.h.Driver && csc.Labels[labelManagedBy] == managedByValue
+}
+
+// refresh asks for GetCapacity again, as the sidecar does after each
+// provision and delete (pkg/capacity/provision.go): the free space changed.
+func (p *capacityPublisher) refresh() {
+	if p != nil {
+		p.queue.Add(capacityKey)
+	}
 }
 
 func (p *capacityPublisher) run(ctx context.Context) {
@@ -214,8 +240,14 @@ func (p *capacityPublisher) sync(ctx context.Context, _ string) error {
 		have[k] = csc
 	}
 
-	var errs []error
+	var (
+		errs  []error
+		errMu sync.Mutex
+		wg    sync.WaitGroup
+	)
 	want := map[string]bool{}
+	// --capacity-threads GetCapacity calls at a time.
+	slots := make(chan struct{}, max(1, p.c.cfg.CapacityThreads))
 	for _, sc := range classes {
 		if sc.Provisioner != p.c.h.Driver || (!isWaitForFirstConsumer(sc) && !p.c.cfg.CapacityForImmediateBinding) {
 			continue
@@ -223,19 +255,38 @@ func (p *capacityPublisher) sync(ctx context.Context, _ string) error {
 		for _, seg := range segments {
 			k := itemKey(sc.Name, seg)
 			want[k] = true
-			if err := p.publish(ctx, k, sc, seg, have[k]); err != nil {
-				errs = append(errs, err)
-			}
+			wg.Add(1)
+			slots <- struct{}{}
+			go func() {
+				defer func() { <-slots; wg.Done() }()
+				if err := p.publish(ctx, k, sc, seg, have[k]); err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+				}
+			}()
 		}
 	}
+	wg.Wait()
+	current := 0
 	for k, csc := range have {
 		if !want[k] {
 			obsolete = append(obsolete, csc)
+		} else {
+			current++
 		}
 	}
+	p.mu.Lock()
+	for k := range p.created {
+		if want[k] && have[k] == nil {
+			current++
+		}
+	}
+	p.mu.Unlock()
+	p.metrics.set(len(want), current, len(obsolete))
 	for _, csc := range obsolete {
 		p.c.h.Steps.Trigger(ctx, fmt.Sprintf("CSIStorageCapacity %s describes a StorageClass or topology segment that is gone: deleting it", csc.Name))
-		err := p.c.h.Kube.StorageV1().CSIStorageCapacities(csc.Namespace).Delete(ctx, csc.Name, metav1.DeleteOptions{})
+		err := p.kube.StorageV1().CSIStorageCapacities(csc.Namespace).Delete(ctx, csc.Name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 		}
@@ -288,7 +339,7 @@ func (p *capacityPublisher) publish(ctx context.Context, key string, sc *storage
 			csc.OwnerReferences = []metav1.OwnerReference{*p.owner}
 		}
 		p.c.h.Steps.Trigger(ctx, fmt.Sprintf("publishing the free capacity of StorageClass %s in topology %v for the scheduler", sc.Name, seg))
-		created, err := p.c.h.Kube.StorageV1().CSIStorageCapacities(p.namespace).Create(ctx, csc, metav1.CreateOptions{})
+		created, err := p.kube.StorageV1().CSIStorageCapacities(p.namespace).Create(ctx, csc, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("creating CSIStorageCapacity for StorageClass %s segment %v: %w", sc.Name, seg, err)
 		}
@@ -306,7 +357,7 @@ func (p *capacityPublisher) publish(ctx context.Context, key string, sc *storage
 		upd.OwnerReferences = append(upd.OwnerReferences, *p.owner)
 	}
 	p.c.h.Steps.Trigger(ctx, fmt.Sprintf("free capacity of StorageClass %s in topology %v changed to %s", sc.Name, seg, avail.String()))
-	updated, err := p.c.h.Kube.StorageV1().CSIStorageCapacities(upd.Namespace).Update(ctx, upd, metav1.UpdateOptions{})
+	updated, err := p.kube.StorageV1().CSIStorageCapacities(upd.Namespace).Update(ctx, upd, metav1.UpdateOptions{})
 	if err != nil {
 		return fmt.Errorf("updating CSIStorageCapacity %s: %w", upd.Name, err)
 	}

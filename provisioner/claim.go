@@ -10,7 +10,11 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // syncClaim provisions a volume for the PVC under key if it is this driver's
@@ -76,7 +80,7 @@ func (c *Controller) storageClassFor(claim *v1.PersistentVolumeClaim) (*storagev
 	return sc, nil
 }
 
-func (c *Controller) provision(ctx context.Context, key string, claim *v1.PersistentVolumeClaim) error {
+func (c *Controller) provision(ctx context.Context, key string, claim *v1.PersistentVolumeClaim) (err error) {
 	sc, err := c.storageClassFor(claim)
 	if sc == nil {
 		if err == nil {
@@ -99,10 +103,24 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 	if kind, _, ok := claimDataSource(claim); ok && !handledKind(kind) {
 		// A volume populator owns this PVC, as with the sidecar.
 		if _, seen := c.announced.LoadOrStore(claim.UID, true); !seen {
-			c.h.Events.Event(claim, v1.EventTypeNormal, reasonProvisioning, "Assuming an external populator will provision the volume")
+			c.events.Event(claim, v1.EventTypeNormal, reasonProvisioning, "Assuming an external populator will provision the volume")
 		}
 		return nil
 	}
+
+	// After InvalidArgument the same request is not sent again before
+	// --retry-interval-max, unless the StorageClass was replaced
+	// (sig-storage-lib-external-provisioner's slow set).
+	if wait, ok := c.slow.wait(string(claim.UID), string(sc.UID)); ok {
+		klog.V(4).InfoS("Provisioning previously failed as infeasible; waiting before the next try", "PVC", klog.KObj(claim), "wait", wait)
+		return hub.RequeueAfter(wait)
+	}
+	start := time.Now()
+	defer func() {
+		c.stats.provisioned(claim, err, start)
+		c.capacity.refresh() // the free space may have changed, as after the sidecar's Provision
+
+	}()
 
 	var node *v1.Node
 	if nodeName := claim.Annotations[annSelectedNode]; nodeName != "" && c.topology {
@@ -119,7 +137,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 	c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC %s/%s asks for %s of StorageClass %q, which driver %s provisions: creating volume %s",
 		claim.Namespace, claim.Name, sizeOf(claim), sc.Name, c.h.Driver, pvName))
 	if _, seen := c.announced.LoadOrStore(claim.UID, true); !seen {
-		c.h.Events.Event(claim, v1.EventTypeNormal, reasonProvisioning,
+		c.events.Event(claim, v1.EventTypeNormal, reasonProvisioning,
 			fmt.Sprintf("External provisioner is provisioning volume for claim %q", claim.Namespace+"/"+claim.Name))
 	}
 
@@ -137,6 +155,9 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		if errors.As(err, &r) {
 			return c.reschedule(ctx, claim, sc, r.err)
 		}
+		if status.Code(err) == codes.InvalidArgument {
+			c.slow.mark(string(claim.UID), string(sc.UID))
+		}
 		c.fail(claim, sc, err)
 		return err
 	}
@@ -147,7 +168,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 	}
 	c.inFlight.Delete(key)
 	c.forget(claim.UID)
-	c.h.Events.Event(claim, v1.EventTypeNormal, reasonSucceeded, fmt.Sprintf("Successfully provisioned volume %s", pvName))
+	c.events.Event(claim, v1.EventTypeNormal, reasonSucceeded, fmt.Sprintf("Successfully provisioned volume %s", pvName))
 	klog.InfoS("Provisioned volume", "PVC", klog.KObj(claim), "PV", pvName, "handle", vol.GetVolumeId(), "bytes", capacity)
 	return nil
 }
@@ -182,7 +203,7 @@ func (c *Controller) fail(claim *v1.PersistentVolumeClaim, sc *storagev1.Storage
 		}
 	}
 	c.lastFailure.Store(claim.UID, failureNote{msg: msg, when: now})
-	c.h.Events.Event(claim, v1.EventTypeWarning, reasonFailed, msg)
+	c.events.Event(claim, v1.EventTypeWarning, reasonFailed, msg)
 }
 
 func sizeOf(claim *v1.PersistentVolumeClaim) string {

@@ -30,6 +30,27 @@ type Config struct {
 	CapacityPollInterval        time.Duration
 	CapacityForImmediateBinding bool
 	CapacityOwnerrefLevel       int
+	// CapacityThreads is how many GetCapacity calls run at once.
+	CapacityThreads int
+	// KubeAPICapacityQPS/Burst are the capacity client's own budget.
+	KubeAPICapacityQPS   float64
+	KubeAPICapacityBurst int
+
+	// CloningProtectionThreads are the workers that add and remove the
+	// source-protection finalizers of clone and snapshot sources.
+	CloningProtectionThreads int
+	// PreventVolumeModeConversion refuses a restore whose volumeMode differs
+	// from the snapshot's source unless the content allows it; false lets any
+	// restore change the mode, as the sidecar with the flag off.
+	PreventVolumeModeConversion bool
+	// SnapshotOrphanSweepInterval is accepted for compatibility: csi-hub's
+	// source guard resyncs every source itself (see the README).
+	SnapshotOrphanSweepInterval time.Duration
+	// Unsupported sidecar modes, accepted at their defaults only.
+	NodeDeployment                 bool
+	NodeDeploymentImmediateBinding bool
+	NodeDeploymentBaseDelay        time.Duration
+	NodeDeploymentMaxDelay         time.Duration
 }
 
 // DefaultConfig returns the sidecar's defaults.
@@ -41,6 +62,16 @@ func DefaultConfig() Config {
 
 		CapacityPollInterval:  time.Minute,
 		CapacityOwnerrefLevel: 1,
+		CapacityThreads:       1,
+		KubeAPICapacityQPS:    1,
+		KubeAPICapacityBurst:  5,
+
+		CloningProtectionThreads:       1,
+		PreventVolumeModeConversion:    true,
+		SnapshotOrphanSweepInterval:    5 * time.Minute,
+		NodeDeploymentImmediateBinding: true,
+		NodeDeploymentBaseDelay:        20 * time.Second,
+		NodeDeploymentMaxDelay:         time.Minute,
 	}
 }
 
@@ -73,6 +104,18 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"Also publish capacity for StorageClasses with Immediate binding.")
 	fs.IntVar(&c.CapacityOwnerrefLevel, "capacity-ownerref-level", c.CapacityOwnerrefLevel,
 		"Owner of CSIStorageCapacity objects, counted from the pod $POD_NAME: -1 none, 0 the pod, 1 its StatefulSet/DaemonSet/ReplicaSet, 2 a Deployment.")
+	fs.IntVar(&c.CapacityThreads, "capacity-threads", c.CapacityThreads, "Number of GetCapacity calls run at once for CSIStorageCapacity objects.")
+	fs.Float64Var(&c.KubeAPICapacityQPS, "kube-api-capacity-qps", c.KubeAPICapacityQPS, "QPS of the CSIStorageCapacity updates' own API client.")
+	fs.IntVar(&c.KubeAPICapacityBurst, "kube-api-capacity-burst", c.KubeAPICapacityBurst, "Burst of the CSIStorageCapacity updates' own API client.")
+	fs.IntVar(&c.CloningProtectionThreads, "cloning-protection-threads", c.CloningProtectionThreads, "Workers adding and removing the source-protection finalizers of clone and snapshot sources.")
+	fs.BoolVar(&c.PreventVolumeModeConversion, "prevent-volume-mode-conversion", c.PreventVolumeModeConversion,
+		"Refuse to restore a VolumeSnapshot into a PVC of another volumeMode unless its VolumeSnapshotContent has snapshot.storage.kubernetes.io/allow-volume-mode-change: \"true\".")
+	fs.DurationVar(&c.SnapshotOrphanSweepInterval, "snapshot-orphan-sweep-interval", c.SnapshotOrphanSweepInterval,
+		"Accepted for compatibility; csi-hub's source guard rechecks every protected source on each informer resync.")
+	fs.BoolVar(&c.NodeDeployment, "node-deployment", c.NodeDeployment, "Not supported by csi-hub (distributed provisioning); only false is accepted.")
+	fs.BoolVar(&c.NodeDeploymentImmediateBinding, "node-deployment-immediate-binding", c.NodeDeploymentImmediateBinding, "Not supported (see --node-deployment).")
+	fs.DurationVar(&c.NodeDeploymentBaseDelay, "node-deployment-base-delay", c.NodeDeploymentBaseDelay, "Not supported (see --node-deployment).")
+	fs.DurationVar(&c.NodeDeploymentMaxDelay, "node-deployment-max-delay", c.NodeDeploymentMaxDelay, "Not supported (see --node-deployment).")
 }
 
 func (c Config) validate() error {
@@ -87,6 +130,18 @@ func (c Config) validate() error {
 	}
 	if c.CapacityOwnerrefLevel < -1 {
 		return errorf("--capacity-ownerref-level must be -1 or more, got %d", c.CapacityOwnerrefLevel)
+	}
+	if c.NodeDeployment {
+		return errorf("--node-deployment: distributed provisioning is not supported by csi-hub; run the external-provisioner sidecar for node-local volumes")
+	}
+	if c.CapacityThreads < 1 {
+		return errorf("--capacity-threads must be at least 1, got %d", c.CapacityThreads)
+	}
+	if c.CloningProtectionThreads < 1 {
+		return errorf("--cloning-protection-threads must be at least 1, got %d", c.CloningProtectionThreads)
+	}
+	if c.EnableCapacity && (c.KubeAPICapacityQPS <= 0 || c.KubeAPICapacityBurst < 1) {
+		return errorf("--kube-api-capacity-qps and --kube-api-capacity-burst must be positive, got %v and %d", c.KubeAPICapacityQPS, c.KubeAPICapacityBurst)
 	}
 	if c.WorkerThreads < 0 {
 		return errorf("--provisioner-worker-threads must not be negative, got %d", c.WorkerThreads)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -11,9 +12,11 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
@@ -36,6 +39,12 @@ type Controller struct {
 
 	claims  hub.Queue // keys "namespace/name"
 	volumes hub.Queue // keys PV names
+
+	// events carry external-provisioner's source component
+	// (sig-storage-lib-external-provisioner: "<driver>_<host>_<uuid>").
+	events record.EventRecorder
+	stats  *stats
+	slow   *slowRetry
 
 	pvcLister     corelisters.PersistentVolumeClaimLister
 	pvLister      corelisters.PersistentVolumeLister
@@ -86,6 +95,7 @@ type failureNote struct {
 func (c *Controller) forget(uid types.UID) {
 	c.announced.Delete(uid)
 	c.lastFailure.Delete(uid)
+	c.slow.set.Remove(string(uid))
 	c.topologyAsked.Delete(uid)
 }
 
@@ -108,9 +118,16 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 		singleNodeMultiWriter: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER),
 		checkAttachments:      h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME),
 
-		claims:      h.NewQueue("provisioner-claims"),
-		volumes:     h.NewQueue("provisioner-volumes"),
+		// The queue names of the sidecar's library, for workqueue_* metrics.
+		claims:      h.NewQueue("claims"),
+		volumes:     h.NewQueue("volumes"),
 		dataSources: map[schema.GroupKind]DataSource{},
+		events:      h.Recorder(eventComponent(h.Driver)),
+		slow:        newSlowRetry(h.Opts.RetryIntervalMax),
+	}
+	var statsErr error
+	if c.stats, statsErr = newStats(h); statsErr != nil {
+		return nil, statsErr
 	}
 	if c.workers == 0 {
 		c.workers = h.Opts.WorkersOr(DefaultWorkerThreads)
@@ -164,6 +181,13 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	return c, nil
 }
 
+// eventComponent is the source component of the sidecar's events: the
+// library names it "<provisioner>_<hostname>_<uuid>".
+func eventComponent(driver string) string {
+	host, _ := os.Hostname()
+	return driver + "_" + host + "_" + string(uuid.NewUUID())
+}
+
 // newIdentity is the sidecar's provisioner identity, "<ms timestamp>-<random>-<driver>":
 // one per process, written into every PV's volumeAttributes.
 func newIdentity(driver string) string {
@@ -179,6 +203,7 @@ func (c *Controller) Name() string { return Name }
 // Run processes claims and volumes until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	klog.InfoS("Starting provisioner", "driver", c.h.Driver, "workers", c.workers)
+	go c.slow.run(ctx)
 	var wg sync.WaitGroup
 	if c.capacity != nil {
 		wg.Add(1)
@@ -191,7 +216,7 @@ func (c *Controller) Run(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.sources.run(ctx, c.workers)
+			c.sources.run(ctx, max(1, c.cfg.CloningProtectionThreads))
 		}()
 	}
 	wg.Add(2)

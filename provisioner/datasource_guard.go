@@ -53,7 +53,7 @@ func newSourceGuard(c *Controller, claims cache.SharedIndexInformer) (*sourceGua
 	if !canClone && !canRestore {
 		return nil, nil
 	}
-	g := &sourceGuard{c: c, queue: c.h.NewQueue("provisioner-sources")}
+	g := &sourceGuard{c: c, queue: c.h.NewQueue("claims") /* the sidecar's cloning-protection queue */}
 	if canClone {
 		c.dataSources[KindPVC] = cloneSource{g}
 	}

@@ -73,7 +73,8 @@ func (s restoreSource) ContentSource(ctx context.Context, claim *v1.PersistentVo
 				want.String(), size.String(), ns, name)
 		}
 	}
-	if from := content.Spec.SourceVolumeMode; from != nil && claim.Spec.VolumeMode != nil && *from != *claim.Spec.VolumeMode {
+	// --prevent-volume-mode-conversion=false allows every change, as the sidecar.
+	if from := content.Spec.SourceVolumeMode; g.c.cfg.PreventVolumeModeConversion && from != nil && claim.Spec.VolumeMode != nil && *from != *claim.Spec.VolumeMode {
 		// Changing the mode can expose what the source's filesystem had
 		// freed, so only the content's owner may allow it.
 		if ok, _ := strconv.ParseBool(content.Annotations[annAllowVolumeModeChange]); !ok {

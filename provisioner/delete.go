@@ -3,8 +3,10 @@ package provisioner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 
@@ -90,14 +92,22 @@ func shouldDelete(pv *v1.PersistentVolume) bool {
 
 // deleteVolume: DeleteVolume (idempotent: NotFound counts as done), then the
 // PV, then our finalizer. Each step is safe to repeat after a crash.
-func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) error {
+func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) (err error) {
 	if pv.Spec.CSI == nil {
 		return nil
 	}
+	start := time.Now()
+	defer func() { c.stats.deleted(pv, err, start) }()
 	c.h.Steps.Trigger(ctx, fmt.Sprintf("PV %s was released by its claim and its reclaimPolicy is Delete: deleting backend volume %s", pv.Name, pv.Spec.CSI.VolumeHandle))
 	if err := c.callDeleteVolume(ctx, pv); err != nil {
+		if inUse := (*volumeInUseError)(nil); errors.As(err, &inUse) {
+			// Postponed, not failed: a Normal event, as external-provisioner v6.4 (#1588).
+			c.events.Event(pv, v1.EventTypeNormal, reasonVolumeDelete, inUse.Error())
+			klog.V(4).InfoS("Volume deletion postponed", "PV", pv.Name, "reason", inUse.Error())
+			return err
+		}
 		msg := fmt.Sprintf("failed to delete volume %s: %v", pv.Name, err)
-		c.h.Events.Event(pv, v1.EventTypeWarning, reasonVolumeFailedDelete, msg)
+		c.events.Event(pv, v1.EventTypeWarning, reasonVolumeFailedDelete, msg)
 		klog.ErrorS(err, "Deleting volume failed; will retry with backoff", "PV", pv.Name, "handle", pv.Spec.CSI.VolumeHandle)
 		return err
 	}
@@ -112,6 +122,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 		return fmt.Errorf("removing finalizer %s from PV %s: %w", finalizerPV, pv.Name, err)
 	}
 	c.finished.Store(pv.UID, struct{}{})
+	c.capacity.refresh()
 	klog.InfoS("Deleted volume", "PV", pv.Name, "handle", pv.Spec.CSI.VolumeHandle)
 	return nil
 }
@@ -161,7 +172,7 @@ func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolu
 		}
 		for _, va := range vas {
 			if n := va.Spec.Source.PersistentVolumeName; n != nil && *n == pv.Name {
-				return fmt.Errorf("persistentvolume %s is still attached to node %s", pv.Name, va.Spec.NodeName)
+				return &volumeInUseError{fmt.Sprintf("persistentvolume %s is still attached to node %s, waiting for detach", pv.Name, va.Spec.NodeName)}
 			}
 		}
 	}
@@ -208,3 +219,9 @@ func (c *Controller) deletionSecretRef(pv *v1.PersistentVolume) (*v1.SecretRefer
 	}
 	return secretRef(secretProvisioner, sc.Parameters, pv.Name, claim)
 }
+
+// volumeInUseError: a VolumeAttachment still names the PV, so deletion waits
+// (the library's VolumeInUseError).
+type volumeInUseError struct{ reason string }
+
+func (e *volumeInUseError) Error() string { return e.reason }

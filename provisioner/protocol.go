@@ -39,6 +39,7 @@ const (
 	reasonSucceeded          = "ProvisioningSucceeded"
 	reasonFailed             = "ProvisioningFailed"
 	reasonVolumeFailedDelete = "VolumeFailedDelete"
+	reasonVolumeDelete       = "VolumeDelete"
 )
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -229,25 +229,56 @@ func accessibilityRequirements(r topologyRequest) (*csi.TopologyRequirement, err
 	return &csi.TopologyRequirement{Requisite: toCSITopology(requisite), Preferred: toCSITopology(preferred)}, nil
 }
 
-// clusterTopology collects the topology of every node labelled with the
-// driver's topology keys (keys from the selected node, or with immediate
-// binding from the first CSINode that has any for the driver).
+// clusterTopology collects the topology the cluster offers, as
+// external-provisioner v6.4 does (#1582): with delayed binding for the
+// selected node's keys, with immediate binding once per distinct key set the
+// driver registered on any CSINode. Either way a node counts only when its own
+// CSINode registers all of those keys: topology labels often exist without
+// the driver, and a node must not be offered under keys its driver did not report.
 func clusterTopology(r topologyRequest, keys []string) ([]term, error) {
-	if len(keys) == 0 {
-		csiNodes, err := r.csiNodes.List(labels.Everything())
-		if err != nil {
-			return nil, fmt.Errorf("listing CSINodes: %w", err)
+	csiNodes, err := r.csiNodes.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("listing CSINodes: %w", err)
+	}
+	registered := make(map[string][]string, len(csiNodes))
+	var keySets [][]string
+	seen := map[string]bool{}
+	for _, n := range csiNodes {
+		k := topologyKeys(n, r.driver)
+		if len(k) == 0 {
+			continue
 		}
-		sort.Slice(csiNodes, func(i, j int) bool { return csiNodes[i].Name < csiNodes[j].Name })
-		for _, n := range csiNodes {
-			if keys = topologyKeys(n, r.driver); len(keys) > 0 {
-				break
-			}
-		}
-		if len(keys) == 0 {
-			return nil, nil
+		k = slices.Sorted(slices.Values(k))
+		registered[n.Name] = k
+		if id := strings.Join(k, "\x00"); !seen[id] {
+			seen[id] = true
+			keySets = append(keySets, k)
 		}
 	}
+	if len(keys) > 0 {
+		keySets = [][]string{keys}
+	}
+	if len(keySets) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(keySets, slices.Compare)
+	var terms []term
+	for _, ks := range keySets {
+		t, err := topologyForKeys(r.nodes, ks, registered)
+		if err != nil {
+			return nil, err
+		}
+		terms = append(terms, t...)
+	}
+	if len(terms) == 0 {
+		return nil, fmt.Errorf("topology keys %v were not found on any node", keySets)
+	}
+	return terms, nil
+}
+
+// topologyForKeys is one term per node that carries the keys as labels and
+// whose CSINode registered them all.
+func topologyForKeys(nodes corelisters.NodeLister, keys []string, registered map[string][]string) ([]term, error) {
 	sel := labels.NewSelector()
 	for _, k := range keys {
 		req, err := labels.NewRequirement(k, selection.Exists, nil)
@@ -256,18 +287,19 @@ func clusterTopology(r topologyRequest, keys []string) ([]term, error) {
 		}
 		sel = sel.Add(*req)
 	}
-	nodes, err := r.nodes.List(sel)
+	list, err := nodes.List(sel)
 	if err != nil {
 		return nil, fmt.Errorf("listing nodes: %w", err)
 	}
 	var terms []term
-	for _, n := range nodes {
+	for _, n := range list {
+		reg, ok := registered[n.Name]
+		if !ok || slices.ContainsFunc(keys, func(k string) bool { return !slices.Contains(reg, k) }) {
+			continue
+		}
 		if t, ok := termFromLabels(n.Labels, keys); ok {
 			terms = append(terms, t)
 		}
-	}
-	if len(terms) == 0 {
-		return nil, fmt.Errorf("topology keys %v were not found on any node", keys)
 	}
 	return terms, nil
 }

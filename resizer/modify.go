@@ -30,7 +30,7 @@ type modifier struct {
 }
 
 func newModifier(c *Controller) *modifier {
-	return &modifier{c: c, q: c.h.NewQueue("resizer-modify"), slow: newSlowRetry(c.h.Opts.RetryIntervalMax)}
+	return &modifier{c: c, q: c.h.NewQueue(c.h.Driver+"-pvc") /* external-resizer's queue name */, slow: newSlowRetry(c.h.Opts.RetryIntervalMax)}
 }
 
 func (m *modifier) run(ctx context.Context) {

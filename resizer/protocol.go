@@ -43,7 +43,7 @@ const (
 	reasonModify                 = "VolumeModify"
 	reasonModifyFailed           = "VolumeModifyFailed"
 	reasonModifySuccessful       = "VolumeModifySuccessful"
-	reasonModifyCancelled        = "VolumeModifyCancelled"
+	reasonModifyCancelled        = "VolumeModifyCanceled" // external-resizer pkg/util/events.go spelling
 )
 
 // resizeConditions are the PVC condition types the expansion protocol owns;

@@ -14,6 +14,7 @@ const (
 	DefaultWorkerThreads      = 10
 	DefaultTimeout            = time.Minute
 	DefaultSnapshotNamePrefix = "snapshot"
+	DefaultResyncPeriod       = 15 * time.Minute
 	// DefaultSnapshotNameUUIDLength -1 keeps the whole UID, dashes included.
 	DefaultSnapshotNameUUIDLength  = -1
 	DefaultGroupSnapshotNamePrefix = "groupsnapshot"
@@ -42,6 +43,9 @@ type Config struct {
 	// given it wins over the shared flag, so a deployment whose two sidecars had
 	// different settings can be reproduced.
 	ExtraCreateMetadataOverride *bool
+	// ResyncPeriod is csi-snapshotter's --resync-period: how often every
+	// VolumeSnapshotContent is synced again without a change.
+	ResyncPeriod time.Duration
 	// CRDPollInterval is how often discovery is asked for the snapshot CRDs
 	// while they are absent. 0: hub.DefaultSnapshotCRDPoll.
 	CRDPollInterval time.Duration
@@ -59,6 +63,7 @@ func DefaultConfig() Config {
 		GroupSnapshotNamePrefix:     DefaultGroupSnapshotNamePrefix,
 		GroupSnapshotNameUUIDLength: DefaultSnapshotNameUUIDLength,
 		CRDPollInterval:             hub.DefaultSnapshotCRDPoll,
+		ResyncPeriod:                DefaultResyncPeriod,
 	}
 }
 
@@ -100,6 +105,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 			c.ExtraCreateMetadataOverride = &v
 			return nil
 		})
+	fs.DurationVar(&c.ResyncPeriod, "resync-period", c.ResyncPeriod,
+		"How often the snapshotter syncs every VolumeSnapshotContent again (csi-snapshotter's --resync-period; the resizer's flag of the same name is --resync here).")
 	fs.DurationVar(&c.CRDPollInterval, "snapshot-crd-poll-interval", c.CRDPollInterval,
 		"While the snapshot CRDs are not installed, how often to check whether they appeared.")
 }
@@ -119,6 +126,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("--groupsnapshot-name-prefix must not be empty")
 	case c.GroupSnapshotNameUUIDLength < -1 || c.GroupSnapshotNameUUIDLength == 0:
 		return fmt.Errorf("--groupsnapshot-name-uuid-length must be -1 or > 0, got %d", c.GroupSnapshotNameUUIDLength)
+	case c.ResyncPeriod < 0:
+		return fmt.Errorf("--resync-period must be >= 0, got %s", c.ResyncPeriod)
 	case c.CRDPollInterval < 0:
 		return fmt.Errorf("--snapshot-crd-poll-interval must be >= 0, got %s", c.CRDPollInterval)
 	}

@@ -86,7 +86,7 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 		listSupported: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS),
 		kube:          h.Kube,
 		api:           api,
-		events:        h.Events,
+		events:        h.Recorder("csi-snapshotter " + h.Driver), // the sidecar's event source
 		steps:         h.Steps,
 		opts:          h.Opts,
 		newQueue:      h.NewQueue,
@@ -105,16 +105,17 @@ func newController(d deps, cfg Config) (*Controller, error) {
 		cfg:     cfg,
 		workers: cfg.workers(&d.opts),
 		timeout: cfg.timeout(&d.opts),
-		queue:   d.newQueue(Name),
+		queue:   d.newQueue("csi-snapshotter-content"), // the sidecar's queue names, for workqueue_* metrics
 		polls:   map[string]int{},
 	}
 	if d.groupCSI != nil {
-		c.group = &groupPath{csi: d.groupCSI, queue: d.newQueue(Name + "-group")}
+		c.group = &groupPath{csi: d.groupCSI, queue: d.newQueue("csi-snapshotter-groupsnapshotcontent")}
 	}
 	contentInformer := d.api.Informers.Snapshot().V1().VolumeSnapshotContents()
 	classInformer := d.api.Informers.Snapshot().V1().VolumeSnapshotClasses()
 	c.contents, c.classes = contentInformer.Lister(), classInformer.Lister()
-	_, err := contentInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	// Every content is synced again each --resync-period, as the sidecar's informer resyncs.
+	_, err := contentInformer.Informer().AddEventHandlerWithResyncPeriod(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueue,
 		UpdateFunc: func(oldObj, newObj any) {
 			old, okOld := oldObj.(*snapv1.VolumeSnapshotContent)
@@ -125,7 +126,7 @@ func newController(d deps, cfg Config) (*Controller, error) {
 			c.enqueue(newObj)
 		},
 		DeleteFunc: c.enqueue,
-	})
+	}, cfg.ResyncPeriod)
 	if err != nil {
 		return nil, err
 	}
