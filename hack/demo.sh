@@ -72,21 +72,41 @@ say "which told the kubelet where the driver's socket is:"
 run kubectl get csinode "${NODE_NAME}" -o jsonpath='{.spec.drivers[*].name}{"\n"}'
 
 # Print csi-hub's steps as they happen: the controller pod's IP is reachable
-# from the host (bridge network).
+# from the host (bridge network); the node plugin records the kubelet's calls.
 hub_ip="$(kubectl -n csi-hub get pod -l app.kubernetes.io/component=controller -o jsonpath='{.items[0].status.podIP}')"
+node_ip="$(kubectl -n csi-hub get pod -l app.kubernetes.io/component=node -o jsonpath='{.items[0].status.podIP}')"
+flow_url="http://${hub_ip}:8080/flow/?node=http://${node_ip}:9810"
+bold "Open ${flow_url} in a browser to watch every step drawn live (click one for what and why)."
 last_seq="$(curl -s "http://${hub_ip}:8080/steps" | jq 'map(.seq) | max // 0')"
-(curl -sN "http://${hub_ip}:8080/steps?watch=true&after=${last_seq}" 2>/dev/null | sed -un 's/^data: //p' |
-	jq -r --unbuffered '
+node_seq="$(curl -s "http://${node_ip}:9810/steps" | jq 'map(.seq) | max // 0' 2>/dev/null || echo 0)"
+# stream_steps <url> <prefix>: one line per step from a /steps?watch=true stream.
+stream_steps() {
+	curl -sN "$1" 2>/dev/null | sed -un 's/^data: //p' |
+		jq -r --unbuffered --arg p "$2" '
 	  def obj: (.object // "" | if . == "" then "" else " [" + . + "]" end);
 	  # periodic noise unless it fails: the liveness Probe, the attacher ListVolumes resync
 	  if .kind == "csi" and (.action == "Probe" or .action == "ListVolumes") and (.result // "OK") == "OK" then empty
-	  elif .kind == "trigger" then "   hub> \(.controller // "hub"): \(.action)\(obj)"
-	  elif .kind == "csi" then "   hub>     CSI \(.action) -> \(.result // "OK")\(if .detail then " (" + .detail + ")" else "" end)"
-	  elif .kind == "write" then "   hub>     API \(.action) -> \(.result // "")"
-	  else "   hub>     Event \(.action): \(.detail // "")" end' 2>/dev/null) &
-watcher=$!
-trap 'kill ${watcher} 2>/dev/null || true' EXIT
-say "Lines starting with 'hub>' come live from csi-hub's /steps endpoint (http://${hub_ip}:8080/steps?watch=true)."
+	  elif .kind == "trigger" then "\($p) \(.controller // "hub"): \(.action)\(obj)"
+	  elif .kind == "csi" then "\($p)     CSI \(.action) -> \(.result // "OK")\(if .detail then " (" + .detail + ")" else "" end)"
+	  elif .kind == "node" then "\($p) kubelet -> driver: \(.action) -> \(.result // "OK")\(obj)\(if .detail then " (" + .detail + ")" else "" end)"
+	  elif .kind == "seen" then "\($p) \(.controller // "kubernetes"): \(.action)\(obj)\(if .detail then " (" + .detail + ")" else "" end)"
+	  elif .kind == "write" then "\($p)     API \(.action) -> \(.result // "")"
+	  elif .action == "VolumeFailedDelete" and (.detail // "" | test("attached"; "i")) then
+	    "\($p)     Event VolumeFailedDelete: still attached. This Warning is a WAIT, not a failure: a volume is deleted only after the kubelet unmounted it and it was detached; csi-hub retries until then."
+	  else "\($p)     Event \(.action): \(.detail // "")" end' 2>/dev/null
+}
+# The watchers run in their own process group, ended with the demo (whatever
+# way it ends): killing only the background subshell would leave curl running.
+export -f stream_steps
+setsid bash -c "stream_steps 'http://${hub_ip}:8080/steps?watch=true&after=${last_seq}' '   hub>' &
+	stream_steps 'http://${node_ip}:9810/steps?watch=true&after=${node_seq}' '  node>' &
+	wait" &
+watchers=$!
+stop_watchers() { kill -- "-${watchers}" 2>/dev/null || true; }
+trap stop_watchers EXIT
+trap 'exit 130' INT TERM
+say "Lines starting with 'hub>' come live from csi-hub's /steps endpoint (http://${hub_ip}:8080/steps?watch=true),"
+say "'node>' lines from the driver on the node (the kubelet's calls, http://${node_ip}:9810/steps?watch=true)."
 
 kubectl create namespace "${NS}" >/dev/null 2>&1 || true
 kubectl -n "${NS}" wait --for=jsonpath='{.metadata.name}'=default serviceaccount/default --timeout=30s >/dev/null 2>&1 || sleep 2
@@ -168,15 +188,20 @@ run kubectl -n "${NS}" get pvc
 bold "Step 5: clean up"
 say "Deleting the namespace deletes the Pods (NodeUnpublish/NodeUnstage, ControllerUnpublish),"
 say "the snapshot (DeleteSnapshot) and the claims (DeleteVolume; the PVs go away)."
+say "Expect Warning VolumeFailedDelete '... still attached' events on the way: the claim goes while its"
+say "volume is still attached (the Pod is stopping), and a volume must not be deleted before the kubelet"
+say "unmounted it and it was detached. It is the normal wait, retried until the detach is done."
 run kubectl delete namespace "${NS}" --wait=true --timeout=120s
 sleep 3
 run kubectl get pv
-kill "${watcher}" 2>/dev/null || true
+sleep 1
+stop_watchers
 
 if ((${#failed[@]})); then
 	die "the demo's steps did not all work: ${failed[*]} (the cluster is still up; make cluster-down removes it)"
 fi
 bold "Done."
+say "The page stays live while the cluster runs: ${flow_url}"
 say "The cluster is still up: export KUBECONFIG=${KUBECONFIG_ADMIN} and use ${KUBECTL}"
 say "(more examples in manifests/examples/: block-pvc.yaml, clone.yaml, statefulset.yaml)."
 say "Tear it all down (processes, mounts, loop devices, state) with: make cluster-down"

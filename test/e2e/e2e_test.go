@@ -22,6 +22,7 @@ func TestE2E(t *testing.T) {
 			{"StatefulSet", testStatefulSet},
 			{"ExamplesValid", testExamplesValid},
 			{"NVMeVariantValid", testNVMeVariantValid},
+			{"FlowPage", testFlowPage},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
