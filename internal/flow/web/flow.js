@@ -126,7 +126,7 @@
     if (s.kind === "write") sub = s.detail || "";
     else if (s.kind !== "trigger") sub = s.detail || "";
     if (sub) c.appendChild(el("div", "sub", sub));
-    const res = [s.kind === "seen" || s.kind === "trigger" ? "" : s.result, fmtDur(s.durationNs)].filter(Boolean).join(" · ");
+    const res = [s.kind === "seen" || s.kind === "trigger" || s.kind === "event" ? "" : s.result, fmtDur(s.durationNs)].filter(Boolean).join(" · ");
     if (res) c.appendChild(el("div", "res", res));
     if (selectedStep === c.dataset.id) c.classList.add("selected");
     c.onclick = () => { selectedStep = c.dataset.id; showDetail(s); document.querySelectorAll(".step.selected").forEach(x => x.classList.remove("selected")); c.classList.add("selected"); };
