@@ -88,8 +88,8 @@ func (o *Options) Apply() error {
 	if c.MetricsAddress != "" {
 		o.HTTPEndpoint = c.MetricsAddress
 	}
-	if err := c.FeatureGates.SetFromMap(c.FeatureGateMap); err != nil {
-		return fmt.Errorf("--feature-gates: %w", err)
+	if err := o.ApplyGates(); err != nil {
+		return err
 	}
 	// Tests run the command more than once in a process: the same
 	// configuration again is fine, a different one an error.
@@ -98,6 +98,14 @@ func (o *Options) Apply() error {
 		return fmt.Errorf("logging configuration: %w", err)
 	}
 	connection.SetMaxGRPCLogLength(c.MaxGRPCLogLength)
+	return nil
+}
+
+// ApplyGates applies --feature-gates (part of Apply, without the logging setup).
+func (o *Options) ApplyGates() error {
+	if err := o.Compat.FeatureGates.SetFromMap(o.Compat.FeatureGateMap); err != nil {
+		return fmt.Errorf("--feature-gates: %w", err)
+	}
 	return nil
 }
 

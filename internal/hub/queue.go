@@ -60,6 +60,10 @@ func processNext(ctx context.Context, controller, kind string, q Queue, sync Syn
 		return false
 	}
 	defer q.Done(key)
+	// Contextual logging: every line logged through the context (gRPC calls
+	// included) names the controller and the object.
+	logger := klog.FromContext(ctx).WithValues("controller", controller, "object", kind+" "+key)
+	ctx = klog.NewContext(ctx, logger)
 	err := sync(steps.WithObject(ctx, controller, kind+" "+key), key)
 	var ra requeueAfter
 	switch {
@@ -71,7 +75,7 @@ func processNext(ctx context.Context, controller, kind string, q Queue, sync Syn
 	case ctx.Err() != nil:
 		// Shutting down: the next leader or run picks the key up again.
 	default:
-		klog.ErrorS(err, "Sync failed; will retry with backoff", "controller", controller, "key", key, "retries", q.NumRequeues(key))
+		logger.Error(err, "Sync failed; will retry with backoff", "retries", q.NumRequeues(key))
 		q.AddRateLimited(key)
 	}
 	return true
