@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -142,6 +143,7 @@ func TestManifestsShape(t *testing.T) {
 				t.Errorf("controller csi-hub container runs without --leader-election: %v", hub.Args)
 			}
 			checkNodeNameEnv(t, "controller plugin", findContainer(t, spec.Containers, "plugin"))
+			checkDriverLiveness(t, "controller", spec.Containers)
 		case "DaemonSet":
 			d := convert[appsv1.DaemonSet](t, u)
 			spec := d.Spec.Template.Spec
@@ -165,6 +167,11 @@ func TestManifestsShape(t *testing.T) {
 				t.Errorf("node plugin lacks a Bidirectional mount of /var/lib/kubelet")
 			}
 			checkNodeNameEnv(t, "node plugin", plugin)
+			checkDriverLiveness(t, "node", spec.Containers)
+			if p := findContainer(t, spec.Containers, "csi-hub").LivenessProbe; p == nil || p.Exec == nil ||
+				!slices.Contains(p.Exec.Command, "--mode=kubelet-registration-probe") {
+				t.Errorf("node csi-hub container has no kubelet-registration-probe exec probe: %+v", p)
+			}
 		}
 	}
 	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
@@ -172,6 +179,37 @@ func TestManifestsShape(t *testing.T) {
 		if kinds[k] == 0 {
 			t.Errorf("manifests/ has no %s", k)
 		}
+	}
+}
+
+// checkDriverLiveness: as upstream deployments, the liveness probe of the
+// driver's Probe sits on the plugin container (a hung driver is what gets
+// restarted), aimed at the port where csi-hub serves /healthz (--health-port,
+// 9808 unless given).
+func checkDriverLiveness(t *testing.T, what string, cs []v1.Container) {
+	t.Helper()
+	plugin, hub := findContainer(t, cs, "plugin"), findContainer(t, cs, "csi-hub")
+	p := plugin.LivenessProbe
+	if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
+		t.Errorf("%s plugin container has no /healthz liveness probe: %+v", what, p)
+		return
+	}
+	port := p.HTTPGet.Port.IntValue()
+	if port == 0 {
+		for _, cp := range plugin.Ports {
+			if cp.Name == p.HTTPGet.Port.String() {
+				port = int(cp.ContainerPort)
+			}
+		}
+	}
+	healthPort := "9808"
+	for _, a := range hub.Args {
+		if v, ok := strings.CutPrefix(a, "--health-port="); ok {
+			healthPort = v
+		}
+	}
+	if strconv.Itoa(port) != healthPort {
+		t.Errorf("%s plugin's liveness probe aims at port %d, csi-hub serves /healthz on %s", what, port, healthPort)
 	}
 }
 
@@ -251,6 +289,9 @@ func TestNVMeVariant(t *testing.T) {
 		if !spec.HostNetwork {
 			t.Errorf("%s %s is not on the host network", u.GetKind(), u.GetName())
 		}
+		// On the host network the storage host runs both pods: their health
+		// ports must differ, and each plugin's probe must aim at its own pod's.
+		checkDriverLiveness(t, u.GetKind(), spec.Containers)
 		plugin := findContainer(t, spec.Containers, "plugin")
 		if plugin.SecurityContext == nil || plugin.SecurityContext.Privileged == nil || !*plugin.SecurityContext.Privileged {
 			t.Errorf("%s plugin is not privileged", u.GetKind())
