@@ -11,7 +11,7 @@
   let all = [];                     // every step, oldest first
   let kinds = {};
   let selectedStory = decodeURIComponent(location.hash.replace(/^#story=/, "")) || "";
-  let selectedStep = null, page = 0, showRows = MAX_ROWS, dirty = true;
+  let selectedStep = null, page = 0, showRows = MAX_ROWS, dirty = true, stepsChanged = true, cached = [];
   const status = { hub: "connecting", nodes: {} };
   const $ = id => document.getElementById(id);
   const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; };
@@ -45,6 +45,7 @@
     s.source = source;
     s.t = Date.parse(s.time);
     byKey.set(key, s);
+    stepsChanged = true;
     if (all.length && all[all.length - 1].t > s.t) { // node clocks and streams interleave
       let i = all.length; while (i > 0 && all[i - 1].t > s.t) i--; all.splice(i, 0, s);
     } else all.push(s);
@@ -242,11 +243,14 @@
   function render() {
     if (dirty) {
       dirty = false;
-      const list = stories();
+      const t0 = performance.now();
+      if (stepsChanged) { cached = stories(); stepsChanged = false; }
+      const list = cached;
       renderList(list);
       const lane = $("lane"), top = lane.parentElement.scrollTop;
       renderLane(list);
       lane.parentElement.scrollTop = top;
+      window.__flowRenderMs = performance.now() - t0; // read by tests measuring big clusters
     }
     showStatus();
   }
@@ -259,5 +263,7 @@
   fetch("kinds.json").then(r => r.json()).then(k => { kinds = k; dirty = true; });
   stream("hub", "..", v => { status.hub = v; });
   nodeURLs.forEach((u, i) => { status.nodes[u] = "connecting"; stream("node" + (i + 1), u.replace(/\/+$/, "").replace(/\/steps$/, ""), v => { status.nodes[u] = v; dirty = true; }); });
-  setInterval(render, 300);
+  // Re-render at most every 300 ms, and less often when a render is slow (a
+  // big cluster), so the browser stays responsive while steps pour in.
+  (function loop() { render(); setTimeout(loop, Math.max(300, 5 * (window.__flowRenderMs || 0))); })();
 })();
