@@ -84,7 +84,7 @@ func TestNodeMode(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "--mode=node", "--csi-address="+driverSock,
 		"--kubelet-registration-path="+hostPath, "--plugin-registration-path="+regDir,
 		"--health-port="+healthPort, "--probe-timeout=1s", "--timeout=2s", "--connection-timeout=5s",
-		"--logging-format=json", "--http-endpoint="+httpAddr)
+		"--logging-format=json", "-v=5", "--max-grpc-log-length=12", "--http-endpoint="+httpAddr)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	var stderr, stdout syncBuffer
 	cmd.Stderr, cmd.Stdout = &stderr, &stdout
@@ -164,6 +164,10 @@ func TestNodeMode(t *testing.T) {
 	}
 	if code := registrationProbe(t, hostPath); code != 0 {
 		t.Errorf("--mode=kubelet-registration-probe exited %d after the kubelet registered the driver, want 0", code)
+	}
+	// --max-grpc-log-length caps the logged gRPC responses (-v=5), as external-attacher.
+	if logs := stderr.String() + stdout.String(); !strings.Contains(logs, "log capped to 12 chars") {
+		t.Errorf("--max-grpc-log-length=12: no capped gRPC response in the -v=5 log:\n%.1500s", logs)
 	}
 	// --logging-format=json, as the sidecars: every line a JSON object.
 	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {

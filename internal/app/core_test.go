@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	logsjson "k8s.io/component-base/logs/json"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
@@ -158,8 +160,15 @@ func TestWaitsForDriverAndSurvivesRestart(t *testing.T) {
 }
 
 // Secret values reach the driver but never the logs, even at -v=5 where every
-// CSI request is logged.
+// CSI request is logged, in the text format and in --logging-format=json;
+// the JSON lines carry the contextual fields (controller, object).
 func TestSecretsNeverLogged(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) { secretsNeverLogged(t, format) })
+	}
+}
+
+func secretsNeverLogged(t *testing.T, format string) {
 	c := cluster.Shared(t)
 	d, sock := startDriver(t, fakedriver.Options{})
 	ns := newNamespace(t, c)
@@ -172,6 +181,16 @@ func TestSecretsNeverLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := testutil.CaptureKlog(t, 5)
+	out := logs.String
+	if format == "json" {
+		// component-base's JSON logger, as --logging-format=json installs it.
+		var buf testutil.Klog
+		logger, _ := logsjson.Factory{}.Create(logsapi.LoggingConfiguration{Format: "json", Verbosity: 5},
+			logsapi.LoggingOptions{ErrorStream: &buf, InfoStream: &buf})
+		klog.SetLoggerWithOptions(logger, klog.ContextualLogger(true))
+		t.Cleanup(klog.ClearLogger)
+		out = buf.String
+	}
 	r := startHub(t, c.RESTConfig(), hubtest.Options(sock))
 	class := storageClass(t, c.Client, d.Name(), map[string]string{
 		"csi.storage.k8s.io/provisioner-secret-name":      "creds",
@@ -195,12 +214,15 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if !got {
 		t.Fatal("the driver did not receive the provisioner secret")
 	}
-	out := logs.String()
-	if !strings.Contains(out, "CreateVolume") {
-		t.Fatalf("the -v=5 log does not show the CreateVolume request, so the check below proves nothing:\n%.2000s", out)
+	logged := out()
+	if !strings.Contains(logged, "CreateVolume") {
+		t.Fatalf("the -v=5 log does not show the CreateVolume request, so the check below proves nothing:\n%.2000s", logged)
 	}
-	if strings.Contains(out, secretValue) {
-		t.Fatalf("a secret value appeared in the logs")
+	if strings.Contains(logged, secretValue) {
+		t.Fatalf("a secret value appeared in the %s logs", format)
+	}
+	if format == "json" && !strings.Contains(logged, `"controller":"provisioner"`) {
+		t.Errorf("no JSON line carries the contextual field controller=provisioner:\n%.2000s", logged)
 	}
 }
 
@@ -216,6 +238,7 @@ func TestLeaderElection(t *testing.T) {
 	opts.LeaderElectionLeaseDuration = 4 * time.Second
 	opts.LeaderElectionRenewDeadline = 3 * time.Second
 	opts.LeaderElectionRetryPeriod = 500 * time.Millisecond
+	opts.Compat.LeaderElectionLabels = map[string]string{"team": "storage"} // --leader-election-labels
 
 	a := startHub(t, c.RESTConfig(), opts)
 	eventually(t, 30*time.Second, "first hub leads", func() (bool, string) {
@@ -236,6 +259,9 @@ func TestLeaderElection(t *testing.T) {
 		t.Fatalf("%d leases in %s, want one for all controllers", len(leases.Items), ns)
 	}
 	first := *lease.Spec.HolderIdentity
+	if lease.Labels["team"] != "storage" {
+		t.Errorf("Lease labels %v, want --leader-election-labels' team=storage", lease.Labels)
+	}
 
 	// The leader stops (rolling update): the standby takes over and provisions.
 	if err := a.stop(t); err != nil {
