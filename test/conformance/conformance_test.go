@@ -33,7 +33,7 @@ var subsetPasses = []pass{
 	{name: "subset-xfs-online-expansion", driver: "testdriver-xfs.yaml", procs: 2, skip: `\[Disruptive\]|\[Serial\]`,
 		focus: `External.Storage.*Dynamic PV \(default fs\)\(allowExpansion\).*volume-expand.*when PVC is edited while pod is using it`},
 	{name: "subset-serial", driver: "testdriver.yaml", procs: 1,
-		focus: `External.Storage.*(volumeLimits.*should support volume limits|disruptive.*Should test that pv written before kubelet restart is readable after restart|Dynamic PV \(default fs\)\] subPath.*should unmount if pod is gracefully deleted while kubelet is down)`},
+		focus: `External.Storage.*(Dynamic PV \(filesystem volmode\)\] volumeLimits should support volume limits|Dynamic PV \(filesystem volmode\)\] disruptive.*Should test that pv written before kubelet restart is readable after restart|Dynamic PV \(default fs\)\] subPath should unmount if pod is gracefully deleted while kubelet is down)`},
 }
 
 // subsetSpecs: one or two specs per upstream test suite (the "patterns" of
@@ -47,14 +47,14 @@ var subsetSpecs = []string{
 	`Dynamic PV \(default fs\)\] volumeIO should write files of various sizes`,                         // volumeIO
 	`Dynamic PV \(default fs\)\] subPath should support existing directory`,                            // subPath
 	`Dynamic PV \(block volmode\)\] multiVolume \[Slow\] should concurrently access the single volume`, // multiVolume (jessie-dnsutils)
-	`Dynamic PV \(default fs\)\] multiVolume \[Slow\] should access to two volumes with the same volume mode and retain data across pod recreation on the same node`,
+	`Dynamic PV \(filesystem volmode\)\] multiVolume \[Slow\] should access to two volumes with the same volume mode and retain data across pod recreation on the same node`,
 	`Dynamic Snapshot \(delete policy\)\] snapshottable.*volume snapshot controller\s+should check snapshot fields, check restore correctly works`, // snapshottable
-	`Dynamic PV \(default fs\)\] volume-expand should resize volume when PVC is edited and the pod is re-created`,                                  // volume-expand (offline)
+	`Dynamic PV \(default fs\)\(allowExpansion\)\] volume-expand should resize volume when PVC is edited and the pod is re-created`,                // volume-expand (offline)
 	`Dynamic PV \(default fs\)\] capacity provides storage capacity information`,                                                                   // capacity
 	`Generic Ephemeral-volume \(default fs\) \(late-binding\)\] ephemeral should create read-only inline ephemeral volume`,                         // ephemeral
 	`fsgroupchangepolicy.*\(OnRootMismatch\)\[LinuxOnly\], pod created with an initial fsgroup, volume contents ownership changed via chgrp in first pod, new pod with same fsgroup skips ownership changes to the volume contents`,
-	`Dynamic PV \(default fs\)\] topology should provision a volume and schedule a pod with AllowedTopologies`, // topology
-	`Dynamic PV \(default fs\)\] volume-modify should modify volume with no VAC`,                               // volume-modify (VolumeAttributesClass)
+	`Dynamic PV \(delayed binding\)\] topology should provision a volume and schedule a pod with AllowedTopologies`, // topology
+	`Dynamic PV \(default fs\)\] volume-modify .*should modify volume with no VAC`,                                  // volume-modify (VolumeAttributesClass)
 	`read-write-once-pod`, // readWriteOncePod
 }
 
