@@ -1,0 +1,72 @@
+package snapshotter
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/internal/steps"
+)
+
+// countingQueue counts Adds.
+type countingQueue struct {
+	hub.Queue
+	adds *atomic.Int32
+}
+
+func (q countingQueue) Add(key string) { q.adds.Add(1); q.Queue.Add(key) }
+
+// --resync-period (csi-snapshotter's, 15m by default) has every content synced
+// again without a change; 0 turns it off.
+func TestResyncPeriod(t *testing.T) {
+	if DefaultConfig().ResyncPeriod != 15*time.Minute {
+		t.Errorf("default --resync-period %s, csi-snapshotter's is 15m", DefaultConfig().ResyncPeriod)
+	}
+	for _, tc := range []struct {
+		resync  time.Duration
+		wait    time.Duration
+		atLeast int32
+		atMost  int32
+	}{
+		// client-go's shortest handler resync is 1s.
+		{resync: time.Second, wait: 3500 * time.Millisecond, atLeast: 3, atMost: 10},
+		{resync: 0, wait: 2 * time.Second, atLeast: 1, atMost: 1},
+	} {
+		content := &snapv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: "c1"},
+			Spec: snapv1.VolumeSnapshotContentSpec{Driver: testDriver}}
+		snap := snapfake.NewSimpleClientset(content)
+		api := hub.NewSnapshotAPI(snap, time.Second)
+		var adds atomic.Int32
+		cfg := DefaultConfig()
+		cfg.ResyncPeriod = tc.resync
+		_, err := newController(deps{
+			driver: testDriver, csi: &fakeCSI{}, kube: kubefake.NewClientset(), api: api,
+			events: record.NewFakeRecorder(10), steps: steps.NewRecorder(10),
+			opts: hub.Options{RetryIntervalStart: time.Second, RetryIntervalMax: 10 * time.Second},
+			newQueue: func(string) hub.Queue {
+				return countingQueue{workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()), &adds}
+			},
+		}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		api.Informers.Start(ctx.Done())
+		api.Informers.WaitForCacheSync(ctx.Done())
+		time.Sleep(tc.wait)
+		cancel()
+		api.Informers.Shutdown()
+		if n := adds.Load(); n < tc.atLeast || n > tc.atMost {
+			t.Errorf("--resync-period=%s: content queued %d times in %s, want %d..%d", tc.resync, n, tc.wait, tc.atLeast, tc.atMost)
+		}
+	}
+}
