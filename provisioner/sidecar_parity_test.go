@@ -89,3 +89,35 @@ func TestVolumeModeConversionAllowedWhenNotPrevented(t *testing.T) {
 		t.Errorf("backend volume %+v, want a block volume restored from the filesystem snapshot", vol)
 	}
 }
+
+// --capacity-threads GetCapacity calls run at once (three classes, three
+// threads: all three are in the driver together; one thread: one at a time).
+func TestCapacityThreads(t *testing.T) {
+	for _, threads := range []int{3, 1} {
+		t.Run(fmt.Sprint(threads), func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.EnableCapacity = true
+			cfg.CapacityForImmediateBinding = true
+			cfg.CapacityOwnerrefLevel = -1
+			cfg.CapacityPollInterval = time.Hour
+			cfg.CapacityThreads = threads
+			e := baseEnv(t, cfg)
+			t.Setenv("NAMESPACE", e.ns)
+			e.startFake(fakedriver.Options{})
+			for _, n := range []string{"a", "b", "c"} {
+				e.storageClass(n)
+			}
+			gate := e.drv.Gate("GetCapacity")
+			t.Cleanup(gate.Release)
+			e.startHub()
+			if err := gate.WaitArrived(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second) // room for more calls to arrive
+			if held := gate.Held(); held != threads {
+				t.Errorf("--capacity-threads=%d: %d GetCapacity calls in the driver at once", threads, held)
+			}
+			gate.Release()
+		})
+	}
+}
