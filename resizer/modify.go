@@ -30,7 +30,8 @@ type modifier struct {
 }
 
 func newModifier(c *Controller) *modifier {
-	return &modifier{c: c, q: c.h.NewQueue(c.h.Driver+"-pvc") /* external-resizer's queue name */, slow: newSlowRetry(c.h.Opts.RetryIntervalMax)}
+	// external-resizer's queue name, for the workqueue_* metrics.
+	return &modifier{c: c, q: c.h.NewQueue(c.h.Driver + "-pvc"), slow: newSlowRetry(c.h.Opts.RetryIntervalMax)}
 }
 
 func (m *modifier) run(ctx context.Context) {
