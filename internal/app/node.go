@@ -99,11 +99,11 @@ func RunNode(ctx context.Context, common hub.Options, o NodeOptions) error {
 	if addr := hub.HealthAddress(common); addr != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", healthz)
-		stop, err := hub.ServeHTTP(addr, mux)
-		if err != nil {
-			return fmt.Errorf("--health-port: %w", err)
+		if stop, err := hub.ServeHTTP(addr, mux); err != nil {
+			klog.ErrorS(err, "Cannot serve /healthz on --health-port; set --health-port=0 or another port", "address", addr)
+		} else {
+			defer stop()
 		}
-		defer stop()
 	}
 	klog.InfoS("Node mode", "driver", conn.DriverName, "registration", cfg.SocketPath())
 	start := time.Now()

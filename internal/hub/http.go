@@ -116,12 +116,13 @@ func (h *Hub) serveHTTP(ctx context.Context) (stop func(), err error) {
 	if addr := HealthAddress(h.Opts); addr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/healthz", h.Handler())
-		s, err := ServeHTTP(addr, mux)
-		if err != nil {
-			stopAll()
-			return nil, err
+		// Not fatal: two csi-hub processes on one host (benchmarks, tests)
+		// share the default port; a probe aimed at it fails visibly.
+		if s, err := ServeHTTP(addr, mux); err != nil {
+			klog.ErrorS(err, "Cannot serve /healthz on --health-port; set --health-port=0 or another port", "address", addr)
+		} else {
+			stops = append(stops, s)
 		}
-		stops = append(stops, s)
 	}
 	return stopAll, nil
 }
