@@ -30,7 +30,7 @@ type expander struct {
 }
 
 func newExpander(c *Controller, nodeOnly bool) *expander {
-	return &expander{c: c, q: c.h.NewQueue("resizer-expand"), nodeOnly: nodeOnly,
+	return &expander{c: c, q: c.h.NewQueue(c.h.Driver + "-pvc"), nodeOnly: nodeOnly,
 		slow: newSlowRetry(c.h.Opts.RetryIntervalMax), finalErr: map[string]bool{}}
 }
 
