@@ -101,6 +101,7 @@ func TestCapacityThreads(t *testing.T) {
 			cfg.CapacityOwnerrefLevel = -1
 			cfg.CapacityPollInterval = time.Hour
 			cfg.CapacityThreads = threads
+			cfg.KubeAPICapacityQPS, cfg.KubeAPICapacityBurst = 1, 5
 			e := baseEnv(t, cfg)
 			t.Setenv("NAMESPACE", e.ns)
 			e.startFake(fakedriver.Options{})
@@ -112,6 +113,10 @@ func TestCapacityThreads(t *testing.T) {
 			e.startHub()
 			if err := gate.WaitArrived(e.ctx); err != nil {
 				t.Fatal(err)
+			}
+			// CSIStorageCapacity writes have their own budget, not the hub's.
+			if qps := e.ctrl.capacity.kube.StorageV1().RESTClient().GetRateLimiter().QPS(); qps != 1 {
+				t.Errorf("capacity client QPS %v, want --kube-api-capacity-qps 1 (hub: %v)", qps, e.hub.Opts.KubeAPIQPS)
 			}
 			time.Sleep(time.Second) // room for more calls to arrive
 			if held := gate.Held(); held != threads {
