@@ -45,7 +45,10 @@ type Options struct {
 // the controllers' workqueues retry them, so no queued work is lost.
 func Connect(ctx context.Context, address string, opts Options) (*Conn, error) {
 	if opts.Metrics == nil {
-		opts.Metrics = metrics.NewCSIMetricsManagerForSidecar("")
+		// As external-provisioner: the process start time comes from the
+		// legacy registry's process collector, served alongside.
+		opts.Metrics = metrics.NewCSIMetricsManagerWithOptions("",
+			metrics.WithProcessStartTime(false), metrics.WithSubsystem(metrics.SubsystemSidecar))
 	}
 	if opts.CallTimeout == 0 {
 		opts.CallTimeout = 10 * time.Second

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -78,9 +77,10 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 	}
 	h.Conn, h.Driver = conn, conn.DriverName
 	// csi-hub's own metrics are served beside csi_sidecar_operations_seconds.
+	// Process and Go runtime metrics come from component-base's legacy
+	// registry, served alongside (see MetricsHandler).
 	h.Metrics = prometheus.NewRegistry()
-	h.Metrics.MustRegister(h.Steps.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewGoCollector())
+	h.Metrics.MustRegister(h.Steps.Collector())
 
 	cfg = rest.CopyConfig(cfg)
 	h.leaderConfig = rest.CopyConfig(cfg) // lease renewals are not steps of any volume
