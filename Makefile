@@ -24,6 +24,7 @@ test-deps:
 	hack/ensure-sidecars.sh snapshotter
 	hack/ensure-sidecars.sh attacher
 	hack/ensure-sidecars.sh provisioner
+	hack/ensure-sidecars.sh resizer
 	hack/ensure-e2e.sh
 	hack/vm/build.sh >/dev/null || [ $$? -eq 3 ]  # 3: this machine cannot provide the VM (test/vm says so)
 

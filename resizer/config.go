@@ -13,12 +13,6 @@ const (
 )
 
 // Config holds the resizer's own flags.
-//
-// external-resizer's --handle-volume-inuse-error is deliberately absent: it
-// needs a cluster-wide Pod informer (every Pod of the cluster held in memory)
-// only to delay the retry of drivers that cannot expand volumes in use.
-// csi-hub retries such FailedPrecondition errors with the usual per-PVC
-// backoff instead, which is what the sidecar does with the flag off.
 type Config struct {
 	// WorkerThreads is the number of workers of each queue (expansion,
 	// modification). 0: --worker-threads when given, else 10.
@@ -34,11 +28,15 @@ type Config struct {
 	// capacity in volume.alpha.kubernetes.io/pre-resize-capacity, so a PVC
 	// re-bound to it reports the size its filesystem really has.
 	AnnotateFsResize bool
+	// HandleVolumeInUseError is external-resizer's --handle-volume-inuse-error:
+	// after ControllerExpandVolume answers FailedPrecondition, the claim is not
+	// tried again while a Pod uses it (see inuse.go).
+	HandleVolumeInUseError bool
 }
 
 // DefaultConfig returns the sidecar's defaults. WorkerThreads and Timeout are
 // left unset so the hub-wide --worker-threads / --timeout can apply.
-func DefaultConfig() Config { return Config{} }
+func DefaultConfig() Config { return Config{HandleVolumeInUseError: true} }
 
 // AddFlags registers the resizer's flags. Flags that several sidecars share
 // with different defaults carry the "resizer-" prefix.
@@ -51,6 +49,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"Add PVC and PV names (csi.storage.k8s.io/pvc/name, pvc/namespace, pv/name) to the parameters of ControllerModifyVolume.")
 	fs.BoolVar(&c.AnnotateFsResize, "resizer-annotate-fs-resize", c.AnnotateFsResize,
 		"Record the PVC's previous capacity on the PV (volume.alpha.kubernetes.io/pre-resize-capacity) while a node expansion is pending (external-resizer's AnnotateFsResize feature gate).")
+	fs.BoolVar(&c.HandleVolumeInUseError, "handle-volume-inuse-error", c.HandleVolumeInUseError,
+		"After ControllerExpandVolume fails with FailedPrecondition, expand the volume again only once no Pod uses its claim (watches Pods, keeping only their claim names).")
 }
 
 // validate reports the first bad setting, naming its flag.

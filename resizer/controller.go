@@ -70,6 +70,13 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	}
 	if canExpand {
 		c.expand = newExpander(c, nodeOnly)
+		// A node-only driver gets no ControllerExpandVolume call, so no
+		// in-use error: no need to watch Pods.
+		if cfg.HandleVolumeInUseError && !nodeOnly {
+			if c.expand.users, err = watchClaimUsers(h, c.expand.q.Add); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_MODIFY_VOLUME) {
 		served, err := vacServed(h)

@@ -2,9 +2,12 @@ package resizer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +24,8 @@ type expander struct {
 	nodeOnly bool
 	// slow holds PVCs whose last expansion was infeasible.
 	slow *slowRetry
+	// users is nil without --handle-volume-inuse-error.
+	users *claimUsers
 
 	mu sync.Mutex
 	// finalErr holds PVCs whose last ControllerExpandVolume failed with a
@@ -43,6 +48,9 @@ func (e *expander) forget(key string) {
 	e.q.Forget(key)
 	e.slow.clear(key)
 	e.setFinalError(key, false)
+	if e.users != nil {
+		e.users.clear(key)
+	}
 }
 
 func (e *expander) setFinalError(key string, final bool) {
@@ -174,10 +182,24 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 		return c.writeFailed(pvc, reasonResizeFailed, fmt.Errorf("marking PVC %s as resizing: %w", key, err))
 	}
 	pvc = marked
+	if e.users != nil && e.users.blocked(pvc) {
+		// Upstream's message and reason; retried with backoff, and at once
+		// when the last Pod using the claim goes.
+		msg := fmt.Sprintf("Unable to expand %s because CSI driver %s only supports offline expansion and volume is currently in-use",
+			klog.KObj(pvc), c.h.Driver)
+		c.h.Events.Event(pvc, v1.EventTypeWarning, reasonResizeFailed, msg)
+		return errors.New(msg)
+	}
 	c.h.Events.Event(pvc, v1.EventTypeNormal, reasonResizing, fmt.Sprintf("External resizer is resizing volume %s", pv.Name))
 
+	if e.users != nil {
+		e.users.clear(key) // set again if the driver still finds it in use
+	}
 	newSize, nodeNeeded, err := c.expandVolume(ctx, pv, size)
 	if err != nil {
+		if e.users != nil && status.Code(err) == codes.FailedPrecondition {
+			e.users.setInUseError(pvc)
+		}
 		return e.failed(ctx, key, pvc, pv, err)
 	}
 	e.setFinalError(key, false)

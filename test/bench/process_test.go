@@ -77,7 +77,10 @@ func startProcess(b testing.TB, bin string, args ...string) *process {
 }
 
 // peakRSSMiB is the process's high-water resident set (VmHWM).
-func (p *process) peakRSSMiB() float64 {
+func (p *process) peakRSSMiB() float64 { return p.rssMiB("VmHWM:") }
+
+// rssMiB reads one memory line (VmRSS:, VmHWM:) of the process's status.
+func (p *process) rssMiB(field string) float64 {
 	f, err := os.Open("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
 	if err != nil {
 		return -1
@@ -85,7 +88,7 @@ func (p *process) peakRSSMiB() float64 {
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(s.Text(), field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024
 		}

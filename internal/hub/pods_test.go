@@ -1,0 +1,79 @@
+package hub
+
+import (
+	"slices"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+)
+
+func fullPod(name string, phase v1.PodPhase) *v1.Pod {
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("uid-" + name), ResourceVersion: "7",
+			Labels: map[string]string{"app": "db"}, Annotations: map[string]string{"big": string(make([]byte, 4096))}},
+		Spec: v1.PodSpec{
+			Containers: []v1.Container{{Name: "c", Image: "busybox", Env: []v1.EnvVar{{Name: "A", Value: "b"}},
+				Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("1")}}}},
+			Volumes: []v1.Volume{
+				{Name: "data", VolumeSource: v1.VolumeSource{PersistentVolumeClaim: &v1.PersistentVolumeClaimVolumeSource{ClaimName: "db-data"}}},
+				{Name: "cfg", VolumeSource: v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{}}},
+				{Name: "scratch", VolumeSource: v1.VolumeSource{Ephemeral: &v1.EphemeralVolumeSource{
+					VolumeClaimTemplate: &v1.PersistentVolumeClaimTemplate{}}}},
+			},
+		},
+		Status: v1.PodStatus{Phase: phase, Conditions: []v1.PodCondition{{Type: v1.PodReady}}},
+	}
+}
+
+// The transform keeps only what the in-use check reads: identity, phase and
+// the claims (a generic ephemeral volume by its claim's name <pod>-<volume>).
+func TestSlimPodKeepsOnlyClaims(t *testing.T) {
+	obj, err := SlimPod(fullPod("db-0", v1.PodRunning))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := obj.(*v1.Pod)
+	if pod.Name != "db-0" || pod.Namespace != "ns" || pod.UID == "" || pod.ResourceVersion != "7" || pod.Status.Phase != v1.PodRunning {
+		t.Errorf("identity or phase lost: %+v", pod.ObjectMeta)
+	}
+	if pod.Labels != nil || pod.Annotations != nil || pod.Spec.Containers != nil || pod.Status.Conditions != nil {
+		t.Errorf("slim pod keeps more than it needs: %+v", pod)
+	}
+	var claims []string
+	for _, v := range pod.Spec.Volumes {
+		claims = append(claims, v.Name+"="+v.PersistentVolumeClaim.ClaimName)
+	}
+	if want := []string{"data=db-data", "scratch=db-0-scratch"}; !slices.Equal(claims, want) {
+		t.Errorf("volumes = %v, want %v", claims, want)
+	}
+	tomb := cache.DeletedFinalStateUnknown{Key: "ns/db-0", Obj: pod}
+	if got, _ := SlimPod(tomb); got != tomb {
+		t.Errorf("a tombstone must pass through unchanged, got %#v", got)
+	}
+}
+
+// A terminated Pod uses no claim (upstream's isPodTerminated); a pending or
+// running one uses all of its claims.
+func TestClaimsOfPodByPhase(t *testing.T) {
+	for _, tc := range []struct {
+		phase v1.PodPhase
+		want  []string
+	}{
+		{v1.PodPending, []string{"ns/db-data", "ns/db-0-scratch"}},
+		{v1.PodRunning, []string{"ns/db-data", "ns/db-0-scratch"}},
+		{v1.PodUnknown, []string{"ns/db-data", "ns/db-0-scratch"}},
+		{v1.PodSucceeded, nil},
+		{v1.PodFailed, nil},
+	} {
+		slim, _ := SlimPod(fullPod("db-0", tc.phase))
+		got, _ := ClaimsOfPod(slim)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("phase %s: claims %v, want %v", tc.phase, got, tc.want)
+		}
+	}
+}
+
