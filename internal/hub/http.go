@@ -14,6 +14,8 @@ import (
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/flow"
+
 	// client-go's workqueue and leader election metrics, registered in the
 	// legacy registry as the sidecars do (workqueue_*, leader_election_master_status).
 	_ "k8s.io/component-base/metrics/prometheus/clientgo/leaderelection"
@@ -22,8 +24,8 @@ import (
 
 // Handler returns the hub's HTTP endpoints: metrics, /healthz (the CSI Probe,
 // livenessprobe's job), /healthz/leader-election (the sidecars' lease check),
-// /readyz (informers synced, leading, driver answering) and /steps (the
-// recorded flow).
+// /readyz (informers synced, leading, driver answering), /steps (the
+// recorded flow) and /flow (the page drawing it).
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(h.Opts.MetricsPath, MetricsHandler(h.Conn.Metrics.GetRegistry(), h.Metrics))
@@ -59,6 +61,9 @@ func (h *Hub) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/steps", h.Steps.Handler())
+	// The page drawing the steps for people learning Kubernetes storage.
+	mux.Handle("/flow", flow.Handler())
+	mux.Handle("/flow/", flow.Handler())
 	if h.Opts.Compat.EnablePprof {
 		AddPprof(mux)
 	}
