@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/csi-hub/csi-hub/attacher"
+	"github.com/csi-hub/csi-hub/healthmonitor"
 	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/provisioner"
@@ -28,6 +29,7 @@ type ControllerOptions struct {
 	Resizer     resizer.Config
 
 	annotateSet bool // --resizer-annotate-fs-resize was given
+	Health      healthmonitor.Config
 }
 
 // DefaultControllerOptions returns every controller's sidecar defaults.
@@ -37,6 +39,7 @@ func DefaultControllerOptions() ControllerOptions {
 		Attacher:    attacher.DefaultConfig(),
 		Snapshotter: snapshotter.DefaultConfig(),
 		Resizer:     resizer.DefaultConfig(),
+		Health:      healthmonitor.DefaultConfig(),
 	}
 }
 
@@ -47,6 +50,7 @@ func (o *ControllerOptions) AddFlags(fs *flag.FlagSet) {
 	o.Attacher.AddFlags(fs)
 	o.Snapshotter.AddFlags(fs)
 	o.Resizer.AddFlags(fs)
+	o.Health.AddFlags(fs)
 }
 
 // controllerSpec says when a controller is called for and how to build it.
@@ -58,7 +62,9 @@ type controllerSpec struct {
 	needs csi.ControllerServiceCapability_RPC_Type
 	// needsAny: one of these suffices (the resizer expands or modifies).
 	needsAny []csi.ControllerServiceCapability_RPC_Type
-	build    func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
+	// also: a further condition on the capabilities (nil: none).
+	also  func(csiconn.Capabilities) bool
+	build func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
 }
 
 var controllerSpecs = []controllerSpec{
@@ -75,10 +81,17 @@ var controllerSpecs = []controllerSpec{
 		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
 			return snapshotter.New(h, o.Snapshotter)
 		}},
+	{name: healthmonitor.Name, needsAny: []csi.ControllerServiceCapability_RPC_Type{
+		csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH, healthmonitor.CapVolumeCondition},
+		also:  func(caps csiconn.Capabilities) bool { return healthmonitor.Capable(caps.Has) },
+		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return healthmonitor.New(h, o.Health) }},
 }
 
 func (s controllerSpec) capable(caps csiconn.Capabilities) bool {
 	if s.needs != csi.ControllerServiceCapability_RPC_UNKNOWN && !caps.Has(s.needs) {
+		return false
+	}
+	if s.also != nil && !s.also(caps) {
 		return false
 	}
 	if len(s.needsAny) == 0 {

@@ -40,6 +40,13 @@ func TestSelectByCapabilities(t *testing.T) {
 		{name: "unknown controller", requested: []string{"provisoner"}, caps: caps(create), wantErr: `unknown controller "provisoner"`},
 		{name: "requested without capability", requested: []string{"snapshotter"}, caps: caps(create), wantErr: "snapshotter needs the CSI capability CREATE_DELETE_SNAPSHOT"},
 		{name: "resizer without expand or modify", requested: []string{"resizer"}, caps: caps(create), wantErr: "EXPAND_VOLUME or MODIFY_VOLUME"},
+		{name: "health monitor by GET_VOLUME_HEALTH (CSI 1.13)", caps: caps(create, csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH),
+			want: []string{"provisioner", "attacher", "health-monitor"}},
+		{name: "health monitor by VOLUME_CONDITION (11, CSI < 1.13) with LIST_VOLUMES", caps: caps(create, 11, csi.ControllerServiceCapability_RPC_LIST_VOLUMES),
+			want: []string{"provisioner", "attacher", "health-monitor"}},
+		{name: "VOLUME_CONDITION without LIST_VOLUMES or GET_VOLUME", caps: caps(create, 11), want: []string{"provisioner", "attacher"}},
+		{name: "health monitor turned off", requested: []string{"provisioner", "attacher"}, caps: caps(create, csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH),
+			want: []string{"provisioner", "attacher"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -55,7 +55,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.RetryIntervalStart, "retry-interval-start", time.Second, "Initial retry interval of failed operations; doubles on each failure.")
 	fs.DurationVar(&o.RetryIntervalMax, "retry-interval-max", 5*time.Minute, "Maximum retry interval of failed operations.")
 	fs.DurationVar(&o.Resync, "resync", 10*time.Minute, "Resync period of the shared informers.")
-	fs.Func("controllers", "Comma-separated controllers to run (provisioner,attacher,resizer,snapshotter); default: all that the driver's capabilities call for.", func(s string) error {
+	fs.Func("controllers", "Comma-separated controllers to run (provisioner,attacher,resizer,snapshotter,health-monitor); default: all that the driver's capabilities call for.", func(s string) error {
 		o.Controllers = splitList(s)
 		return nil
 	})

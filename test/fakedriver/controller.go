@@ -253,6 +253,12 @@ func (s *controllerServer) ListVolumes(_ context.Context, req *csi.ListVolumesRe
 		if d.controllerOn[csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES] {
 			e.Status = &csi.ListVolumesResponse_VolumeStatus{PublishedNodeIds: slices.Sorted(maps.Keys(v.Attachments))}
 		}
+		if d.controllerOn[CapVolumeCondition] {
+			if e.Status == nil {
+				e.Status = &csi.ListVolumesResponse_VolumeStatus{}
+			}
+			d.addLegacyCondition(e.Status, id)
+		}
 		resp.Entries = append(resp.Entries, e)
 	}
 	return resp, nil
@@ -276,6 +282,7 @@ func (s *controllerServer) ControllerGetVolume(_ context.Context, req *csi.Contr
 	if d.controllerOn[csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES] {
 		resp.Status.PublishedNodeIds = slices.Sorted(maps.Keys(v.Attachments))
 	}
+	d.addLegacyCondition(resp.Status, v.ID)
 	return resp, nil
 }
 

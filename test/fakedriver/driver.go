@@ -157,6 +157,8 @@ type Driver struct {
 	faults   faults
 	calls    callLog
 	inflight inflight
+
+	conditions map[string]volumeCondition // guarded by mu; see condition.go
 }
 
 // New returns a driver configured by opts. If opts.StateFile exists it is

@@ -1,0 +1,77 @@
+package healthmonitor
+
+import (
+	"flag"
+	"fmt"
+	"time"
+)
+
+// Defaults of external-health-monitor-controller.
+const (
+	DefaultMonitorInterval     = time.Minute
+	DefaultListVolumesInterval = 5 * time.Minute
+	DefaultTimeout             = 15 * time.Second
+	DefaultWorkerThreads       = 10
+	DefaultListAddInterval     = 5 * time.Minute
+)
+
+// Config holds the health monitor's flags (the sidecar's names and defaults).
+type Config struct {
+	// MonitorInterval: how often each volume is checked one by one (drivers
+	// without a list call).
+	MonitorInterval time.Duration
+	// ListVolumesInterval: how often the whole list is read (drivers with
+	// ListVolumes / ControllerListVolumeHealth).
+	ListVolumesInterval time.Duration
+	// Timeout bounds each CSI call; 0: --timeout when given, else 15s.
+	Timeout time.Duration
+	// WorkerThreads: concurrent per-volume calls; 0: --worker-threads or 10.
+	WorkerThreads int
+	// EnableNodeWatcher: NodeFailed / NodeRecovered events (nodes.go).
+	EnableNodeWatcher bool
+	// NodeListAddInterval: how often every node is examined again.
+	NodeListAddInterval time.Duration
+	// VolumeListAddInterval is accepted for the sidecar's flag; csi-hub
+	// checks every volume each interval without a separate re-listing.
+	VolumeListAddInterval time.Duration
+}
+
+// DefaultConfig returns the sidecar's defaults.
+func DefaultConfig() Config {
+	return Config{MonitorInterval: DefaultMonitorInterval, ListVolumesInterval: DefaultListVolumesInterval,
+		NodeListAddInterval: DefaultListAddInterval, VolumeListAddInterval: DefaultListAddInterval}
+}
+
+// AddFlags registers the health monitor's flags.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.MonitorInterval, "monitor-interval", c.MonitorInterval,
+		"Interval for controller to check volumes health condition (volume by volume).")
+	fs.DurationVar(&c.ListVolumesInterval, "list-volumes-interval", c.ListVolumesInterval,
+		"Time interval for calling ListVolumes RPC to check volumes' health condition.")
+	fs.BoolVar(&c.EnableNodeWatcher, "enable-node-watcher", c.EnableNodeWatcher,
+		"Indicates whether the node watcher is enabled or not (NodeFailed/NodeRecovered events on the claims of Pods on failed nodes).")
+	fs.DurationVar(&c.NodeListAddInterval, "node-list-add-interval", c.NodeListAddInterval,
+		"Time interval for listing nodes and add them to queue.")
+	fs.DurationVar(&c.VolumeListAddInterval, "volume-list-add-interval", c.VolumeListAddInterval,
+		"Accepted for compatibility with external-health-monitor; csi-hub checks every volume each --monitor-interval.")
+	fs.DurationVar(&c.Timeout, "health-monitor-timeout", c.Timeout,
+		fmt.Sprintf("Timeout of the health monitor's CSI calls; when unset, --timeout or %s.", DefaultTimeout))
+	fs.IntVar(&c.WorkerThreads, "health-monitor-worker-threads", c.WorkerThreads,
+		fmt.Sprintf("Health monitor's concurrent volume checks (external-health-monitor's --worker-threads); when unset, --worker-threads or %d.", DefaultWorkerThreads))
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.MonitorInterval <= 0:
+		return fmt.Errorf("--monitor-interval must be positive, got %s", c.MonitorInterval)
+	case c.ListVolumesInterval <= 0:
+		return fmt.Errorf("--list-volumes-interval must be positive, got %s", c.ListVolumesInterval)
+	case c.NodeListAddInterval <= 0:
+		return fmt.Errorf("--node-list-add-interval must be positive, got %s", c.NodeListAddInterval)
+	case c.Timeout < 0:
+		return fmt.Errorf("--health-monitor-timeout must not be negative, got %s", c.Timeout)
+	case c.WorkerThreads < 0:
+		return fmt.Errorf("--health-monitor-worker-threads must not be negative, got %d", c.WorkerThreads)
+	}
+	return nil
+}
