@@ -301,6 +301,6 @@ func (c *Controller) writeFailed(pvc *v1.PersistentVolumeClaim, reason string, e
 	if apierrors.IsConflict(err) { // also when wrapped with %w
 		return hub.RequeueAfter(c.h.Opts.RetryIntervalStart)
 	}
-	c.h.Events.Event(pvc, v1.EventTypeWarning, reason, err.Error())
+	c.events().Event(pvc, v1.EventTypeWarning, reason, err.Error())
 	return err
 }

@@ -187,10 +187,10 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 		// when the last Pod using the claim goes.
 		msg := fmt.Sprintf("Unable to expand %s because CSI driver %s only supports offline expansion and volume is currently in-use",
 			klog.KObj(pvc), c.h.Driver)
-		c.h.Events.Event(pvc, v1.EventTypeWarning, reasonResizeFailed, msg)
+		c.events().Event(pvc, v1.EventTypeWarning, reasonResizeFailed, msg)
 		return errors.New(msg)
 	}
-	c.h.Events.Event(pvc, v1.EventTypeNormal, reasonResizing, fmt.Sprintf("External resizer is resizing volume %s", pv.Name))
+	c.events().Event(pvc, v1.EventTypeNormal, reasonResizing, fmt.Sprintf("External resizer is resizing volume %s", pv.Name))
 
 	if e.users != nil {
 		e.users.clear(key) // set again if the driver still finds it in use
@@ -234,7 +234,7 @@ func (e *expander) failed(ctx context.Context, key string, pvc *v1.PersistentVol
 		}
 	}
 	klog.ErrorS(callErr, "ControllerExpandVolume failed", "PVC", key, "PV", pv.Name, "final", final, "infeasible", infeasible)
-	c.h.Events.Event(pvc, v1.EventTypeWarning, reasonResizeFailed, err.Error())
+	c.events().Event(pvc, v1.EventTypeWarning, reasonResizeFailed, err.Error())
 	if infeasible && recorded {
 		// Nothing changes by retrying soon: wait for the user (a spec change
 		// enqueues the PVC at once) or for the slow retry.
@@ -261,12 +261,12 @@ func (e *expander) finish(ctx context.Context, pvc *v1.PersistentVolumeClaim, pv
 		if _, err := e.markNodePending(ctx, pvc); err != nil {
 			return err
 		}
-		c.h.Events.Event(pvc, v1.EventTypeNormal, reasonFileSystemResizeNeeded, "Require file system resize of volume on node")
+		c.events().Event(pvc, v1.EventTypeNormal, reasonFileSystemResizeNeeded, "Require file system resize of volume on node")
 		return nil
 	}
 	if _, err := e.markFinished(ctx, pvc, newSize); err != nil {
 		return err
 	}
-	c.h.Events.Event(pvc, v1.EventTypeNormal, reasonResizeSuccessful, "Resize volume succeeded")
+	c.events().Event(pvc, v1.EventTypeNormal, reasonResizeSuccessful, "Resize volume succeeded")
 	return nil
 }

@@ -126,7 +126,7 @@ func (m *modifier) sync(ctx context.Context, key string) error {
 		return m.c.writeFailed(pvc, reasonModifyFailed, err)
 	}
 	pvc = marked
-	m.c.h.Events.Event(pvc, v1.EventTypeNormal, reasonModify,
+	m.c.events().Event(pvc, v1.EventTypeNormal, reasonModify,
 		fmt.Sprintf("external resizer is modifying volume %s with vac %s", pvc.Name, vac.Name))
 	return m.modifyTo(ctx, key, pvc, pv, vac)
 }
@@ -137,7 +137,7 @@ func (m *modifier) class(pvc *v1.PersistentVolumeClaim, name string) (*storagev1
 	vac, err := m.c.vacs.Get(name)
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			m.c.h.Events.Eventf(pvc, v1.EventTypeWarning, reasonModifyFailed, "VAC %q does not exist.", name)
+			m.c.events().Eventf(pvc, v1.EventTypeWarning, reasonModifyFailed, "VAC %q does not exist.", name)
 		}
 		return nil, fmt.Errorf("VolumeAttributesClass %q: %w", name, err)
 	}
@@ -157,7 +157,7 @@ func (m *modifier) modifyTo(ctx context.Context, key string, pvc *v1.PersistentV
 		if _, _, err := m.markCompleted(ctx, pvc, pv, vac.Name); err != nil {
 			return m.c.writeFailed(pvc, reasonModifyFailed, err)
 		}
-		m.c.h.Events.Event(pvc, v1.EventTypeNormal, reasonModifySuccessful,
+		m.c.events().Event(pvc, v1.EventTypeNormal, reasonModifySuccessful,
 			fmt.Sprintf("external resizer modified volume %s with vac %s successfully", pvc.Name, vac.Name))
 		if want := deref(pvc.Spec.VolumeAttributesClassName); want != "" && want != vac.Name {
 			// An uncertain earlier target was finished first; the spec asks
@@ -185,7 +185,7 @@ func (m *modifier) modifyTo(ctx context.Context, key string, pvc *v1.PersistentV
 	if merr == nil {
 		pvc = updated
 	}
-	m.c.h.Events.Event(pvc, v1.EventTypeWarning, reasonModifyFailed, msg)
+	m.c.events().Event(pvc, v1.EventTypeWarning, reasonModifyFailed, msg)
 	if merr != nil {
 		return fmt.Errorf("%w; and recording it on the PVC failed: %v", callErr, merr)
 	}

@@ -64,6 +64,6 @@ func (m *modifier) rolledBack(ctx context.Context, pvc *v1.PersistentVolumeClaim
 	if err != nil {
 		return m.c.writeFailed(pvc, reasonModifyFailed, err)
 	}
-	m.c.h.Events.Event(out, v1.EventTypeNormal, reasonModifyCancelled, "Cancelled modify.")
+	m.c.events().Event(out, v1.EventTypeNormal, reasonModifyCancelled, "Cancelled modify.")
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,8 @@ type Hub struct {
 	broadcaster  record.EventBroadcaster
 	host         string
 	leaderHealth *leaderelection.HealthzAdaptor
+	recordersMu  sync.Mutex
+	recorders    map[string]record.EventRecorder
 	controllers  []Controller
 	synced       atomic.Bool
 	leading      atomic.Bool
@@ -116,12 +119,22 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 
 // Recorder returns an event recorder whose events carry component as their
 // source, so a controller's events have the source its sidecar gives them.
+// One recorder per component, made on first use.
 func (h *Hub) Recorder(component string) record.EventRecorder {
 	if h.broadcaster == nil {
 		return h.Events // a hub built by hand in a unit test
 	}
-	rec := h.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: component, Host: h.host})
-	return h.Steps.EventRecorder(rec)
+	h.recordersMu.Lock()
+	defer h.recordersMu.Unlock()
+	if rec, ok := h.recorders[component]; ok {
+		return rec
+	}
+	rec := h.Steps.EventRecorder(h.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: component, Host: h.host}))
+	if h.recorders == nil {
+		h.recorders = map[string]record.EventRecorder{}
+	}
+	h.recorders[component] = rec
+	return rec
 }
 
 // Add registers a controller; call before Run.

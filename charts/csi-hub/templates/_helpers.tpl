@@ -1,0 +1,32 @@
+{{- define "csi-hub.hubImage" -}}
+{{ .Values.image.hub.repository }}:{{ .Values.image.hub.tag }}
+{{- end -}}
+
+{{- define "csi-hub.pluginImage" -}}
+{{ .Values.image.plugin.repository }}:{{ .Values.image.plugin.tag }}
+{{- end -}}
+
+{{/* The host directory of the node socket the kubelet dials. */}}
+{{- define "csi-hub.nodeSocketDir" -}}
+{{- if .Values.driver.external -}}
+{{ .Values.driver.externalSockets.nodeDir }}
+{{- else -}}
+{{ .Values.node.kubeletDir }}/plugins/{{ .Values.driver.name }}
+{{- end -}}
+{{- end -}}
+
+{{- define "csi-hub.socketName" -}}
+{{- if .Values.driver.external -}}{{ .Values.driver.externalSockets.socketName }}{{- else -}}csi.sock{{- end -}}
+{{- end -}}
+
+{{- define "csi-hub.validate" -}}
+{{- if not (has .Values.transport (list "loop" "nvme")) -}}
+{{- fail (printf "transport must be loop or nvme, not %q" .Values.transport) -}}
+{{- end -}}
+{{- if and .Values.driver.external (not .Values.driver.externalSockets.controllerDir) -}}
+{{- fail "driver.external=true needs driver.externalSockets.controllerDir: the host directory of the driver's controller socket" -}}
+{{- end -}}
+{{- if and .Values.driver.external (empty .Values.driver.controllerAffinity) -}}
+{{- fail "driver.external=true needs driver.controllerAffinity: the labels of the driver's controller pods, so csi-hub runs on their node" -}}
+{{- end -}}
+{{- end -}}
