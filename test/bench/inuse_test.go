@@ -67,14 +67,15 @@ func inUseOnce(b *testing.B) {
 		p    *process
 	}
 	b.StartTimer()
+	started := time.Now()
 	runs := []run{
 		{"csi-hub flag off", startProcess(b, hubBin, append(common, "--controllers=resizer", "--handle-volume-inuse-error=false")...)},
 		{"csi-hub flag on", startProcess(b, hubBin, append(common, "--controllers=resizer")...)},
 		{"external-resizer flag off", startProcess(b, rszBin, append(common, "--handle-volume-inuse-error=false")...)},
 		{"external-resizer flag on", startProcess(b, rszBin, common...)},
 	}
-	// Settle: every process has listed what it watches and its RSS has
-	// stopped moving (two samples 5s apart within 1%), or 2 minutes passed.
+	// Settle: at least 30s for every process to list what it watches, then
+	// until the RSS stops moving (two samples 5s apart within 1%), at most 2 minutes.
 	deadline := time.Now().Add(2 * time.Minute)
 	prev := make([]float64, len(runs))
 	for time.Now().Before(deadline) {
@@ -88,7 +89,7 @@ func inUseOnce(b *testing.B) {
 			stable = stable && prev[i] > 0 && abs(now-prev[i]) <= 0.01*prev[i]
 			prev[i] = now
 		}
-		if stable && time.Since(start) > 20*time.Second {
+		if stable && time.Since(started) > 30*time.Second {
 			break
 		}
 	}
