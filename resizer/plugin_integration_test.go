@@ -14,8 +14,8 @@ import (
 )
 
 // The companion driver (real pool files on disk) through the hub: expansion
-// grows the volume's file and waits for the node (the plugin always needs
-// node expansion); class "thick" preallocates the file.
+// grows the volume's file while a Pod uses the claim and waits for the node
+// (the plugin always needs node expansion); class "thick" preallocates the file.
 func TestCompanionPluginExpandAndModify(t *testing.T) {
 	// The fake driver only provides the env's cluster, namespace and class
 	// helpers; the hub below talks to the companion plugin.
@@ -39,6 +39,9 @@ func TestCompanionPluginExpandAndModify(t *testing.T) {
 		pv.Spec.CSI.Driver, pv.Spec.CSI.VolumeHandle = d.DriverName, id
 	})
 	file := poolFile(t, d.PoolDir, id)
+	// A Pod uses the claim: the plugin expands in use, so the in-use
+	// handling (on by default) must not hold the expansion back.
+	e.createPod("app", pvc.Name, false)
 
 	e.request(pvc.Name, "128Mi")
 	pvc = e.waitPVC(pvc.Name, "FileSystemResizePending", func(c *v1.PersistentVolumeClaim) bool {
