@@ -74,6 +74,7 @@ mkdir -p "${mod_dir}"
 	done
 	echo ")"
 } >"${mod_dir}/tools.go"
+gofmt -w "${mod_dir}/tools.go"
 rm -f "${mod_dir}/go.sum"
 echo "wrote ${mod_dir}/go.mod, tools.go (${#imports[@]} imports); resolving dependencies..."
 (cd "${mod_dir}" && GOFLAGS=-mod=mod go mod tidy)
