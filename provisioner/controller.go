@@ -95,7 +95,7 @@ type failureNote struct {
 func (c *Controller) forget(uid types.UID) {
 	c.announced.Delete(uid)
 	c.lastFailure.Delete(uid)
-	c.slow.set.Remove(string(uid))
+	c.slow.forget(string(uid))
 	c.topologyAsked.Delete(uid)
 }
 

@@ -35,6 +35,9 @@ func newStats(h *hub.Hub) (*stats, error) {
 
 // provisioned records one provisioning attempt (labels: class, data source kind).
 func (s *stats) provisioned(claim *v1.PersistentVolumeClaim, err error, start time.Time) {
+	if s == nil {
+		return
+	}
 	class, source := claimClass(claim), ""
 	if claim.Spec.DataSource != nil {
 		source = claim.Spec.DataSource.Kind
@@ -50,6 +53,9 @@ func (s *stats) provisioned(claim *v1.PersistentVolumeClaim, err error, start ti
 // deleted records one deletion attempt; one postponed by a VolumeAttachment is
 // not a failure.
 func (s *stats) deleted(pv *v1.PersistentVolume, err error, start time.Time) {
+	if s == nil {
+		return
+	}
 	class := pv.Spec.StorageClassName
 	switch {
 	case errors.As(err, new(*volumeInUseError)):

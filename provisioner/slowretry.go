@@ -19,14 +19,27 @@ func newSlowRetry(interval time.Duration) *slowRetry {
 
 func (s *slowRetry) run(ctx context.Context) { s.set.Run(ctx.Done()) }
 
+// forget drops claim (provisioned or deleted).
+func (s *slowRetry) forget(claimUID string) {
+	if s != nil {
+		s.set.Remove(claimUID)
+	}
+}
+
 // mark starts the interval for claim.
 func (s *slowRetry) mark(claimUID, classUID string) {
+	if s == nil {
+		return
+	}
 	s.set.Remove(claimUID)
 	s.set.Add(claimUID, slowset.ObjectData{Timestamp: time.Now(), StorageClassUID: classUID})
 }
 
 // wait returns how long claim must still wait.
 func (s *slowRetry) wait(claimUID, classUID string) (time.Duration, bool) {
+	if s == nil {
+		return 0, false
+	}
 	info, ok := s.set.Get(claimUID)
 	if !ok {
 		return 0, false
