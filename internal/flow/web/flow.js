@@ -260,9 +260,12 @@
   $("next").onclick = () => { page++; dirty = true; };
   window.addEventListener("hashchange", () => { selectedStory = decodeURIComponent(location.hash.replace(/^#story=/, "")); dirty = true; });
 
-  fetch("kinds.json").then(r => r.json()).then(k => { kinds = k; dirty = true; });
-  stream("hub", "..", v => { status.hub = v; });
-  nodeURLs.forEach((u, i) => { status.nodes[u] = "connecting"; stream("node" + (i + 1), u.replace(/\/+$/, "").replace(/\/steps$/, ""), v => { status.nodes[u] = v; dirty = true; }); });
+  // The words first, so the first drawing already has them.
+  fetch("kinds.json").then(r => r.json()).then(k => { kinds = k; }).catch(() => {}).finally(() => {
+    dirty = true;
+    stream("hub", "..", v => { status.hub = v; });
+    nodeURLs.forEach((u, i) => { status.nodes[u] = "connecting"; stream("node" + (i + 1), u.replace(/\/+$/, "").replace(/\/steps$/, ""), v => { status.nodes[u] = v; dirty = true; }); });
+  });
   // Re-render at most every 300 ms, and less often when a render is slow (a
   // big cluster), so the browser stays responsive while steps pour in.
   (function loop() { render(); setTimeout(loop, Math.max(300, 5 * (window.__flowRenderMs || 0))); })();
