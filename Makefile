@@ -33,8 +33,10 @@ test-deps:
 vet:
 	$(GO) vet ./...
 
+# -timeout is per package: the packages that bring up the local kubelet cluster
+# (test/e2e, test/conformance, test/swap) wait for each other, and the wait counts.
 test: deps vet
-	$(GO) test -count=1 -timeout 35m ./...
+	$(GO) test -count=1 -timeout 60m ./...
 # ---------------------------------------------------------------------------
 
 # ---- local cluster, images, e2e, demo (owner: manifests/test/e2e) ----------
