@@ -161,7 +161,7 @@ func (c *chain) volumeSteps() {
 func (c *chain) attachmentSteps(va storagev1.VolumeAttachment) {
 	c.add(va.CreationTimestamp.Time, "kube-controller-manager created VolumeAttachment %s: attach the volume to node %s for a Pod there.", va.Name, va.Spec.NodeName)
 	if va.Status.Attached {
-		c.add(va.CreationTimestamp.Time, "csi-hub's attacher attached it (ControllerPublishVolume); the kubelet then staged and published the volume on the node (status.attached true; time not kept).")
+		c.add(va.CreationTimestamp.Time, "csi-hub's attacher attached it (ControllerPublishVolume; status.attached true, time not kept): from here the kubelet can stage and publish the volume on the node.")
 	}
 	if e := va.Status.AttachError; e != nil {
 		c.add(e.Time.Time, "FAILED: attaching: %s", e.Message)
