@@ -64,13 +64,6 @@ spec:
 EOF
 }
 
-run kubectl get nodes
-run kubectl -n csi-hub get pods -o wide
-say "csi-hub-controller runs the driver's controller side plus csi-hub (provisioner, attacher,"
-say "resizer, snapshotter); csi-hub-node runs the driver's node side plus csi-hub's registrar,"
-say "which told the kubelet where the driver's socket is:"
-run kubectl get csinode "${NODE_NAME}" -o jsonpath='{.spec.drivers[*].name}{"\n"}'
-
 # Print csi-hub's steps as they happen: the controller pod's IP is reachable
 # from the host (bridge network); the node plugin records the kubelet's calls.
 hub_ip="$(kubectl -n csi-hub get pod -l app.kubernetes.io/component=controller -o jsonpath='{.items[0].status.podIP}')"
@@ -107,6 +100,13 @@ trap stop_watchers EXIT
 trap 'exit 130' INT TERM
 say "Lines starting with 'hub>' come live from csi-hub's /steps endpoint (http://${hub_ip}:8080/steps?watch=true),"
 say "'node>' lines from the driver on the node (the kubelet's calls, http://${node_ip}:9810/steps?watch=true)."
+
+run kubectl get nodes
+run kubectl -n csi-hub get pods -o wide
+say "csi-hub-controller runs the driver's controller side plus csi-hub (provisioner, attacher,"
+say "resizer, snapshotter); csi-hub-node runs the driver's node side plus csi-hub's registrar,"
+say "which told the kubelet where the driver's socket is:"
+run kubectl get csinode "${NODE_NAME}" -o jsonpath='{.spec.drivers[*].name}{"\n"}'
 
 kubectl create namespace "${NS}" >/dev/null 2>&1 || true
 kubectl -n "${NS}" wait --for=jsonpath='{.metadata.name}'=default serviceaccount/default --timeout=30s >/dev/null 2>&1 || sleep 2
