@@ -23,6 +23,23 @@ const (
 	sizeAlign int64 = 1 << 20
 )
 
+// fsMinimumSizes: below these the node's mkfs refuses (xfs) or silently makes
+// something else: mkfs.ext3 leaves out the journal on fewer than 2048 blocks,
+// and that filesystem does not mount as ext3. Smaller requests are rounded up.
+var fsMinimumSizes = map[string]int64{"xfs": 300 << 20, "ext3": 4 << 20}
+
+// fsMinimumSize is the largest minimum among the requested filesystems.
+func fsMinimumSize(caps []store.Capability) (int64, string) {
+	var size int64
+	var fsType string
+	for _, c := range caps {
+		if m := fsMinimumSizes[c.FsType]; !c.Block && m > size {
+			size, fsType = m, c.FsType
+		}
+	}
+	return size, fsType
+}
+
 // volumeSize picks the size for a capacity range: required rounded up to 1 MiB,
 // at least minSize (a content source's size), within the limit.
 func volumeSize(cr *csi.CapacityRange, minSize int64) (int64, error) {
@@ -178,7 +195,11 @@ func (c *ControllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 		}
 		defer releaseSrc()
 	}
-	size, err := volumeSize(req.GetCapacityRange(), sourceSize)
+	fsMin, fsType := fsMinimumSize(caps)
+	if lim := req.GetCapacityRange().GetLimitBytes(); lim > 0 && lim < fsMin {
+		return nil, errorf(codes.OutOfRange, "capacity_range.limit_bytes %d is below the %d bytes a %s filesystem needs", lim, fsMin, fsType)
+	}
+	size, err := volumeSize(req.GetCapacityRange(), max(sourceSize, fsMin))
 	if err != nil {
 		return nil, err
 	}
