@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -32,6 +33,10 @@ func BenchmarkGroupSnapshot(b *testing.B) {
 
 func benchGroup(b *testing.B, members int) {
 	e := newBareEnv(b, cluster.Shared(b), "gbench")
+	// Deleting a 10-member group takes the snapshot-controller a while.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	b.Cleanup(cancel)
+	e.ctx = ctx
 	e.name = e.ns + ".block.csi-hub.io"
 	d := plugintest.Start(b, plugintest.Options{DriverName: e.name})
 	e.socket = d.SocketPath
@@ -79,7 +84,7 @@ func benchGroup(b *testing.B, members int) {
 
 		began = time.Now()
 		g.deleteGroupSnapshot(name)
-		g.waitGroupContentGone(content.Name)
+		g.waitGroupContentGone(content.Name, 3*time.Minute)
 		toGone += time.Since(began)
 		deleteWrites += total(e.hub.Steps.Writes()) - w1
 	}

@@ -204,17 +204,26 @@ func (g *groupEnv) deleteGroupSnapshot(name string) {
 	if err := g.snaps.GroupsnapshotV1().VolumeGroupSnapshots(g.ns).Delete(g.ctx, name, metav1.DeleteOptions{}); err != nil {
 		g.t.Fatal(err)
 	}
-	g.poll(time.Minute, "VolumeGroupSnapshot "+name+" to be deleted", func() (bool, error) {
+	// The snapshot-controller deletes the members first, one by one.
+	g.poll(3*time.Minute, "VolumeGroupSnapshot "+name+" to be deleted", func() (bool, error) {
 		_, err := g.snaps.GroupsnapshotV1().VolumeGroupSnapshots(g.ns).Get(g.ctx, name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
 }
 
-func (g *groupEnv) waitGroupContentGone(name string) {
+func (g *groupEnv) waitGroupContentGone(name string, timeout time.Duration) {
 	g.t.Helper()
-	g.poll(time.Minute, "VolumeGroupSnapshotContent "+name+" to be deleted", func() (bool, error) {
-		_, err := g.snaps.GroupsnapshotV1().VolumeGroupSnapshotContents().Get(g.ctx, name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), nil
+	g.poll(timeout, "VolumeGroupSnapshotContent "+name+" to be deleted", func() (bool, error) {
+		c, err := g.snaps.GroupsnapshotV1().VolumeGroupSnapshotContents().Get(g.ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		if err == nil {
+			// Reported as the last error on timeout: what holds the content.
+			err = fmt.Errorf("still there: deletionTimestamp %v, finalizers %v, annotations %v, status %+v",
+				c.DeletionTimestamp, c.Finalizers, c.Annotations, c.Status)
+		}
+		return false, err
 	})
 }
 
@@ -315,7 +324,7 @@ func TestGroupSnapshotEndToEnd(t *testing.T) {
 	}
 
 	g.deleteGroupSnapshot("backup")
-	g.waitGroupContentGone(content.Name)
+	g.waitGroupContentGone(content.Name, time.Minute)
 	if left := g.backendGroup(handle); left != nil {
 		t.Errorf("backend group %s still there after deleting the VolumeGroupSnapshot: %v", handle, left)
 	}
@@ -334,7 +343,7 @@ func TestGroupSnapshotEndToEnd(t *testing.T) {
 	if err := g.snaps.GroupsnapshotV1().VolumeGroupSnapshotContents().Delete(g.ctx, kept.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
-	g.waitGroupContentGone(kept.Name)
+	g.waitGroupContentGone(kept.Name, time.Minute)
 	if ids := g.backendGroup(keptHandle); len(ids) != 3 {
 		t.Errorf("Retain: backend group %s has members %v after its objects went, want 3", keptHandle, ids)
 	}
