@@ -16,14 +16,20 @@ import (
 )
 
 // The full run (`make conformance`): every External.Storage spec on the ext4
-// class, the online-expansion specs on the xfs class, then the specs that
-// must run alone, one at a time (as the hostpath driver's CI does).
+// class (but those needing Immediate binding, run on a class the suite makes),
+// the online-expansion specs on the xfs class, then the specs that must run
+// alone, one at a time (as the hostpath driver's CI does).
 var fullPasses = []pass{
-	{name: "parallel", driver: "testdriver.yaml", focus: `External.Storage`, skip: `\[Disruptive\]|\[Serial\]`, procs: 4},
+	{name: "parallel", driver: "testdriver.yaml", focus: `External.Storage`, skip: `\[Disruptive\]|\[Serial\]|` + needsImmediate, procs: 4},
+	{name: "immediate-binding", driver: "testdriver-immediate.yaml", focus: `External.Storage.*` + needsImmediate, skip: `\[Disruptive\]|\[Serial\]`, procs: 2},
 	{name: "xfs-online-expansion", driver: "testdriver-xfs.yaml", procs: 4, skip: `\[Disruptive\]|\[Serial\]`,
 		focus: `External.Storage.*(when PVC is edited while pod is using it|should support expansion of pvcs created for ephemeral pvcs)`},
 	{name: "serial", driver: "testdriver.yaml", focus: `External.Storage.*(\[Serial\]|\[Disruptive\])`, procs: 1},
 }
+
+// needsImmediate: specs that modify a claim no pod uses yet, which binds only
+// with Immediate binding (the manifests' classes wait for the first consumer).
+const needsImmediate = `multiple pods should modify volumes with a different volumeAttributesClass`
 
 // subsetPasses is what CI (`make test`) runs: at least one spec of every test
 // pattern (subsetSpecs), so a regression anywhere shows within the suite's
