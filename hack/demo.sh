@@ -84,8 +84,8 @@ stream_steps() {
 	  elif .kind == "node" then "\($p) kubelet -> driver: \(.action) -> \(.result // "OK")\(obj)\(if .detail then " (" + .detail + ")" else "" end)"
 	  elif .kind == "seen" then "\($p) \(.controller // "kubernetes"): \(.action)\(obj)\(if .detail then " (" + .detail + ")" else "" end)"
 	  elif .kind == "write" then "\($p)     API \(.action) -> \(.result // "")"
-	  elif .action == "VolumeFailedDelete" and (.detail // "" | test("attached"; "i")) then
-	    "\($p)     Event VolumeFailedDelete: still attached. This Warning is a WAIT, not a failure: a volume is deleted only after the kubelet unmounted it and it was detached; csi-hub retries until then."
+	  elif (.action == "VolumeFailedDelete" or .action == "VolumeDelete") and (.detail // "" | test("attached"; "i")) then
+	    "\($p)     Event \(.action): still attached. This is a WAIT, not a failure: a volume is deleted only after the kubelet unmounted it and it was detached; csi-hub retries until then."
 	  else "\($p)     Event \(.action): \(.detail // "")" end' 2>/dev/null
 }
 # The watchers run in their own process group, ended with the demo (whatever
@@ -188,7 +188,7 @@ run kubectl -n "${NS}" get pvc
 bold "Step 5: clean up"
 say "Deleting the namespace deletes the Pods (NodeUnpublish/NodeUnstage, ControllerUnpublish),"
 say "the snapshot (DeleteSnapshot) and the claims (DeleteVolume; the PVs go away)."
-say "Expect Warning VolumeFailedDelete '... still attached' events on the way: the claim goes while its"
+say "Expect VolumeDelete / Warning VolumeFailedDelete '... still attached' events on the way: the claim goes while its"
 say "volume is still attached (the Pod is stopping), and a volume must not be deleted before the kubelet"
 say "unmounted it and it was detached. It is the normal wait, retried until the detach is done."
 run kubectl delete namespace "${NS}" --wait=true --timeout=120s

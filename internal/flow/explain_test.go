@@ -73,7 +73,7 @@ func TestStoryFollowsTheClaimThroughPVAttachmentAndNode(t *testing.T) {
 	if c := strings.Count(flat, "The driver answers with a volume ID"); c != 1 {
 		t.Fatalf("CreateVolume's paragraph appears %d times, want once:\n%s", c, text)
 	}
-	if !strings.Contains(flat, "A driver must not delete an attached volume") {
+	if !strings.Contains(flat, "must not be deleted while a node may still write to it") {
 		t.Fatalf("no newcomer paragraph for the wait:\n%s", text)
 	}
 }
@@ -101,6 +101,7 @@ func TestFailedAndWait(t *testing.T) {
 		{steps.Step{Kind: steps.Event, Result: "Warning", Action: "ProvisioningFailed"}, true, false},
 		{steps.Step{Kind: steps.Event, Result: "Warning", Action: "VolumeFailedDelete", Detail: "volume is still Attached to node"}, false, true},
 		{steps.Step{Kind: steps.Event, Result: "Warning", Action: "VolumeFailedDelete", Detail: "backend down"}, true, false},
+		{steps.Step{Kind: steps.Event, Result: "Normal", Action: "VolumeDelete", Detail: "persistentvolume pv1 is still attached to node n1, waiting for detach"}, false, true},
 		{steps.Step{Kind: steps.Event, Result: "Normal", Action: "ProvisioningSucceeded"}, false, false},
 	}
 	for _, c := range cases {
@@ -121,7 +122,7 @@ func TestEveryKindHasWords(t *testing.T) {
 	}
 	for _, k := range []string{"csi:CreateVolume", "csi:ControllerPublishVolume", "node:NodeStageVolume", "node:NodePublishVolume",
 		"node:NodeUnpublishVolume", "node:NodeUnstageVolume", "node:NodeExpandVolume", "seen:claim-bound", "seen:pv-created",
-		"seen:va-created", "seen:va-attached", "csi:CreateSnapshot", "csi:ControllerExpandVolume", "event:VolumeFailedDelete:attached"} {
+		"seen:va-created", "seen:va-attached", "csi:CreateSnapshot", "csi:ControllerExpandVolume", "event:still-attached"} {
 		if _, ok := Kinds[k]; !ok {
 			t.Errorf("no words for %s", k)
 		}

@@ -17,11 +17,13 @@ type Kind struct {
 
 // Key is the lookup key of a step: "<kind>:<action>" ("csi:CreateVolume",
 // "seen:claim-bound", "event:ProvisioningFailed"), with one special case: a
-// VolumeFailedDelete because the volume is still attached is a wait, not a failure.
+// deletion held back because the volume is still attached (VolumeDelete, or
+// VolumeFailedDelete from the driver) is "event:still-attached", a wait.
 // web/flow.js has the same rule (stepKey); keep them together.
 func Key(s steps.Step) string {
-	if s.Kind == steps.Event && s.Action == "VolumeFailedDelete" && strings.Contains(strings.ToLower(s.Detail), "attached") {
-		return "event:VolumeFailedDelete:attached"
+	if s.Kind == steps.Event && (s.Action == "VolumeFailedDelete" || s.Action == "VolumeDelete") &&
+		strings.Contains(strings.ToLower(s.Detail), "attached") {
+		return "event:still-attached"
 	}
 	return string(s.Kind) + ":" + s.Action
 }
@@ -46,7 +48,7 @@ func Describe(s steps.Step) Kind {
 
 // IsWait says s reports a normal wait (retried until it passes), though
 // Kubernetes files it as a Warning.
-func IsWait(s steps.Step) bool { return Key(s) == "event:VolumeFailedDelete:attached" }
+func IsWait(s steps.Step) bool { return Key(s) == "event:still-attached" }
 
 // Failed says s went wrong: a CSI call without OK, a refused API write, a
 // Warning event that is not a wait.
@@ -118,13 +120,13 @@ var Kinds = map[string]Kind{
 	"seen:content-deleted":        {"SnapshotContent gone", "The VolumeSnapshotContent object is gone."},
 
 	// Events csi-hub emits.
-	"event:Provisioning":                {"Provisioning", "csi-hub's provisioner started creating a volume for the claim (the same event external-provisioner emits)."},
-	"event:ProvisioningSucceeded":       {"ProvisioningSucceeded", "The volume exists in the storage system and its PersistentVolume object was created; binding to the claim comes next."},
-	"event:ProvisioningFailed":          {"ProvisioningFailed", "Creating the volume failed; the message says why (the driver's answer, a bad StorageClass parameter...). The provisioner retries with growing pauses, so a claim stays Pending until the cause is fixed."},
-	"event:VolumeFailedDelete":          {"VolumeFailedDelete", "Deleting the volume failed; the provisioner retries with growing pauses and keeps the PV until it succeeds, so the storage is not leaked."},
-	"event:VolumeFailedDelete:attached": {"Waiting for detach", "This Warning is a wait, not a failure. The claim was deleted while its volume was still attached to a node (the Pod is stopping, the kubelet is unmounting, the VolumeAttachment is being removed). A driver must not delete an attached volume, so it says 'still attached' and the provisioner retries until the detach has finished; then DeleteVolume succeeds."},
-	"event:Resizing":                    {"Resizing", "csi-hub's resizer started growing the volume: it calls ControllerExpandVolume next."},
-	"event:VolumeResizeSuccessful":      {"VolumeResizeSuccessful", "The volume was grown in the storage system (and, where needed, its filesystem on the node): the claim shows the new capacity."},
-	"event:VolumeResizeFailed":          {"VolumeResizeFailed", "Growing the volume failed; the message says why. The resizer retries."},
-	"event:FileSystemResizeRequired":    {"FileSystemResizeRequired", "The volume grew in the storage system; its filesystem still has to grow on the node, which the kubelet does (NodeExpandVolume, or at the next NodeStageVolume)."},
+	"event:Provisioning":             {"Provisioning", "csi-hub's provisioner started creating a volume for the claim (the same event external-provisioner emits)."},
+	"event:ProvisioningSucceeded":    {"ProvisioningSucceeded", "The volume exists in the storage system and its PersistentVolume object was created; binding to the claim comes next."},
+	"event:ProvisioningFailed":       {"ProvisioningFailed", "Creating the volume failed; the message says why (the driver's answer, a bad StorageClass parameter...). The provisioner retries with growing pauses, so a claim stays Pending until the cause is fixed."},
+	"event:VolumeFailedDelete":       {"VolumeFailedDelete", "Deleting the volume failed; the provisioner retries with growing pauses and keeps the PV until it succeeds, so the storage is not leaked."},
+	"event:still-attached":           {"Waiting for detach", "This is a wait, not a failure (even when Kubernetes files it as a Warning VolumeFailedDelete). The claim was deleted while its volume was still attached to a node (the Pod is stopping, the kubelet is unmounting, the VolumeAttachment is being removed). A volume must not be deleted while a node may still write to it, so the provisioner (or the driver) says 'still attached' and the deletion is retried until the detach has finished; then DeleteVolume succeeds."},
+	"event:Resizing":                 {"Resizing", "csi-hub's resizer started growing the volume: it calls ControllerExpandVolume next."},
+	"event:VolumeResizeSuccessful":   {"VolumeResizeSuccessful", "The volume was grown in the storage system (and, where needed, its filesystem on the node): the claim shows the new capacity."},
+	"event:VolumeResizeFailed":       {"VolumeResizeFailed", "Growing the volume failed; the message says why. The resizer retries."},
+	"event:FileSystemResizeRequired": {"FileSystemResizeRequired", "The volume grew in the storage system; its filesystem still has to grow on the node, which the kubelet does (NodeExpandVolume, or at the next NodeStageVolume)."},
 }

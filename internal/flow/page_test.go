@@ -104,7 +104,7 @@ func TestPageDrawsTheStoryInHeadlessChromium(t *testing.T) {
 	k = keys(23)
 	want := []string{"seen:claim-created", "seen:node-selected", "csi:CreateVolume", "seen:pv-created", "seen:claim-bound",
 		"seen:va-created", "csi:ControllerPublishVolume", "seen:va-attached", "node:NodeStageVolume", "node:NodePublishVolume",
-		"node:NodeUnpublishVolume", "node:NodeUnstageVolume", "event:VolumeFailedDelete:attached", "csi:DeleteVolume"}
+		"node:NodeUnpublishVolume", "node:NodeUnstageVolume", "event:still-attached", "csi:DeleteVolume"}
 	i := 0
 	for _, key := range k {
 		if i < len(want) && key == want[i] {
@@ -126,7 +126,7 @@ func TestPageDrawsTheStoryInHeadlessChromium(t *testing.T) {
 		chromedp.Text(`#detail pre.request`, &request, chromedp.ByQuery),
 		chromedp.Text(`#detail .why`, &why, chromedp.ByQuery),
 		chromedp.Text(`#detail pre.state`, &state, chromedp.ByQuery),
-		chromedp.AttributeValue(`#lane .step[data-key="event:VolumeFailedDelete:attached"]`, "class", &waitClass, nil, chromedp.ByQuery))
+		chromedp.AttributeValue(`#lane .step[data-key="event:still-attached"]`, "class", &waitClass, nil, chromedp.ByQuery))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@
 
   // stepKey is kinds.go's Key: keep the two together.
   function stepKey(s) {
-    if (s.kind === "event" && s.action === "VolumeFailedDelete" && /attached/i.test(s.detail || "")) return "event:VolumeFailedDelete:attached";
+    if (s.kind === "event" && (s.action === "VolumeFailedDelete" || s.action === "VolumeDelete") && /attached/i.test(s.detail || "")) return "event:still-attached";
     return s.kind + ":" + s.action;
   }
   function describe(s) {
@@ -27,7 +27,7 @@
     const f = kinds[s.kind + ":*"] || { why: "" };
     return { label: s.kind === "write" ? "API " + s.action : s.action, why: f.why };
   }
-  const isWait = s => stepKey(s) === "event:VolumeFailedDelete:attached";
+  const isWait = s => stepKey(s) === "event:still-attached";
   function failed(s) {
     switch (s.kind) {
       case "csi": case "node": return !!s.result && s.result !== "OK";
