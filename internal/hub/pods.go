@@ -1,10 +1,15 @@
 package hub
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -12,20 +17,18 @@ import (
 // mount while not terminated.
 const ClaimIndex = "csi-hub.io/claim"
 
-// PodClaims returns the hub's Pod informer, set up on first use with the
-// SlimPod transform and the claim index. Controllers that need to know which
-// Pods use a claim (the resizer's in-use check, the health monitor's node
-// watcher) share it; no Pod is held whole, which is what makes the sidecars
-// that cache every Pod of a large cluster run out of memory. Call before Run.
+// PodClaims returns the hub's Pod informer, slim and indexed by claim, set up
+// on first use. Controllers that need to know which Pods use a claim (the
+// resizer's in-use check, the health monitor's node watcher) share it; it is
+// the process's one Pod watch. No Pod is held whole, which is what makes the
+// sidecars that cache every Pod of a large cluster run out of memory: the
+// Pods are slimmed as they are decoded (page by page on list, event by event
+// on watch), not after a whole list of full Pods has been built, which is when
+// an informer transform would run. Call before Run.
 func (h *Hub) PodClaims() (cache.SharedIndexInformer, error) {
-	inf := h.Informers.Core().V1().Pods().Informer()
+	inf := h.Informers.InformerFor(&v1.Pod{}, newSlimPodInformer)
 	if _, ok := inf.GetIndexer().GetIndexers()[ClaimIndex]; ok {
 		return inf, nil
-	}
-	// The transform must be set before the informer starts; every user of
-	// the hub's Pod informer then sees slim Pods.
-	if err := inf.SetTransform(SlimPod); err != nil {
-		return nil, fmt.Errorf("pod informer transform: %w", err)
 	}
 	if err := inf.AddIndexers(cache.Indexers{ClaimIndex: ClaimsOfPod}); err != nil {
 		return nil, fmt.Errorf("pod informer claim index: %w", err)
@@ -33,15 +36,75 @@ func (h *Hub) PodClaims() (cache.SharedIndexInformer, error) {
 	return inf, nil
 }
 
-// SlimPod is the Pod informer's transform: name, namespace, UID, phase, node
-// and the claims the Pod mounts, no more. A generic ephemeral volume is
-// recorded by the name of its claim, <pod>-<volume>, so readers need no
-// second rule.
-func SlimPod(obj any) (any, error) {
-	pod, ok := obj.(*v1.Pod)
-	if !ok {
-		return obj, nil // tombstones carry an already transformed Pod
+// podPageSize bounds how many full Pods are decoded at once while listing.
+const podPageSize = 500
+
+func newSlimPodInformer(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			return listSlimPods(ctx, client, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			w, err := client.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return watch.Filter(w, slimEvent), nil
+		},
 	}
+	return cache.NewSharedIndexInformerWithOptions(lw, &v1.Pod{}, cache.SharedIndexInformerOptions{
+		ResyncPeriod: resync, Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+		ObjectDescription: "slim pods",
+	})
+}
+
+// slimEvent slims a watched Pod. A bookmark passes as sent: its annotation
+// (initial-events-end) ends a streaming list.
+func slimEvent(ev watch.Event) (watch.Event, bool) {
+	if pod, ok := ev.Object.(*v1.Pod); ok && ev.Type != watch.Bookmark {
+		ev.Object = slimPod(pod)
+	}
+	return ev, true
+}
+
+// listSlimPods lists every Pod in pages and keeps only their slim copies.
+func listSlimPods(ctx context.Context, client kubernetes.Interface, opts metav1.ListOptions) (*v1.PodList, error) {
+	if opts.Limit == 0 || opts.Limit > podPageSize {
+		opts.Limit = podPageSize
+	}
+	if opts.ResourceVersion == "0" {
+		// RV 0 is served whole from the watch cache, ignoring the limit.
+		opts.ResourceVersion, opts.ResourceVersionMatch = "", ""
+	}
+	out := &v1.PodList{}
+	for {
+		page, err := client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for i := range page.Items {
+			out.Items = append(out.Items, *slimPod(&page.Items[i]))
+		}
+		out.ResourceVersion = page.ResourceVersion
+		if page.Continue == "" {
+			return out, nil
+		}
+		opts.Continue, opts.ResourceVersion, opts.ResourceVersionMatch = page.Continue, "", ""
+	}
+}
+
+// SlimPod returns what csi-hub keeps of a Pod: name, namespace, UID, phase,
+// node and the claims it mounts, no more. A generic ephemeral volume is
+// recorded by the name of its claim, <pod>-<volume>, so readers need no
+// second rule. Anything but a Pod is returned as it is.
+func SlimPod(obj any) (any, error) {
+	if pod, ok := obj.(*v1.Pod); ok {
+		return slimPod(pod), nil
+	}
+	return obj, nil
+}
+
+func slimPod(pod *v1.Pod) *v1.Pod {
 	slim := &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion},
 		Spec:       v1.PodSpec{NodeName: pod.Spec.NodeName},
@@ -60,7 +123,7 @@ func SlimPod(obj any) (any, error) {
 		slim.Spec.Volumes = append(slim.Spec.Volumes, v1.Volume{Name: vol.Name,
 			VolumeSource: v1.VolumeSource{PersistentVolumeClaim: &v1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}})
 	}
-	return slim, nil
+	return slim
 }
 
 // ClaimsOfPod is the claim index function: the claims of a Pod that may

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"slices"
 	"testing"
 
@@ -8,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -77,3 +80,30 @@ func TestClaimsOfPodByPhase(t *testing.T) {
 	}
 }
 
+// The informer's list hands out slim Pods; its watch filter slims Pods and
+// passes a bookmark unchanged (its annotation ends a streaming list).
+func TestSlimPodInformerListAndWatch(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset(fullPod("db-0", v1.PodRunning))
+	list, err := listSlimPods(ctx, client, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil || len(list.Items) != 1 {
+		t.Fatalf("listSlimPods = %v, %v", list, err)
+	}
+	if p := list.Items[0]; p.Annotations != nil || p.Spec.Containers != nil || len(p.Spec.Volumes) != 2 {
+		t.Errorf("listed Pod is not slim: %+v", p)
+	}
+	fw := watch.NewFake()
+	bookmark := &v1.Pod{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "9", Annotations: map[string]string{metav1.InitialEventsAnnotationKey: "true"}}}
+	filtered := watch.Filter(fw, slimEvent)
+	go func() {
+		fw.Add(fullPod("db-1", v1.PodPending))
+		fw.Action(watch.Bookmark, bookmark)
+	}()
+	if ev := <-filtered.ResultChan(); ev.Object.(*v1.Pod).Spec.Containers != nil || ev.Object.(*v1.Pod).Name != "db-1" {
+		t.Errorf("watched Pod is not slim: %+v", ev.Object)
+	}
+	if ev := <-filtered.ResultChan(); ev.Object.(*v1.Pod).Annotations[metav1.InitialEventsAnnotationKey] != "true" {
+		t.Errorf("bookmark lost its annotation: %+v", ev.Object)
+	}
+	filtered.Stop()
+}
