@@ -163,9 +163,9 @@ func benchPod(i int) *corev1.Pod {
 	}
 	probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
 		PeriodSeconds: 10}
-	container := func(n, image string) corev1.Container {
+	container := func(n, image string, port int32) corev1.Container {
 		return corev1.Container{Name: n, Image: image, Env: env, Resources: res, LivenessProbe: probe, ReadinessProbe: probe,
-			Ports:        []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			Ports:        []corev1.ContainerPort{{Name: n, ContainerPort: port}},
 			VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}, {Name: "config", MountPath: "/etc/app"}}}
 	}
 	expiry := int64(3607)
@@ -175,7 +175,7 @@ func benchPod(i int) *corev1.Pod {
 			Annotations: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "8080", "checksum/config": strings.Repeat("a", 64)}},
 		Spec: corev1.PodSpec{
 			SchedulerName: "bench-no-scheduler", // stays Pending: no node in this cluster
-			Containers:    []corev1.Container{container("web", "registry.example/web:1.2.3"), container("sidecar", "registry.example/proxy:4.5.6")},
+			Containers:    []corev1.Container{container("web", "registry.example/web:1.2.3", 8080), container("proxy", "registry.example/proxy:4.5.6", 9090)},
 			Volumes: []corev1.Volume{
 				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-" + name}}},
 				{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "web-config"}}}},
