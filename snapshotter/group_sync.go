@@ -89,6 +89,11 @@ func (c *Controller) syncGroup(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	if shouldDeleteGroup(content) {
+		// Deleted while CreateVolumeGroupSnapshot ran (see sync).
+		c.forgetPolls(poll)
+		return c.syncGroupDelete(ctx, content)
+	}
 	if !groupReady(content) {
 		return hub.RequeueAfter(c.nextPoll(poll))
 	}

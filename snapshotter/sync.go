@@ -82,6 +82,12 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	if shouldDelete(content) {
+		// Deleted while CreateSnapshot ran: removing the being-created mark
+		// (our own write, filtered from the events) released the deletion.
+		c.forgetPolls(key)
+		return c.syncDelete(ctx, content)
+	}
 	if !contentReady(content) {
 		return hub.RequeueAfter(c.nextPoll(key))
 	}
