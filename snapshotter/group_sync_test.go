@@ -381,3 +381,40 @@ func TestGroupMemberChecked(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// A content deleted while its create was in flight is deleted in the sync
+// that finishes the create: removing the being-created mark is our own
+// write, which no event brings back.
+func TestDeletedDuringCreateIsDeletedAtOnce(t *testing.T) {
+	c := testContent("c")
+	now := metav1.Now()
+	c.DeletionTimestamp = &now
+	c.Finalizers = []string{ContentFinalizer}
+	c.Annotations = map[string]string{AnnBeingCreated: "yes", AnnBeingDeleted: "yes"}
+	e := newUnitEnv(t, DefaultConfig(), c, testClass(nil))
+	e.csi.ready = true
+	if err := e.syncOnce(t, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.csi.creates) != 1 || len(e.csi.deletes) != 1 || e.csi.deletes[0].SnapshotId != "id-"+e.csi.creates[0].Name {
+		t.Fatalf("creates %v deletes %v", e.csi.creates, e.csi.deletes)
+	}
+	if got := e.get(t, "c"); slices.Contains(got.Finalizers, ContentFinalizer) {
+		t.Fatalf("finalizer kept: %v", got.Finalizers)
+	}
+
+	g := groupContent("g", "vol-a")
+	g.DeletionTimestamp = &now
+	g.Annotations[AnnGroupBeingCreated], g.Annotations[AnnGroupBeingDeleted] = "yes", "yes"
+	ge := newGroupEnv(t, DefaultConfig(), g, testSecret, groupClass(nil))
+	ge.gcsi.ready = true
+	if err := ge.syncGroup(t, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if len(ge.gcsi.creates) != 1 || len(ge.gcsi.deletes) != 1 {
+		t.Fatalf("group creates %v deletes %v", ge.gcsi.creates, ge.gcsi.deletes)
+	}
+	if got := ge.getGroup(t, "g"); slices.Contains(got.Finalizers, GroupContentFinalizer) {
+		t.Fatalf("group finalizer kept: %v", got.Finalizers)
+	}
+}
