@@ -12,6 +12,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
@@ -272,12 +273,22 @@ func TestNodeWatcher(t *testing.T) {
 	e.noEvent("elsewhere", reasonNodeFailed)
 }
 
+// setReady sets the node's Ready condition, retrying on conflicts with
+// kube-controller-manager (which taints and annotates new nodes).
 func (e *env) setReady(n *v1.Node, st v1.ConditionStatus) {
 	e.t.Helper()
-	n = n.DeepCopy()
-	now := metav1.Now()
-	n.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: st, LastHeartbeatTime: now, LastTransitionTime: now, Reason: "Test"}}
-	if _, err := e.c.Client.CoreV1().Nodes().UpdateStatus(e.ctx, n, metav1.UpdateOptions{}); err != nil {
+	name := n.Name
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := e.c.Client.CoreV1().Nodes().Get(e.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		n.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: st, LastHeartbeatTime: now, LastTransitionTime: now, Reason: "Test"}}
+		_, err = e.c.Client.CoreV1().Nodes().UpdateStatus(e.ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		e.t.Fatal(err)
 	}
 }
