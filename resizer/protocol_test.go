@@ -201,7 +201,7 @@ func TestConfigFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{WorkerThreads: 3, Timeout: 42 * time.Second, ExtraModifyMetadata: true, AnnotateFsResize: true}
+	want := Config{WorkerThreads: 3, Timeout: 42 * time.Second, ExtraModifyMetadata: true, AnnotateFsResize: true, HandleVolumeInUseError: true}
 	if cfg != want {
 		t.Errorf("parsed %+v, want %+v", cfg, want)
 	}
@@ -210,7 +210,8 @@ func TestConfigFlags(t *testing.T) {
 			t.Errorf("validate(%+v) = nil, want an error naming the flag", bad)
 		}
 	}
-	if fs.Lookup("handle-volume-inuse-error") != nil {
-		t.Error("--handle-volume-inuse-error registered; it needs a cluster-wide Pod informer and is left out on purpose")
+	// external-resizer's default: wait for Pods to go after FailedPrecondition.
+	if f := fs.Lookup("handle-volume-inuse-error"); f == nil || f.DefValue != "true" {
+		t.Errorf("--handle-volume-inuse-error = %v, want registered with default true as external-resizer", f)
 	}
 }
