@@ -71,7 +71,7 @@ func (c *Controller) storageClassFor(claim *v1.PersistentVolumeClaim) (*storagev
 		// kube-controller-manager already reports a missing class on the PVC.
 		return nil, fmt.Errorf("StorageClass %q of PVC %s/%s: %w", className, claim.Namespace, claim.Name, err)
 	}
-	if sc.Provisioner != c.h.Driver {
+	if !c.knownProvisioner(sc.Provisioner) {
 		return nil, nil
 	}
 	if isWaitForFirstConsumer(sc) && claim.Annotations[annSelectedNode] == "" {
@@ -86,6 +86,16 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		if err == nil {
 			c.inFlight.Delete(key)
 		}
+		return err
+	}
+	if c.node != nil { // --node-deployment: only this node's claims
+		if mine, err := c.node.claimIsMine(ctx, c, claim, sc); !mine {
+			return err
+		}
+	}
+	sc, migrated, err := c.migrateClass(ctx, sc)
+	if err != nil {
+		c.fail(claim, sc, err)
 		return err
 	}
 	pvName, err := volumeName(c.cfg.VolumeNamePrefix, string(claim.UID), c.cfg.VolumeNameUUIDLength)
@@ -162,6 +172,12 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		return err
 	}
 	pv := c.buildPV(claim, sc, p, vol, capacity)
+	if migrated {
+		if pv, err = c.inTreePV(ctx, key, pv, p.req.GetSecrets()); err != nil {
+			c.fail(claim, sc, err)
+			return err
+		}
+	}
 	if err := c.savePV(ctx, claim, pv); err != nil {
 		c.fail(claim, sc, fmt.Errorf("volume %s was created (handle %s) but its PersistentVolume could not be saved, will retry with the same name: %w", pvName, vol.GetVolumeId(), err))
 		return err

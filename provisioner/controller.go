@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/internal/migration"
 )
 
 // Name is the controller's name in logs, steps and --controllers.
@@ -36,6 +37,9 @@ type Controller struct {
 	topology              bool
 	singleNodeMultiWriter bool
 	checkAttachments      bool
+	// migrateFrom is the in-tree plugin the driver replaces (CSI migration,
+	// see migration.go), "" for a driver csi-translation-lib does not know.
+	migrateFrom string
 
 	claims  hub.Queue // keys "namespace/name"
 	volumes hub.Queue // keys PV names
@@ -55,6 +59,7 @@ type Controller struct {
 	dataSources   map[schema.GroupKind]DataSource
 	sources       *sourceGuard       // clone/restore and their finalizers; nil if the driver has neither
 	capacity      *capacityPublisher // nil without --enable-capacity
+	node          *nodeDeployment    // nil without --node-deployment
 
 	// inFlight holds claims whose CreateVolume may have created a backend
 	// volume that no PV records yet (timeout, Unavailable, PV create failed).
@@ -97,6 +102,7 @@ func (c *Controller) forget(uid types.UID) {
 	c.lastFailure.Delete(uid)
 	c.slow.forget(string(uid))
 	c.topologyAsked.Delete(uid)
+	c.node.forget(uid)
 }
 
 // New builds the provisioner on the hub's shared informers and connection.
@@ -117,6 +123,7 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 		topology:              h.Conn.Caps.Topology(),
 		singleNodeMultiWriter: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER),
 		checkAttachments:      h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME),
+		migrateFrom:           migration.InTreePlugin(h.Driver),
 
 		// The queue names of the sidecar's library, for workqueue_* metrics.
 		claims:      h.NewQueue("claims"),
@@ -142,7 +149,8 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	c.scLister = storage.StorageClasses().Lister()
 	// Nodes and CSINodes are watched only when the driver has topology, and
 	// VolumeAttachments only when it attaches: no watch the job does not need.
-	if c.topology {
+	// With --node-deployment the node's own Node and CSINode are static.
+	if c.topology && !cfg.NodeDeployment {
 		c.csiNodeLister = storage.CSINodes().Lister()
 		c.nodeLister = core.Nodes().Lister()
 	}
@@ -165,6 +173,14 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if cfg.NodeDeployment {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c.node, err = newNodeDeployment(ctx, c); err != nil {
+			return nil, err
+		}
+		c.identity += "-" + c.node.name // as the sidecar's identity in node deployment
+	}
 	if c.sources, err = newSourceGuard(c, pvcs.Informer()); err != nil {
 		return nil, err
 	}
@@ -177,7 +193,7 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	}
 	klog.InfoS("Provisioner configured", "driver", h.Driver, "identity", c.identity, "workers", c.workers,
 		"timeout", c.timeout, "topology", c.topology, "volumeNamePrefix", cfg.VolumeNamePrefix,
-		"extraCreateMetadata", cfg.ExtraCreateMetadata)
+		"extraCreateMetadata", cfg.ExtraCreateMetadata, "migrateFrom", c.migrateFrom)
 	return c, nil
 }
 
@@ -270,12 +286,16 @@ func (c *Controller) claimDeleted(obj any) {
 }
 
 // ownsVolume says whether the PV is this driver's to finalize and delete:
-// provisioned by it, or a statically created CSI PV of the driver.
+// provisioned by it (or by the in-tree plugin it replaces), or a statically
+// created CSI PV of the driver, or an in-tree PV migrated to it.
 func (c *Controller) ownsVolume(pv *v1.PersistentVolume) bool {
 	if by, ok := pv.Annotations[annDynamicallyProvisioned]; ok {
-		return by == c.h.Driver || pv.Annotations[annMigratedTo] == c.h.Driver
+		return c.knownProvisioner(by) || pv.Annotations[annMigratedTo] == c.h.Driver
 	}
-	return pv.Spec.CSI != nil && pv.Spec.CSI.Driver == c.h.Driver
+	if pv.Spec.CSI != nil {
+		return pv.Spec.CSI.Driver == c.h.Driver
+	}
+	return pv.Annotations[annMigratedTo] == c.h.Driver
 }
 
 func (c *Controller) volumeChanged(obj any) {
@@ -284,7 +304,7 @@ func (c *Controller) volumeChanged(obj any) {
 		return
 	}
 	c.created.Delete(pv.Name) // the informer has it now
-	if c.ownsVolume(pv) {
+	if c.ownsVolume(pv) && c.node.deletesHere(pv) {
 		c.volumes.Add(pv.Name)
 	}
 }

@@ -93,13 +93,18 @@ func shouldDelete(pv *v1.PersistentVolume) bool {
 // deleteVolume: DeleteVolume (idempotent: NotFound counts as done), then the
 // PV, then our finalizer. Each step is safe to repeat after a crash.
 func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) (err error) {
-	if pv.Spec.CSI == nil {
+	vol, err := c.csiVolume(ctx, pv) // an in-tree PV as the driver sees it (migration.go)
+	if err != nil {
+		c.events.Event(pv, v1.EventTypeWarning, reasonVolumeFailedDelete, fmt.Sprintf("failed to delete volume %s: %v", pv.Name, err))
+		return err
+	}
+	if vol == nil {
 		return nil
 	}
 	start := time.Now()
 	defer func() { c.stats.deleted(pv, err, start) }()
-	c.h.Steps.Trigger(ctx, fmt.Sprintf("PV %s was released by its claim and its reclaimPolicy is Delete: deleting backend volume %s", pv.Name, pv.Spec.CSI.VolumeHandle))
-	if err := c.callDeleteVolume(ctx, pv); err != nil {
+	c.h.Steps.Trigger(ctx, fmt.Sprintf("PV %s was released by its claim and its reclaimPolicy is Delete: deleting backend volume %s", pv.Name, vol.Spec.CSI.VolumeHandle))
+	if err := c.callDeleteVolume(ctx, vol); err != nil {
 		if inUse := (*volumeInUseError)(nil); errors.As(err, &inUse) {
 			// Postponed, not failed: a Normal event, as external-provisioner v6.4 (#1588).
 			c.events.Event(pv, v1.EventTypeNormal, reasonVolumeDelete, inUse.Error())
@@ -108,7 +113,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 		}
 		msg := fmt.Sprintf("failed to delete volume %s: %v", pv.Name, err)
 		c.events.Event(pv, v1.EventTypeWarning, reasonVolumeFailedDelete, msg)
-		klog.ErrorS(err, "Deleting volume failed; will retry with backoff", "PV", pv.Name, "handle", pv.Spec.CSI.VolumeHandle)
+		klog.ErrorS(err, "Deleting volume failed; will retry with backoff", "PV", pv.Name, "handle", vol.Spec.CSI.VolumeHandle)
 		return err
 	}
 	if pv.DeletionTimestamp == nil {
@@ -123,7 +128,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 	}
 	c.finished.Store(pv.UID, struct{}{})
 	c.capacity.refresh()
-	klog.InfoS("Deleted volume", "PV", pv.Name, "handle", pv.Spec.CSI.VolumeHandle)
+	klog.InfoS("Deleted volume", "PV", pv.Name, "handle", vol.Spec.CSI.VolumeHandle)
 	return nil
 }
 
