@@ -161,7 +161,7 @@ func (c *Controller) vaDeleted(obj any) {
 // carrying our finalizer.
 func (c *Controller) pvChanged(_, newObj any) {
 	pv, ok := newObj.(*v1.PersistentVolume)
-	if ok && pv.DeletionTimestamp != nil && hasFinalizer(pv.Finalizers, c.finalizer) {
+	if ok && (pv.DeletionTimestamp != nil || c.migrationRolledBack(pv)) && hasFinalizer(pv.Finalizers, c.finalizer) {
 		c.pvQueue.Add(pv.Name)
 	}
 }

@@ -1,6 +1,7 @@
 package attacher
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -10,6 +11,8 @@ import (
 	"github.com/kubernetes-csi/csi-lib-utils/accessmodes"
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+
+	"github.com/csi-hub/csi-hub/internal/migration"
 )
 
 // NodeIDAnnotation on a VolumeAttachment remembers the node ID it was
@@ -43,12 +46,20 @@ func nodeIDFromCSINode(driver string, csiNode *storagev1.CSINode) (string, bool)
 type volumeSource struct {
 	pvName string // empty for an inline volume
 	spec   *v1.PersistentVolumeSpec
+	// migrated: an in-tree volume (a PV translated here, or an inline volume
+	// kube-controller-manager translated), whose handle may need repairing
+	// with the node ID before it is compared with ListVolumes.
+	migrated bool
 }
 
 func (s volumeSource) csi() *v1.CSIPersistentVolumeSource { return s.spec.CSI }
 
-// sourceOf checks the VolumeAttachment's source; getPV reads a PV by name.
-func sourceOf(va *storagev1.VolumeAttachment, getPV func(string) (*v1.PersistentVolume, error)) (volumeSource, *v1.PersistentVolume, error) {
+// sourceOf checks the VolumeAttachment's source; getPV reads a PV by name. A
+// PV with an in-tree source (awsElasticBlockStore, gcePersistentDisk, ...)
+// that kube-controller-manager handed to the driver under CSI migration is
+// translated with csi-translation-lib, as external-attacher does; the
+// returned PV is always the stored one.
+func sourceOf(ctx context.Context, va *storagev1.VolumeAttachment, getPV func(string) (*v1.PersistentVolume, error)) (volumeSource, *v1.PersistentVolume, error) {
 	src := va.Spec.Source
 	switch {
 	case src.PersistentVolumeName != nil && src.InlineVolumeSpec != nil:
@@ -58,8 +69,15 @@ func sourceOf(va *storagev1.VolumeAttachment, getPV func(string) (*v1.Persistent
 		if err != nil {
 			return volumeSource{}, nil, fmt.Errorf("PersistentVolume %q of spec.source.persistentVolumeName: %w", *src.PersistentVolumeName, err)
 		}
+		if pv.Spec.CSI == nil && migration.IsInTree(pv) {
+			translated, err := migration.PVToCSI(ctx, pv, "")
+			if err != nil {
+				return volumeSource{}, nil, err
+			}
+			return volumeSource{pvName: pv.Name, spec: &translated.Spec, migrated: true}, pv, nil
+		}
 		if pv.Spec.CSI == nil {
-			return volumeSource{}, nil, fmt.Errorf("PersistentVolume %q is not a CSI volume (spec.csi is empty)", pv.Name)
+			return volumeSource{}, nil, fmt.Errorf("PersistentVolume %q is not a CSI volume (spec.csi is empty) and has no in-tree source csi-translation-lib can translate", pv.Name)
 		}
 		return volumeSource{pvName: pv.Name, spec: &pv.Spec}, pv, nil
 	case src.InlineVolumeSpec != nil:
@@ -68,7 +86,7 @@ func sourceOf(va *storagev1.VolumeAttachment, getPV func(string) (*v1.Persistent
 		if src.InlineVolumeSpec.CSI == nil {
 			return volumeSource{}, nil, errors.New("spec.source.inlineVolumeSpec has no csi source")
 		}
-		return volumeSource{spec: src.InlineVolumeSpec}, nil, nil
+		return volumeSource{spec: src.InlineVolumeSpec, migrated: true}, nil, nil
 	default:
 		return volumeSource{}, nil, errors.New("spec.source names neither persistentVolumeName nor inlineVolumeSpec")
 	}

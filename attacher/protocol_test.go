@@ -1,6 +1,7 @@
 package attacher
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -104,12 +105,22 @@ func TestVolumeCapability(t *testing.T) {
 func TestSourceOf(t *testing.T) {
 	csiPV := &v1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv1"}, Spec: *pvSpec(nil, false, "")}
 	nfsPV := &v1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv2"}}
+	ebsPV := &v1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "ebs"}, Spec: v1.PersistentVolumeSpec{
+		AccessModes: []v1.PersistentVolumeAccessMode{v1.ReadWriteOnce},
+		PersistentVolumeSource: v1.PersistentVolumeSource{AWSElasticBlockStore: &v1.AWSElasticBlockStoreVolumeSource{
+			VolumeID: "aws://us-east-1a/vol-0abc", FSType: "xfs"}}}}
+	badEBS := ebsPV.DeepCopy()
+	badEBS.Name, badEBS.Spec.AWSElasticBlockStore.VolumeID = "bad-ebs", "aws://us-east-1a/disk-1"
 	getPV := func(name string) (*v1.PersistentVolume, error) {
 		switch name {
 		case "pv1":
 			return csiPV, nil
 		case "pv2":
 			return nfsPV, nil
+		case "ebs":
+			return ebsPV, nil
+		case "bad-ebs":
+			return badEBS, nil
 		}
 		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "persistentvolumes"}, name)
 	}
@@ -117,30 +128,38 @@ func TestSourceOf(t *testing.T) {
 		return &storagev1.VolumeAttachment{Spec: storagev1.VolumeAttachmentSpec{
 			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: pv, InlineVolumeSpec: inline}}}
 	}
-	src, pv, err := sourceOf(va(ptr.To("pv1"), nil), getPV)
+	src, pv, err := sourceOf(context.Background(), va(ptr.To("pv1"), nil), getPV)
 	if err != nil || pv != csiPV || src.pvName != "pv1" || src.csi().VolumeHandle != "h" {
 		t.Errorf("PV source: %+v %v %v", src, pv, err)
 	}
-	src, pv, err = sourceOf(va(nil, pvSpec(nil, false, "")), getPV)
+	src, pv, err = sourceOf(context.Background(), va(nil, pvSpec(nil, false, "")), getPV)
 	if err != nil || pv != nil || src.pvName != "" || src.csi().VolumeHandle != "h" {
 		t.Errorf("inline source: %+v %v %v", src, pv, err)
+	}
+	// A migrated in-tree PV is published with its CSI translation; the PV
+	// returned (for the finalizer) is the stored one, unchanged.
+	src, pv, err = sourceOf(context.Background(), va(ptr.To("ebs"), nil), getPV)
+	if err != nil || pv != ebsPV || pv.Spec.CSI != nil || !src.migrated || src.csi().Driver != "ebs.csi.aws.com" ||
+		src.csi().VolumeHandle != "vol-0abc" || src.csi().FSType != "xfs" {
+		t.Errorf("in-tree PV source: %+v %v %v", src, pv, err)
 	}
 	for name, tc := range map[string]struct {
 		va   *storagev1.VolumeAttachment
 		want string
 	}{
-		"both":          {va(ptr.To("pv1"), pvSpec(nil, false, "")), "both persistentVolumeName and inlineVolumeSpec"},
-		"neither":       {va(nil, nil), "neither"},
-		"missing PV":    {va(ptr.To("gone"), nil), `PersistentVolume "gone"`},
-		"not CSI":       {va(ptr.To("pv2"), nil), "not a CSI volume"},
-		"inline no CSI": {va(nil, &v1.PersistentVolumeSpec{}), "inlineVolumeSpec has no csi"},
+		"untranslatable": {va(ptr.To("bad-ebs"), nil), `PersistentVolume "bad-ebs"`},
+		"both":           {va(ptr.To("pv1"), pvSpec(nil, false, "")), "both persistentVolumeName and inlineVolumeSpec"},
+		"neither":        {va(nil, nil), "neither"},
+		"missing PV":     {va(ptr.To("gone"), nil), `PersistentVolume "gone"`},
+		"not CSI":        {va(ptr.To("pv2"), nil), "no in-tree source csi-translation-lib can translate"},
+		"inline no CSI":  {va(nil, &v1.PersistentVolumeSpec{}), "inlineVolumeSpec has no csi"},
 	} {
-		_, _, err := sourceOf(tc.va, getPV)
+		_, _, err := sourceOf(context.Background(), tc.va, getPV)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want one containing %q", name, err, tc.want)
 		}
 	}
-	_, _, err = sourceOf(va(ptr.To("gone"), nil), getPV)
+	_, _, err = sourceOf(context.Background(), va(ptr.To("gone"), nil), getPV)
 	if !apierrors.IsNotFound(errors.Unwrap(err)) {
 		t.Errorf("missing PV error does not wrap NotFound: %v", err)
 	}

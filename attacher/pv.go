@@ -4,10 +4,21 @@ import (
 	"context"
 	"fmt"
 
+	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/migration"
 )
+
+// migrationRolledBack: an in-tree PV that is not (or no longer) migrated to
+// this driver, i.e. CSI migration was switched off and kube-controller-manager
+// attaches it itself again. external-attacher then drops its finalizer once
+// no VolumeAttachment uses the PV, and so does csi-hub.
+func (c *Controller) migrationRolledBack(pv *v1.PersistentVolume) bool {
+	return migration.IsInTree(pv) && pv.Annotations[migration.AnnMigratedTo] != c.h.Driver
+}
 
 // syncPV releases a PV that is being deleted from our finalizer once no
 // VolumeAttachment refers to it any more (detach needs the PV's volume handle,
@@ -21,7 +32,7 @@ func (c *Controller) syncPV(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if pv.DeletionTimestamp == nil || !hasFinalizer(pv.Finalizers, c.finalizer) {
+	if (pv.DeletionTimestamp == nil && !c.migrationRolledBack(pv)) || !hasFinalizer(pv.Finalizers, c.finalizer) {
 		return nil
 	}
 	if c.pvStale.isStale(name, pv.ResourceVersion) {
@@ -39,7 +50,11 @@ func (c *Controller) syncPV(ctx context.Context, name string) error {
 			return nil
 		}
 	}
-	c.h.Steps.Trigger(ctx, "PersistentVolume is being deleted and no VolumeAttachment uses it any more: removing the attacher's finalizer")
+	if pv.DeletionTimestamp == nil {
+		c.h.Steps.Trigger(ctx, "in-tree PersistentVolume is no longer migrated to this driver (no "+migration.AnnMigratedTo+" naming it) and no VolumeAttachment uses it: removing the attacher's finalizer")
+	} else {
+		c.h.Steps.Trigger(ctx, "PersistentVolume is being deleted and no VolumeAttachment uses it any more: removing the attacher's finalizer")
+	}
 	if _, err := c.patchPVMeta(ctx, pv, removeFinalizer(c.finalizer)); err != nil && !apierrors.IsNotFound(err) {
 		c.pvStale.forget(name)
 		return fmt.Errorf("removing finalizer %s: %w", c.finalizer, err)

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/migration"
 	"github.com/csi-hub/csi-hub/internal/steps"
 )
 
@@ -46,17 +47,26 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 			klog.V(4).InfoS("Reconciler skips VolumeAttachment", "VolumeAttachment", va.Name, "err", err)
 			continue
 		}
-		src, _, err := sourceOf(va, c.pvLister.Get)
+		src, _, err := sourceOf(ctx, va, c.pvLister.Get)
 		if err != nil {
 			klog.V(4).InfoS("Reconciler skips VolumeAttachment", "VolumeAttachment", va.Name, "err", err)
 			continue
 		}
-		found := publishedTo(published, src.csi().VolumeHandle, nodeID)
+		handle := src.csi().VolumeHandle
+		if src.migrated && migration.InTreePlugin(c.h.Driver) != "" {
+			// The translation may leave parts of the handle to the node
+			// (GCE PD: project and zone), as external-attacher repairs them.
+			if handle, err = migration.RepairVolumeHandle(c.h.Driver, handle, nodeID); err != nil {
+				klog.FromContext(ctx).V(4).Info("Reconciler skips VolumeAttachment", "VolumeAttachment", va.Name, "err", err)
+				continue
+			}
+		}
+		found := publishedTo(published, handle, nodeID)
 		if found == va.Status.Attached {
 			continue
 		}
 		klog.InfoS("VolumeAttachment status disagrees with the driver; syncing it again",
-			"VolumeAttachment", va.Name, "volume", src.csi().VolumeHandle, "node", nodeID,
+			"VolumeAttachment", va.Name, "volume", handle, "node", nodeID,
 			"statusAttached", va.Status.Attached, "driverPublished", found)
 		c.setForce(va.Name)
 		c.vaQueue.Add(va.Name)
