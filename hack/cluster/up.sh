@@ -14,6 +14,11 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/pki.sh"
 
+# make unit (CSI_HUB_UNIT=1) starts no cluster: record the attempt and refuse.
+if [[ "${CSI_HUB_UNIT:-}" == 1 ]]; then
+	[[ -n "${CSI_HUB_UNIT_SPAWN_LOG:-}" ]] && echo "CSI_HUB_UNIT: hack/cluster/up.sh was run (pid $$)" >>"${CSI_HUB_UNIT_SPAWN_LOG}"
+	die "CSI_HUB_UNIT=1 (make unit): refusing to bring up the local cluster"
+fi
 deploy=true
 [[ "${1:-}" == "--no-deploy" ]] && deploy=false
 [[ "$(id -u)" -eq 0 ]] || die "must run as root (kubelet, containerd, mounts and loop devices)"

@@ -13,7 +13,13 @@ const localClusterLock = "/run/lock/csi-hub-local-cluster.lock"
 
 // LockLocalCluster blocks until this process holds the local cluster, and
 // returns the function that lets the next package have it.
+//
+// In unit mode (CSI_HUB_UNIT=1) it refuses: whoever holds the lock brings the
+// cluster up next.
 func LockLocalCluster(logf func(string, ...any)) (unlock func(), err error) {
+	if err := RefuseInUnitMode("the local kubelet cluster (hack/cluster/up.sh)"); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll("/run/lock", 0o755); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 // Cluster is a running control plane. Create it with Start, StartT or Main.
@@ -60,7 +62,13 @@ func (c *Cluster) RESTConfig() *rest.Config { return rest.CopyConfig(c.restConfi
 // Start builds missing binaries and starts a control plane, returning once the
 // API server is ready and kube-controller-manager is running its controllers.
 // Errors that wrap ErrPrerequisite mean the machine lacks something.
+//
+// In unit mode (CSI_HUB_UNIT=1, set by make unit) it starts nothing and
+// returns an error wrapping testutil.ErrUnitMode; callers skip before that.
 func Start(opts Options) (*Cluster, error) {
+	if err := testutil.RefuseInUnitMode("a test cluster (etcd, kube-apiserver, kube-controller-manager)"); err != nil {
+		return nil, err
+	}
 	opts.setDefaults()
 
 	etcdBin, err := etcdPath()

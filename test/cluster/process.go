@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 // process is one child of the cluster, in its own process group so that
@@ -26,6 +28,9 @@ type process struct {
 
 // startProcess starts bin with args, its stdout and stderr appended to logPath.
 func startProcess(name, logPath, bin string, args ...string) (*process, error) {
+	if err := testutil.RefuseInUnitMode(name); err != nil {
+		return nil, err
+	}
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err

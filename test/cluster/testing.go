@@ -2,11 +2,14 @@ package cluster
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 // inCI reports whether start-up failures must fail rather than skip.
@@ -26,6 +29,7 @@ func skippable(err error) bool {
 // machine lacks a prerequisite (outside CI) and fails it on any other error.
 func StartT(t testing.TB, opts Options) *Cluster {
 	t.Helper()
+	testutil.SkipUnit(t, "a control plane (etcd, kube-apiserver, kube-controller-manager)")
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}
@@ -68,7 +72,19 @@ var shared struct {
 // Shared skips or fails each of them with the reason; tests that do not call
 // Shared are unaffected. After failed tests the component log tails are
 // printed to standard error.
+//
+// In unit mode (make unit: CSI_HUB_UNIT=1, or go test -short) no cluster is
+// started and Shared skips every test that asks for it.
 func Main(m *testing.M, opts Options) int {
+	if !flag.Parsed() {
+		flag.Parse() // for -short; m.Run does not parse again
+	}
+	if testutil.UnitMode() {
+		shared.Lock()
+		shared.err, shared.started = testutil.ErrUnitMode, true
+		shared.Unlock()
+		return m.Run()
+	}
 	c, err := Start(opts)
 	shared.Lock()
 	shared.cluster, shared.err, shared.started = c, err, true
@@ -102,6 +118,9 @@ func Shared(t testing.TB) *Cluster {
 	switch {
 	case !started:
 		t.Fatal("cluster.Shared called without cluster.Main in TestMain")
+	case errors.Is(err, testutil.ErrUnitMode):
+		testutil.SkipUnit(t, "a control plane (etcd, kube-apiserver, kube-controller-manager)")
+		t.Fatalf("test cluster: %v", err) // not reached: ErrUnitMode only in unit mode
 	case err != nil && skippable(err):
 		t.Skipf("SKIPPING: no test cluster on this machine (set CI=true to make this a failure): %v", err)
 	case err != nil:

@@ -91,8 +91,8 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	flag.Parse()
-	if testing.Short() {
-		env.skipReason = "-short: the conformance run takes many minutes"
+	if testutil.UnitMode() {
+		env.skipReason = "unit mode (make unit / go test -short): the conformance run brings up the local kubelet cluster and takes many minutes"
 		return m.Run()
 	}
 	if os.Geteuid() != 0 {

@@ -61,6 +61,11 @@ func run(m *testing.M) int {
 	if !parallelSet {
 		_ = flag.Set("test.parallel", "8")
 	}
+	if testutil.UnitMode() {
+		env.skipReason = "unit mode (make unit / go test -short): the e2e suite brings up the local kubelet cluster"
+		fmt.Fprintln(os.Stderr, "!!! test/e2e: SKIPPING every cluster test:", env.skipReason)
+		return m.Run()
+	}
 	if os.Geteuid() != 0 {
 		env.skipReason = "the e2e suite runs a kubelet, containerd, mounts and loop devices: it needs root"
 		fmt.Fprintln(os.Stderr, "!!! test/e2e: SKIPPING every cluster test:", env.skipReason)

@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 // ResultMarker starts the line /init prints when /test has finished.
@@ -168,6 +170,9 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 	defer os.Remove(initrd)
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
+		return Result{}, err
+	}
+	if err := testutil.RefuseInUnitMode("qemu-system-x86_64"); err != nil {
 		return Result{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)

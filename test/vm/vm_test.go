@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -35,6 +37,7 @@ var (
 // CI=true even that fails, so CI never passes without having run the VM.
 func setup(t testing.TB) (*Image, string) {
 	t.Helper()
+	testutil.SkipUnit(t, "a qemu VM")
 	setupOnce.Do(func() {
 		if _, err := exec.LookPath("qemu-system-x86_64"); err != nil && os.Geteuid() != 0 {
 			setupSkip = "qemu-system-x86_64 is not installed and this user cannot apt-get install it"

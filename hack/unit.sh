@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# make unit: every test that needs no control plane, kubelet or VM.
+#
+# Runs `go test -short` with CSI_HUB_UNIT=1: the starters (test/cluster's Main,
+# Shared, StartT; hack/cluster/up.sh through testutil.LockLocalCluster;
+# test/vm) skip their tests loudly, and refuse to start anything if reached
+# anyway, writing the attempt to $CSI_HUB_UNIT_SPAWN_LOG. Two checks make
+# that a failure rather than a quiet skip:
+#   1. the spawn log must be empty at the end;
+#   2. a watcher samples the process table every 0.2 s and fails the run if a
+#      descendant of `go test` is etcd, kube-apiserver, kube-controller-manager,
+#      kube-scheduler, kubelet, containerd or qemu.
+# Prints the wall time. Usage: hack/unit.sh [go test args, default ./...]
+set -uo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${REPO_ROOT}"
+GO="${GO:-go}"
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "${tmp}"' EXIT
+export CSI_HUB_UNIT=1 CSI_HUB_UNIT_SPAWN_LOG="${tmp}/spawns"
+: >"${CSI_HUB_UNIT_SPAWN_LOG}"
+[[ $# -gt 0 ]] || set -- ./...
+
+start=${SECONDS}
+"${GO}" test -short -count=1 -timeout 5m "$@" &
+gopid=$!
+
+# watch: processes below gopid whose name is a cluster component or qemu
+# (comm is cut at 15 characters: kube-controller, qemu-system-x86).
+watch() {
+	while kill -0 "${gopid}" 2>/dev/null; do
+		ps -eo pid=,ppid=,comm= | awk -v root="${gopid}" '
+			{ parent[$1] = $2; name[$1] = $3 }
+			END {
+				for (p in name) {
+					if (name[p] !~ /^(etcd|kube-apiserver|kube-controller|kube-scheduler|kubelet|containerd|qemu-system-)/) continue
+					for (a = parent[p]; a != "" && a != 0 && a != 1; a = parent[a])
+						if (a == root) { print "pid " p " " name[p]; break }
+				}
+			}' >>"${tmp}/seen"
+		sleep 0.2
+	done
+}
+watch &
+watcher=$!
+wait "${gopid}"
+rc=$?
+wait "${watcher}"
+elapsed=$((SECONDS - start))
+
+fail=0
+if [[ -s "${CSI_HUB_UNIT_SPAWN_LOG}" ]]; then
+	echo "make unit: FAIL: a test reached a cluster or VM starter in unit mode (it must skip first):" >&2
+	sort -u "${CSI_HUB_UNIT_SPAWN_LOG}" >&2
+	fail=1
+fi
+if [[ -s "${tmp}/seen" ]]; then
+	echo "make unit: FAIL: cluster or VM processes started under go test:" >&2
+	sort -u "${tmp}/seen" >&2
+	fail=1
+fi
+echo "make unit: go test exit ${rc}, ${elapsed}s wall, no cluster or VM process: $([[ ${fail} == 0 ]] && echo yes || echo NO)" >&2
+[[ ${rc} -eq 0 && ${fail} -eq 0 ]]
