@@ -55,7 +55,9 @@ func RunNode(ctx context.Context, common hub.Options, o NodeOptions) error {
 		klog.InfoS("--connection-timeout is deprecated and has no effect")
 	}
 	timeout := common.TimeoutOr(registrarTimeout)
-	conn, err := csiconn.Connect(ctx, common.CSIAddress, csiconn.Options{CallTimeout: timeout})
+	// As node-driver-registrar: wait for the socket, then a GetPluginInfo
+	// that gets no answer within --timeout ends the process (non-zero exit).
+	conn, err := csiconn.Connect(ctx, common.CSIAddress, csiconn.Options{CallTimeout: timeout, HungDriverFails: true})
 	if err != nil {
 		return err
 	}

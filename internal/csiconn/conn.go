@@ -16,8 +16,9 @@ import (
 	"github.com/kubernetes-csi/csi-lib-utils/rpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"k8s.io/apimachinery/pkg/util/wait"
+	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 )
 
@@ -37,6 +38,11 @@ type Options struct {
 	Interceptors []grpc.UnaryClientInterceptor
 	// CallTimeout bounds each of the identity calls made while connecting.
 	CallTimeout time.Duration
+	// HungDriverFails: a driver that accepts the connection but does not
+	// answer GetPluginInfo within CallTimeout is an error, as in
+	// node-driver-registrar (its --timeout), instead of a reason to keep
+	// waiting. A socket that is not there yet is still waited for.
+	HungDriverFails bool
 }
 
 // Connect dials address (a path or unix:// URL) and waits, with backoff, until
@@ -78,26 +84,33 @@ func Connect(ctx context.Context, address string, opts Options) (*Conn, error) {
 	c := &Conn{ClientConn: cc, Metrics: opts.Metrics}
 
 	// The socket may not exist yet (the driver container starts in parallel):
-	// wait with exponential backoff, logging now and then, until it answers.
-	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Cap: 5 * time.Second, Steps: 1 << 30}
-	attempt := 0
-	err = wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
-		attempt++
+	// wait with exponential backoff up to 5s between attempts, logging now and
+	// then, until it answers or ctx ends, as the sidecars wait. (A
+	// wait.Backoff with a Cap stops after the step that reaches the cap.)
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, opts.CallTimeout)
-		defer cancel()
 		name, err := rpc.GetDriverName(cctx, cc)
-		if err != nil {
-			if attempt == 1 || attempt%10 == 0 {
-				klog.InfoS("Waiting for the CSI driver", "address", address, "attempt", attempt, "err", err)
-			}
-			return false, nil
+		cancel()
+		if err == nil {
+			c.DriverName = name
+			break
 		}
-		c.DriverName = name
-		return true, nil
-	})
-	if err != nil {
-		cc.Close()
-		return nil, fmt.Errorf("waiting for the CSI driver at %s: %w", address, err)
+		if opts.HungDriverFails && ctx.Err() == nil && status.Code(err) == codes.DeadlineExceeded {
+			cc.Close()
+			return nil, fmt.Errorf("waiting for the CSI driver at %s: the driver accepted the connection but did not answer GetPluginInfo within %v (--timeout): %w",
+				address, opts.CallTimeout, err)
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			klog.InfoS("Waiting for the CSI driver", "address", address, "attempt", attempt, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			cc.Close()
+			return nil, fmt.Errorf("waiting for the CSI driver at %s: %w (last error: %v)", address, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
 	}
 	opts.Metrics.SetDriverName(c.DriverName)
 	if err := rpc.ProbeForever(ctx, cc, opts.CallTimeout); err != nil {
