@@ -165,7 +165,7 @@ func (w *nodeWatcher) forEachClaimOnNode(ctx context.Context, node string, f fun
 		objs, _ := w.pods.GetIndexer().ByIndex(hub.ClaimIndex, ref.Namespace+"/"+ref.Name)
 		var names []string
 		for _, o := range objs {
-			if p, ok := o.(*v1.Pod); ok && p.Spec.NodeName == node {
+			if p, ok := o.(*hub.PodUse); ok && p.NodeName == node {
 				names = append(names, p.Name)
 			}
 		}

@@ -15,7 +15,7 @@ import (
 // blocked needs both an in-use error for this very claim (same UID) and a Pod
 // using it; released reports the claim once its last Pod is gone.
 func TestClaimUsersBlockedAndReleased(t *testing.T) {
-	inf := cache.NewSharedIndexInformer(nil, &v1.Pod{}, 0, cache.Indexers{hub.ClaimIndex: hub.ClaimsOfPod})
+	inf := cache.NewSharedIndexInformer(nil, &hub.PodUse{}, 0, cache.Indexers{hub.ClaimIndex: hub.ClaimsOfPod})
 	var freed []string
 	u := &claimUsers{pods: inf, freed: func(k string) { freed = append(freed, k) }, inUseErrors: map[string]types.UID{}}
 	pvc := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "db-data", Namespace: "ns", UID: "pvc-1"}}

@@ -32,26 +32,30 @@ func fullPod(name string, phase v1.PodPhase) *v1.Pod {
 	}
 }
 
-// The transform keeps only what the in-use check reads: identity, phase and
-// the claims (a generic ephemeral volume by its claim's name <pod>-<volume>).
+// A Pod is reduced to what the in-use check and the node watcher read:
+// name, namespace, resourceVersion, node, phase and the claim keys (a generic
+// ephemeral volume by its claim's name <pod>-<volume>).
 func TestSlimPodKeepsOnlyClaims(t *testing.T) {
-	obj, err := SlimPod(fullPod("db-0", v1.PodRunning))
+	full := fullPod("db-0", v1.PodRunning)
+	full.Spec.NodeName = "node-1"
+	obj, err := SlimPod(full)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod := obj.(*v1.Pod)
-	if pod.Name != "db-0" || pod.Namespace != "ns" || pod.UID == "" || pod.ResourceVersion != "7" || pod.Status.Phase != v1.PodRunning {
-		t.Errorf("identity or phase lost: %+v", pod.ObjectMeta)
+	pod := obj.(*PodUse)
+	if pod.Name != "db-0" || pod.Namespace != "ns" || pod.ResourceVersion != "7" || pod.Phase != v1.PodRunning || pod.NodeName != "node-1" {
+		t.Errorf("identity, node or phase lost: %+v", pod)
 	}
-	if pod.Labels != nil || pod.Annotations != nil || pod.Spec.Containers != nil || pod.Status.Conditions != nil {
+	if pod.GetLabels() != nil || pod.GetAnnotations() != nil || pod.GetUID() != "" {
 		t.Errorf("slim pod keeps more than it needs: %+v", pod)
 	}
-	var claims []string
-	for _, v := range pod.Spec.Volumes {
-		claims = append(claims, v.Name+"="+v.PersistentVolumeClaim.ClaimName)
+	if want := []string{"ns/db-data", "ns/db-0-scratch"}; !slices.Equal(pod.ClaimKeys, want) {
+		t.Errorf("claims = %v, want %v", pod.ClaimKeys, want)
 	}
-	if want := []string{"data=db-data", "scratch=db-0-scratch"}; !slices.Equal(claims, want) {
-		t.Errorf("volumes = %v, want %v", claims, want)
+	cp := pod.DeepCopyObject().(*PodUse)
+	cp.ClaimKeys[0] = "changed"
+	if pod.ClaimKeys[0] != "ns/db-data" {
+		t.Error("DeepCopyObject shares the claim keys")
 	}
 	tomb := cache.DeletedFinalStateUnknown{Key: "ns/db-0", Obj: pod}
 	if got, _ := SlimPod(tomb); got != tomb {
@@ -81,7 +85,8 @@ func TestClaimsOfPodByPhase(t *testing.T) {
 }
 
 // The informer's list hands out slim Pods; its watch filter slims Pods and
-// passes a bookmark unchanged (its annotation ends a streaming list).
+// keeps a bookmark's resourceVersion and annotation (initial-events-end ends
+// a streaming list), all as the informer's type.
 func TestSlimPodInformerListAndWatch(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset(fullPod("db-0", v1.PodRunning))
@@ -89,7 +94,7 @@ func TestSlimPodInformerListAndWatch(t *testing.T) {
 	if err != nil || len(list.Items) != 1 {
 		t.Fatalf("listSlimPods = %v, %v", list, err)
 	}
-	if p := list.Items[0]; p.Annotations != nil || p.Spec.Containers != nil || len(p.Spec.Volumes) != 2 {
+	if p := list.Items[0]; p.GetAnnotations() != nil || p.Name != "db-0" || len(p.ClaimKeys) != 2 {
 		t.Errorf("listed Pod is not slim: %+v", p)
 	}
 	fw := watch.NewFake()
@@ -99,11 +104,13 @@ func TestSlimPodInformerListAndWatch(t *testing.T) {
 		fw.Add(fullPod("db-1", v1.PodPending))
 		fw.Action(watch.Bookmark, bookmark)
 	}()
-	if ev := <-filtered.ResultChan(); ev.Object.(*v1.Pod).Spec.Containers != nil || ev.Object.(*v1.Pod).Name != "db-1" {
+	if ev := <-filtered.ResultChan(); ev.Object.(*PodUse).Name != "db-1" || len(ev.Object.(*PodUse).ClaimKeys) != 2 {
 		t.Errorf("watched Pod is not slim: %+v", ev.Object)
 	}
-	if ev := <-filtered.ResultChan(); ev.Object.(*v1.Pod).Annotations[metav1.InitialEventsAnnotationKey] != "true" {
-		t.Errorf("bookmark lost its annotation: %+v", ev.Object)
+	// The reflector drops events whose object is not of the informer's type.
+	if ev := <-filtered.ResultChan(); ev.Object.(*PodUse).GetAnnotations()[metav1.InitialEventsAnnotationKey] != "true" ||
+		ev.Object.(*PodUse).ResourceVersion != "9" {
+		t.Errorf("bookmark lost its annotation or resourceVersion: %+v", ev.Object)
 	}
 	filtered.Stop()
 }
