@@ -51,6 +51,9 @@ type capacityPublisher struct {
 	// capacity updates neither wait for nor delay provisioning.
 	kube    kubernetes.Interface
 	metrics *capacityMetrics
+	// managedBy is the objects' managed-by label: external-provisioner, or
+	// external-provisioner-<node> with --node-deployment, as the sidecar.
+	managedBy string
 
 	mu      sync.Mutex
 	created map[string]*storagev1.CSIStorageCapacity // item key -> object the informer may not have yet
@@ -68,7 +71,11 @@ func newCapacityPublisher(ctx context.Context, c *Controller) (*capacityPublishe
 	if ns == "" {
 		return nil, fmt.Errorf("--enable-capacity: set NAMESPACE (the namespace for CSIStorageCapacity objects) in the environment")
 	}
-	p := &capacityPublisher{c: c, namespace: ns, queue: h.NewQueue("csistoragecapacity"), created: map[string]*storagev1.CSIStorageCapacity{}}
+	p := &capacityPublisher{c: c, namespace: ns, queue: h.NewQueue("csistoragecapacity"), created: map[string]*storagev1.CSIStorageCapacity{},
+		managedBy: managedByValue}
+	if c.node != nil {
+		p.managedBy = c.node.managedBy()
+	}
 	capCfg := rest.CopyConfig(h.RestConfig)
 	capCfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(float32(c.cfg.KubeAPICapacityQPS), c.cfg.KubeAPICapacityBurst)
 	kube, err := kubernetes.NewForConfig(capCfg)
@@ -108,7 +115,7 @@ func newCapacityPublisher(ctx context.Context, c *Controller) (*capacityPublishe
 	}); err != nil {
 		return nil, err
 	}
-	if c.topology {
+	if c.topology && c.node == nil { // a node deployment has one fixed segment
 		if _, err := h.Informers.Storage().V1().CSINodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: kick, UpdateFunc: func(_, o any) { kick(o) }, DeleteFunc: kick,
 		}); err != nil {
@@ -132,7 +139,7 @@ func newCapacityPublisher(ctx context.Context, c *Controller) (*capacityPublishe
 }
 
 func (p *capacityPublisher) managed(csc *storagev1.CSIStorageCapacity) bool {
-	return csc.Namespace == p.namespace && csc.Labels[labelDriverName] == p.c.h.Driver && csc.Labels[labelManagedBy] == managedByValue
+	return csc.Namespace == p.namespace && csc.Labels[labelDriverName] == p.c.h.Driver && csc.Labels[labelManagedBy] == p.managedBy
 }
 
 // refresh asks for GetCapacity again, as the sidecar does after each
@@ -152,6 +159,9 @@ func (p *capacityPublisher) run(ctx context.Context) {
 // runs (their CSINode lists it); without topology one empty segment, which
 // matches every node.
 func (p *capacityPublisher) segments() ([]map[string]string, error) {
+	if p.c.node != nil {
+		return []map[string]string{p.c.node.segment}, nil // NodeGetInfo's, as the sidecar
+	}
 	if !p.c.topology {
 		return []map[string]string{{}}, nil
 	}
@@ -215,7 +225,7 @@ func (p *capacityPublisher) sync(ctx context.Context, _ string) error {
 	}
 	sort.Slice(classes, func(i, j int) bool { return classes[i].Name < classes[j].Name })
 	existing, err := p.lister.CSIStorageCapacities(p.namespace).List(labels.SelectorFromSet(labels.Set{
-		labelDriverName: p.c.h.Driver, labelManagedBy: managedByValue}))
+		labelDriverName: p.c.h.Driver, labelManagedBy: p.managedBy}))
 	if err != nil {
 		return err
 	}
@@ -328,7 +338,7 @@ func (p *capacityPublisher) publish(ctx context.Context, key string, sc *storage
 		csc := &storagev1.CSIStorageCapacity{
 			ObjectMeta: metav1.ObjectMeta{
 				GenerateName: "csisc-",
-				Labels:       map[string]string{labelDriverName: p.c.h.Driver, labelManagedBy: managedByValue},
+				Labels:       map[string]string{labelDriverName: p.c.h.Driver, labelManagedBy: p.managedBy},
 			},
 			StorageClassName:  sc.Name,
 			NodeTopology:      &metav1.LabelSelector{MatchLabels: seg},

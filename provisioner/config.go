@@ -46,11 +46,15 @@ type Config struct {
 	// SnapshotOrphanSweepInterval is accepted for compatibility: csi-hub's
 	// source guard resyncs every source itself (see the README).
 	SnapshotOrphanSweepInterval time.Duration
-	// Unsupported sidecar modes, accepted at their defaults only.
+	// NodeDeployment is --node-deployment: distributed provisioning by one
+	// csi-hub per node (nodedeployment.go), with the sidecar's
+	// --node-deployment-immediate-binding, -base-delay and -max-delay.
 	NodeDeployment                 bool
 	NodeDeploymentImmediateBinding bool
 	NodeDeploymentBaseDelay        time.Duration
 	NodeDeploymentMaxDelay         time.Duration
+	// NodeName is this node with NodeDeployment; empty means $NODE_NAME.
+	NodeName string
 }
 
 // DefaultConfig returns the sidecar's defaults.
@@ -112,10 +116,14 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"Refuse to restore a VolumeSnapshot into a PVC of another volumeMode unless its VolumeSnapshotContent has snapshot.storage.kubernetes.io/allow-volume-mode-change: \"true\".")
 	fs.DurationVar(&c.SnapshotOrphanSweepInterval, "snapshot-orphan-sweep-interval", c.SnapshotOrphanSweepInterval,
 		"Accepted for compatibility; csi-hub's source guard rechecks every protected source on each informer resync.")
-	fs.BoolVar(&c.NodeDeployment, "node-deployment", c.NodeDeployment, "Not supported by csi-hub (distributed provisioning); only false is accepted.")
-	fs.BoolVar(&c.NodeDeploymentImmediateBinding, "node-deployment-immediate-binding", c.NodeDeploymentImmediateBinding, "Not supported (see --node-deployment).")
-	fs.DurationVar(&c.NodeDeploymentBaseDelay, "node-deployment-base-delay", c.NodeDeploymentBaseDelay, "Not supported (see --node-deployment).")
-	fs.DurationVar(&c.NodeDeploymentMaxDelay, "node-deployment-max-delay", c.NodeDeploymentMaxDelay, "Not supported (see --node-deployment).")
+	fs.BoolVar(&c.NodeDeployment, "node-deployment", c.NodeDeployment,
+		"Run beside the CSI driver on each node (node-local volumes): provision only claims whose selected node is $NODE_NAME, no leader election; the snapshotter handles only contents managed by this node.")
+	fs.BoolVar(&c.NodeDeploymentImmediateBinding, "node-deployment-immediate-binding", c.NodeDeploymentImmediateBinding,
+		"With --node-deployment, also provision claims of Immediate StorageClasses: the nodes compete for each by setting its selected-node annotation.")
+	fs.DurationVar(&c.NodeDeploymentBaseDelay, "node-deployment-base-delay", c.NodeDeploymentBaseDelay,
+		"With --node-deployment, how long a node first waits before trying to take an Immediate claim (doubles per lost attempt).")
+	fs.DurationVar(&c.NodeDeploymentMaxDelay, "node-deployment-max-delay", c.NodeDeploymentMaxDelay,
+		"With --node-deployment, the longest wait before trying to take an Immediate claim.")
 }
 
 func (c Config) validate() error {
@@ -130,9 +138,6 @@ func (c Config) validate() error {
 	}
 	if c.CapacityOwnerrefLevel < -1 {
 		return errorf("--capacity-ownerref-level must be -1 or more, got %d", c.CapacityOwnerrefLevel)
-	}
-	if c.NodeDeployment {
-		return errorf("--node-deployment: distributed provisioning is not supported by csi-hub; run the external-provisioner sidecar for node-local volumes")
 	}
 	if c.CapacityThreads < 1 {
 		return errorf("--capacity-threads must be at least 1, got %d", c.CapacityThreads)

@@ -49,6 +49,11 @@ type Config struct {
 	// CRDPollInterval is how often discovery is asked for the snapshot CRDs
 	// while they are absent. 0: hub.DefaultSnapshotCRDPoll.
 	CRDPollInterval time.Duration
+	// NodeName is set with --node-deployment (csi-snapshotter's, from
+	// $NODE_NAME): only contents the snapshot-controller labelled
+	// snapshot.storage.kubernetes.io/managed-by=<NodeName> are handled, as the
+	// sidecar's label-filtered informer does.
+	NodeName string
 
 	workersSet, timeoutSet bool
 }

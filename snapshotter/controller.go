@@ -167,10 +167,19 @@ func (c *Controller) enqueue(obj any) {
 		obj = tomb.Obj
 	}
 	content, ok := obj.(*snapv1.VolumeSnapshotContent)
-	if !ok || content.Spec.Driver != c.driver {
+	if !ok || content.Spec.Driver != c.driver || !c.managedHere(content.Labels) {
 		return
 	}
 	c.queue.Add(content.Name)
+}
+
+// LabelManagedBy is the label by which the snapshot-controller (with
+// --enable-distributed-snapshotting) assigns a content to the node of its
+// source volume; with --node-deployment only this node's contents are handled.
+const LabelManagedBy = "snapshot.storage.kubernetes.io/managed-by"
+
+func (c *Controller) managedHere(labels map[string]string) bool {
+	return c.cfg.NodeName == "" || labels[LabelManagedBy] == c.cfg.NodeName
 }
 
 // snapClient is the snapshot.storage.k8s.io client.

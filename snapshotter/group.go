@@ -90,7 +90,7 @@ func (c *Controller) enqueueGroup(obj any) {
 		obj = tomb.Obj
 	}
 	content, ok := obj.(*groupv1.VolumeGroupSnapshotContent)
-	if !ok || content.Spec.Driver != c.driver {
+	if !ok || content.Spec.Driver != c.driver || !c.managedHere(content.Labels) {
 		return
 	}
 	c.group.queue.Add(content.Name)

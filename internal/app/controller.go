@@ -149,6 +149,9 @@ func AddControllers(h *hub.Hub, o *ControllerOptions) error {
 	if err != nil {
 		return err
 	}
+	if names, err = applyNodeDeployment(names, h.Opts, o); err != nil {
+		return err
+	}
 	for _, s := range controllerSpecs {
 		if !slices.Contains(names, s.name) {
 			continue
