@@ -150,7 +150,8 @@ func (c *Controller) reportError(ctx context.Context, va *storagev1.VolumeAttach
 	if _, err := c.writeStatus(ctx, va, want); err != nil {
 		klog.ErrorS(err, "Saving the error in the VolumeAttachment status failed", "VolumeAttachment", va.Name, "error", opErr)
 	}
-	c.h.Events.Event(va, v1.EventTypeWarning, reason, opErr.Error())
+	// external-attacher's source component, "csi-attacher <driver>".
+	c.h.Recorder("csi-attacher "+c.h.Driver).Event(va, v1.EventTypeWarning, reason, opErr.Error())
 }
 
 func sourceName(va *storagev1.VolumeAttachment) string {

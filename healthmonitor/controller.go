@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
@@ -50,6 +51,9 @@ type Controller struct {
 	events    informers.SharedInformerFactory
 	abnormals cache.SharedIndexInformer
 	nodes     *nodeWatcher // nil without --enable-node-watcher
+	// recorder's events carry external-health-monitor's source component,
+	// "csi-pv-monitor-controller-<driver>".
+	recorder record.EventRecorder
 }
 
 // New registers the controller's informers.
@@ -63,8 +67,9 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	}
 	c := &Controller{h: h, cfg: cfg, mode: m,
 		timeout: h.Opts.TimeoutOr(DefaultTimeout), workers: h.Opts.WorkersOr(DefaultWorkerThreads),
-		pvs:  h.Informers.Core().V1().PersistentVolumes().Lister(),
-		pvcs: h.Informers.Core().V1().PersistentVolumeClaims().Lister(),
+		pvs:      h.Informers.Core().V1().PersistentVolumes().Lister(),
+		pvcs:     h.Informers.Core().V1().PersistentVolumeClaims().Lister(),
+		recorder: h.Recorder("csi-pv-monitor-controller-" + h.Driver),
 	}
 	if cfg.Timeout > 0 {
 		c.timeout = cfg.Timeout
@@ -190,10 +195,10 @@ func (c *Controller) report(ctx context.Context, pv *v1.PersistentVolume, cond c
 		return
 	}
 	if cond.abnormal {
-		c.h.Events.Event(pvc, v1.EventTypeWarning, reasonAbnormal, cond.message)
+		c.recorder.Event(pvc, v1.EventTypeWarning, reasonAbnormal, cond.message)
 		return
 	}
 	if evs, err := c.abnormals.GetIndexer().ByIndex(uidIndex, string(pvc.UID)); err == nil && len(evs) > 0 {
-		c.h.Events.Event(pvc, v1.EventTypeNormal, reasonNormal, recoveryMessage)
+		c.recorder.Event(pvc, v1.EventTypeNormal, reasonNormal, recoveryMessage)
 	}
 }

@@ -102,13 +102,20 @@ func (e *env) boundClaim(name, driver, handle string) *v1.PersistentVolumeClaim 
 }
 
 // waitEvent waits at most a few intervals for the event and reports how
-// long it took.
+// long it took. The event must carry external-health-monitor's source
+// component, csi-pv-monitor-controller-<driver>, read back from the API
+// server, so `kubectl get events --field-selector source=...` filters keep
+// working.
 func (e *env) waitEvent(claim, reason, typ, text string) time.Duration {
 	e.t.Helper()
 	start := time.Now()
+	want := "csi-pv-monitor-controller-" + e.ctrl.h.Driver
 	testutil.Eventually(e.t, e.ctx, 4*interval+5*time.Second, claim+": "+typ+" "+reason+" "+text, func() (bool, error) {
 		for _, ev := range testutil.Events(e.t, e.ctx, e.c.Client, e.ns, claim, reason) {
 			if ev.Type == typ && strings.Contains(ev.Message, text) {
+				if ev.Source.Component != want {
+					e.t.Errorf("%s %s event on %s: source component %q, want %q", typ, reason, claim, ev.Source.Component, want)
+				}
 				return true, nil
 			}
 		}

@@ -105,7 +105,7 @@ func (w *nodeWatcher) sync(ctx context.Context, name string) {
 		delete(w.firstBroken, name)
 		if w.markedDown[name] {
 			w.forEachClaimOnNode(ctx, name, func(pvc *v1.PersistentVolumeClaim, _ []string) {
-				w.c.h.Events.Event(pvc, v1.EventTypeWarning, reasonNodeRecovered, "Node: "+name+" recovered")
+				w.c.recorder.Event(pvc, v1.EventTypeWarning, reasonNodeRecovered, "Node: "+name+" recovered")
 			})
 			delete(w.markedDown, name)
 		}
@@ -145,7 +145,7 @@ func (w *nodeWatcher) markFailed(ctx context.Context, name string) {
 func (w *nodeWatcher) markFailedLocked(ctx context.Context, name string) {
 	klog.FromContext(ctx).Info("Node failed: marking the claims its Pods use", "node", name)
 	w.forEachClaimOnNode(ctx, name, func(pvc *v1.PersistentVolumeClaim, pods []string) {
-		w.c.h.Events.Event(pvc, v1.EventTypeWarning, reasonNodeFailed, "Pods: [ "+strings.Join(pods, " ")+" ] consuming PVC: "+
+		w.c.recorder.Event(pvc, v1.EventTypeWarning, reasonNodeFailed, "Pods: [ "+strings.Join(pods, " ")+" ] consuming PVC: "+
 			pvc.Name+" in namespace: "+pvc.Namespace+" are now on a failed node: "+name)
 	})
 }

@@ -258,9 +258,16 @@ func (e *env) events(name, reason string) []v1.Event {
 	return testutil.Events(e.t, e.ctx, e.kube, e.ns, name, reason)
 }
 
+// waitEvent waits for the event and checks, as read back from the API
+// server, that it carries external-resizer's source component
+// "external-resizer <driver>" (event filters on the source keep working).
 func (e *env) waitEvent(name, reason, eventType, contains string) v1.Event {
 	e.t.Helper()
-	return testutil.WaitEvent(e.t, e.ctx, e.kube, e.ns, name, reason, eventType, contains)
+	ev := testutil.WaitEvent(e.t, e.ctx, e.kube, e.ns, name, reason, eventType, contains)
+	if want := "external-resizer " + e.driver; ev.Source.Component != want {
+		e.t.Errorf("%s %s event on %s: source component %q, want %q", eventType, reason, name, ev.Source.Component, want)
+	}
+	return ev
 }
 
 // expandSizes returns required_bytes of every ControllerExpandVolume received.

@@ -314,7 +314,8 @@ func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, err
 
 // expectWarning checks a Warning event with reason and a message containing
 // msg was emitted on the VolumeAttachment: in the hub's step record, which
-// every event passes through, and in the API server.
+// every event passes through, and in the API server, with external-attacher's
+// source component.
 func (e *env) expectWarning(va, reason, msg string) {
 	e.t.Helper()
 	e.waitFor("a Warning "+reason+" step on VolumeAttachment "+va, 30*time.Second, func() (bool, error) {
@@ -335,6 +336,9 @@ func (e *env) expectWarning(va, reason, msg string) {
 		}
 		for _, ev := range list.Items {
 			if strings.Contains(ev.Message, msg) {
+				if want := "csi-attacher " + e.name; ev.Source.Component != want {
+					e.t.Errorf("%s event on VolumeAttachment %s: source component %q, want external-attacher's %q", reason, va, ev.Source.Component, want)
+				}
 				return true, nil
 			}
 		}

@@ -280,7 +280,7 @@ func (e *env) waitContentGone(name string, timeout time.Duration) {
 }
 
 // events returns "type reason: message" of the events on a cluster-scoped
-// object (recorded in namespace default).
+// object (recorded in namespace default), and checks their source.
 func (e *env) events(object string) []string {
 	e.t.Helper()
 	list, err := e.c.Client.CoreV1().Events(metav1.NamespaceDefault).List(e.ctx, metav1.ListOptions{
@@ -290,6 +290,12 @@ func (e *env) events(object string) []string {
 	}
 	var out []string
 	for _, ev := range list.Items {
+		// csi-snapshotter's events carry its source component "csi-snapshotter
+		// <driver>" (event filters on the source keep working); the
+		// snapshot-controller's carry its own.
+		if src := ev.Source.Component; src != "snapshot-controller" && src != "csi-snapshotter "+e.name {
+			e.t.Errorf("%s %s event on %s: source component %q, want %q", ev.Type, ev.Reason, object, src, "csi-snapshotter "+e.name)
+		}
 		out = append(out, fmt.Sprintf("%s %s: %s", ev.Type, ev.Reason, ev.Message))
 	}
 	return out
