@@ -247,7 +247,14 @@ func TestKill9DuringCreates(t *testing.T) {
 		}
 		done := make(chan struct{})
 		go func() { round(p, i); close(done) }()
-		time.Sleep(delay)
+		if i%3 == 0 {
+			// Every third round is killed while a copy is certainly under way
+			// (a temporary file exists), so the test cannot pass on kills that
+			// all fell between operations, as it could on a loaded machine.
+			delay = killWhenTempFileAppears(poolDir, 3*roundTime+5*time.Second)
+		} else {
+			time.Sleep(delay)
+		}
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		p.cmd.Wait()
 		<-done
@@ -289,6 +296,23 @@ func TestKill9DuringCreates(t *testing.T) {
 		t.Fatal("no restart found interrupted work: the kills all missed the operations")
 	}
 	t.Logf("%d of %d restarts repaired interrupted work", interrupted, rounds)
+}
+
+// killWhenTempFileAppears waits until the pool holds a temporary file (a
+// create, restore or snapshot copy in progress) or until limit, and returns
+// how long it waited.
+func killWhenTempFileAppears(poolDir string, limit time.Duration) time.Duration {
+	start := time.Now()
+	for time.Since(start) < limit {
+		entries, _ := os.ReadDir(poolDir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".tmp-") {
+				return time.Since(start)
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Since(start)
 }
 
 // checkConsistent compares the pool directory with what the driver lists,
