@@ -78,15 +78,6 @@ func blockDeviceSize(rdev uint64) (int64, error) {
 	return sectors * 512, nil
 }
 
-// devicePathOf maps a device number back to its /dev node name via sysfs.
-func devicePathOf(rdev uint64) (string, error) {
-	link, err := os.Readlink(fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(rdev), unix.Minor(rdev)))
-	if err != nil {
-		return "", err
-	}
-	return "/dev/" + filepath.Base(link), nil
-}
-
 // ensureFile creates an empty file at path (and its parent directory) to bind a
 // raw block device onto.
 func ensureFile(path string) error {

@@ -47,7 +47,7 @@ func TestProvisionBindAndDelete(t *testing.T) {
 		reservedPrefix+"controller-modify-secret-namespace", "kube-system",
 	), func(s *storagev1.StorageClass) { s.MountOptions = []string{"noatime"} })
 	fs := v1.PersistentVolumeFilesystem
-	pvc := e.createPVC("data", sc.Name, "2Gi", func(p *v1.PersistentVolumeClaim) {
+	e.createPVC("data", sc.Name, "2Gi", func(p *v1.PersistentVolumeClaim) {
 		p.Annotations = map[string]string{"team": "blue"}
 		p.Spec.VolumeMode = &fs
 		noClass := "" // allowed on a PVC, refused on a PV: must not reach the PV

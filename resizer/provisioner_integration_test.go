@@ -49,7 +49,7 @@ func TestWithProvisionerInOneHub(t *testing.T) {
 	if _, err := e.kube.CoreV1().PersistentVolumeClaims(e.ns).Create(e.ctx, pvc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	pvc = e.waitPVC("data", "Bound with class "+bronze, func(c *v1.PersistentVolumeClaim) bool {
+	e.waitPVC("data", "Bound with class "+bronze, func(c *v1.PersistentVolumeClaim) bool {
 		return c.Status.Phase == v1.ClaimBound && deref(c.Status.CurrentVolumeAttributesClassName) == bronze
 	})
 	if r, _ := fakedriver.LastRequest[*csi.CreateVolumeRequest](e.drv); r.GetMutableParameters()["iops"] != "1000" {

@@ -154,7 +154,7 @@ func Explain(ctx context.Context, w io.Writer, ref Ref, o ExplainOptions) error 
 	}
 	if len(story) > 0 {
 		fmt.Fprintf(w, "\nFrom csi-hub's step record (%d steps):\n", len(story))
-		n = writeSteps(w, story, n, o.Why, seen)
+		writeSteps(w, story, n, o.Why, seen)
 	}
 	if len(story) == 0 && (apiErr != nil || o.Kube == nil || len(api) == 0) {
 		return fmt.Errorf("nothing known about %s", ref.Object())

@@ -34,7 +34,7 @@ func TestCreateReadyDelete(t *testing.T) {
 	class := e.class("delete", snapv1.VolumeSnapshotContentDelete, map[string]string{"tier": "gold"})
 
 	began := time.Now()
-	vs := e.snapshot("snap", "data", class)
+	e.snapshot("snap", "data", class)
 	vs, content := e.waitReady("snap", time.Minute)
 	t.Logf("VolumeSnapshot created -> readyToUse in %s", time.Since(began).Round(time.Millisecond))
 

@@ -123,37 +123,6 @@ func containsPrefix(list []string, prefix string) bool {
 	return false
 }
 
-func nodePluginLogs(t *testing.T) string {
-	t.Helper()
-	pods, err := env.kube.CoreV1().Pods(hubNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node"})
-	if err != nil || len(pods.Items) == 0 {
-		t.Fatalf("node plugin pod: %v (%d pods)", err, len(pods.Items))
-	}
-	rc, err := env.kube.CoreV1().Pods(hubNamespace).GetLogs(pods.Items[0].Name, &v1.PodLogOptions{Container: "plugin"}).Stream(context.Background())
-	if err != nil {
-		t.Fatalf("node plugin logs: %v", err)
-	}
-	defer rc.Close()
-	var b strings.Builder
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := rc.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return b.String()
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // A raw block volume: the Pod sees a device, not a filesystem, and what one
 // Pod writes to it the next one reads.
 func testBlockVolume(t *testing.T) {

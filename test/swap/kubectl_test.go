@@ -2,7 +2,6 @@ package swap
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -46,21 +45,6 @@ func apply(t *testing.T, yaml string) {
 	if out, err := kcErr(t, yaml, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s\n%s", err, out, yaml)
 	}
-}
-
-// overlay writes a kustomization into a new directory and returns it.
-func overlay(t *testing.T, kustomization string, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 func rel(t *testing.T, from, to string) string {
