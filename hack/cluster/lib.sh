@@ -28,6 +28,14 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 log() { echo "[cluster] $*" >&2; }
 die() { echo "[cluster] ERROR: $*" >&2; exit 1; }
 
+# detached <command...>: starts command in the background in its own session
+# with no descriptor above 2 ($! is its pid; stdin/out/err are the caller's
+# redirections). A component must not inherit a lock its caller holds, as in
+# `flock <lock> make cluster-up`: it would hold that lock for as long as it runs.
+detached() {
+	setsid bash -c 'for fd in /proc/self/fd/*; do fd=${fd##*/}; if ((fd > 2)) && [[ -e /proc/self/fd/${fd} ]]; then eval "exec ${fd}>&-"; fi; done; exec "$@"' detached "$@" &
+}
+
 # host_ip prints the address pods and the kubelet use to reach the API server
 # (a loopback address is not reachable from a pod's network namespace).
 host_ip() {

@@ -34,7 +34,7 @@ systemctl_shim() {
 		[[ -f "${SSH_DIR}/kubelet.cmdline" ]] || { echo "systemctl: no saved kubelet command line (it was not stopped through this shim)" >&2; exit 1; }
 		local -a cmd
 		mapfile -d '' -t cmd <"${SSH_DIR}/kubelet.cmdline"
-		setsid "${cmd[@]}" >>"${CLUSTER_LOGS}/kubelet.log" 2>&1 </dev/null &
+		detached "${cmd[@]}" >>"${CLUSTER_LOGS}/kubelet.log" 2>&1 </dev/null
 		echo $! >"$(pid_file kubelet)"
 		log "kubelet started again (pid $!)" ;;
 	restart)

@@ -32,12 +32,12 @@ kc() { "${KUBECTL}" --kubeconfig "${KUBECONFIG_ADMIN}" "$@"; }
 HOST_IP="$(host_ip)"
 
 # launch <name> <binary> <args...>: starts a component detached from this
-# shell (own session, output to its log) and records its pid.
+# shell (own session, no inherited descriptors, output to its log) and records its pid.
 launch() {
 	local name="$1"
 	shift
 	mkdir -p "${CLUSTER_DIR}/pids" "${CLUSTER_LOGS}"
-	setsid "$@" >>"${CLUSTER_LOGS}/${name}.log" 2>&1 </dev/null &
+	detached "$@" >>"${CLUSTER_LOGS}/${name}.log" 2>&1 </dev/null
 	echo $! >"$(pid_file "${name}")"
 	log "started ${name} (pid $!, log ${CLUSTER_LOGS}/${name}.log)"
 }
