@@ -169,7 +169,7 @@ func AddControllers(h *hub.Hub, o *ControllerOptions) error {
 func RunController(ctx context.Context, common hub.Options, o ControllerOptions) error {
 	cfg, err := hub.RestConfig(common.Kubeconfig)
 	if err != nil {
-		return fmt.Errorf("Kubernetes client configuration: %w", err)
+		return fmt.Errorf("reading the Kubernetes client configuration: %w", err)
 	}
 	return RunControllerWithConfig(ctx, cfg, common, o)
 }
