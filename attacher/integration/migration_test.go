@@ -208,7 +208,9 @@ func TestMigratedPVHandoverWithOfficialAttacher(t *testing.T) {
 		t.Errorf("ControllerPublishVolume differs:\nofficial %v\ncsi-hub  %v", official, hub)
 	}
 	// The fake driver's devicePath names the volume: compare the keys.
-	metaKeys := func(va *storagev1.VolumeAttachment) []string { return slices.Sorted(maps.Keys(va.Status.AttachmentMetadata)) }
+	metaKeys := func(va *storagev1.VolumeAttachment) []string {
+		return slices.Sorted(maps.Keys(va.Status.AttachmentMetadata))
+	}
 	if !slices.Equal(va1.Finalizers, va2.Finalizers) || !maps.Equal(va1.Annotations, va2.Annotations) ||
 		!slices.Equal(metaKeys(va1), metaKeys(va2)) || va1.Status.AttachError != nil || va2.Status.AttachError != nil {
 		t.Errorf("VolumeAttachments differ:\nofficial %v %v %v\ncsi-hub  %v %v %v", va1.Finalizers, va1.Annotations, va1.Status,
