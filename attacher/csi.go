@@ -18,7 +18,7 @@ import (
 // protects the PV and the VolumeAttachment with finalizers and calls
 // ControllerPublishVolume. It returns the VolumeAttachment as last written.
 func (c *Controller) attach(ctx context.Context, va *storagev1.VolumeAttachment) (*storagev1.VolumeAttachment, map[string]string, error) {
-	src, pv, err := sourceOf(va, c.pvLister.Get)
+	src, pv, err := sourceOf(ctx, va, c.pvLister.Get)
 	if err != nil {
 		return va, nil, err
 	}
@@ -69,7 +69,7 @@ func (c *Controller) attach(ctx context.Context, va *storagev1.VolumeAttachment)
 // ID comes from the CSINode, or from the annotation saved at attach time when
 // the node (and its CSINode) is already gone.
 func (c *Controller) detach(ctx context.Context, va *storagev1.VolumeAttachment) error {
-	src, _, err := sourceOf(va, c.pvLister.Get)
+	src, _, err := sourceOf(ctx, va, c.pvLister.Get)
 	if err != nil {
 		return err
 	}
