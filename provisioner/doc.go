@@ -45,6 +45,12 @@
 // becomes Released and is deleted. Like the sidecar, this memory does not
 // survive a restart of the process.
 //
+// Node deployment (--node-deployment, nodedeployment.go): one process per
+// node beside the node's driver provisions the claims selected for its node
+// ($NODE_NAME) and competes for Immediate claims by writing selected-node, as
+// external-provisioner's distributed provisioning does; the node's topology
+// and capacity segment come from NodeGetInfo.
+//
 // Data sources: a VolumeSnapshot (restore; the driver needs
 // CREATE_DELETE_SNAPSHOT) or a PersistentVolumeClaim (clone; CLONE_VOLUME) in
 // the claim's namespace becomes CreateVolume's volume_content_source after
