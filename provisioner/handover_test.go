@@ -44,23 +44,8 @@ func TestHandoverWithOfficialProvisioner(t *testing.T) {
 	} else if pv.ResourceVersion != byOfficial.ResourceVersion {
 		t.Errorf("csi-hub changed the official sidecar's bound PV: %+v", pv)
 	}
-	// ... and deletes it when it is released.
-	e.deletePVC("by-official")
-	e.waitPVGone(byOfficial.Name)
-	if _, ok := e.drv.Volume(byOfficial.Spec.CSI.VolumeHandle); ok {
-		t.Errorf("csi-hub removed PV %s but not its backend volume", byOfficial.Name)
-	}
-
-	// The other way round: the official sidecar deletes csi-hub's PV.
-	if err := e.hub.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	e.c.StartSidecar(t, "provisioner", officialArgs...)
-	e.deletePVC("by-hub")
-	e.waitPVGone(byHub.Name)
-	if _, ok := e.drv.Volume(byHub.Spec.CSI.VolumeHandle); ok {
-		t.Errorf("the official sidecar removed PV %s but not its backend volume", byHub.Name)
-	}
+	// ... and deletes it when it is released; the official sidecar deletes csi-hub's.
+	e.deleteEachOthers(t, officialArgs, byOfficial, byHub, func(pv *v1.PersistentVolume) string { return pv.Spec.CSI.VolumeHandle })
 	if n := e.drv.Calls("CreateVolume"); n != 2 {
 		t.Errorf("driver saw %d CreateVolume calls for 2 claims", n)
 	}
@@ -104,5 +89,27 @@ func comparePVs(t *testing.T, official, hub *v1.PersistentVolume) {
 	}
 	if o, h := normalize(official), normalize(hub); !reflect.DeepEqual(o, h) {
 		t.Errorf("spec differs beyond names and handles:\nofficial %+v\ncsi-hub  %+v", o, h)
+	}
+}
+
+// deleteEachOthers checks the handover both ways: csi-hub (running) deletes
+// the PV the official sidecar provisioned, then, with csi-hub stopped, the
+// official sidecar deletes csi-hub's; each backend volume (found by handle)
+// must be gone with its PV.
+func (e *env) deleteEachOthers(t *testing.T, officialArgs []string, byOfficial, byHub *v1.PersistentVolume, handle func(*v1.PersistentVolume) string) {
+	t.Helper()
+	e.deletePVC("by-official")
+	e.waitPVGone(byOfficial.Name)
+	if _, ok := e.drv.Volume(handle(byOfficial)); ok {
+		t.Errorf("csi-hub removed PV %s but not its backend volume", byOfficial.Name)
+	}
+	if err := e.hub.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.c.StartSidecar(t, "provisioner", officialArgs...)
+	e.deletePVC("by-hub")
+	e.waitPVGone(byHub.Name)
+	if _, ok := e.drv.Volume(handle(byHub)); ok {
+		t.Errorf("the official sidecar removed PV %s but not its backend volume", byHub.Name)
 	}
 }

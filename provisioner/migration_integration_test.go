@@ -157,22 +157,8 @@ func TestMigrationHandoverWithOfficialProvisioner(t *testing.T) {
 		t.Errorf("CreateVolume: official %v, csi-hub %v", official[0], hub[0])
 	}
 
-	// csi-hub deletes the official sidecar's in-tree PV ...
-	e.deletePVC("by-official")
-	e.waitPVGone(byOfficial.Name)
-	if _, ok := e.drv.Volume(byOfficial.Spec.AWSElasticBlockStore.VolumeID); ok {
-		t.Errorf("csi-hub removed PV %s but not its backend volume", byOfficial.Name)
-	}
-	// ... and the official sidecar deletes csi-hub's.
-	if err := e.hub.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	e.c.StartSidecar(t, "provisioner", officialArgs...)
-	e.deletePVC("by-hub")
-	e.waitPVGone(byHub.Name)
-	if _, ok := e.drv.Volume(byHub.Spec.AWSElasticBlockStore.VolumeID); ok {
-		t.Errorf("the official sidecar removed PV %s but not its backend volume", byHub.Name)
-	}
+	// csi-hub deletes the official sidecar's in-tree PV, and the official sidecar csi-hub's.
+	e.deleteEachOthers(t, officialArgs, byOfficial, byHub, func(pv *v1.PersistentVolume) string { return pv.Spec.AWSElasticBlockStore.VolumeID })
 }
 
 // compareInTreePVs is comparePVs for PVs in the in-tree format.
