@@ -47,6 +47,14 @@ type env struct {
 func newEnv(t testing.TB, prefix string, opts fakedriver.Options) *env {
 	t.Helper()
 	e := newBaseEnv(t, prefix)
+	e.startDriver(t, opts)
+	return e
+}
+
+// startDriver starts a fake driver with opts under the env's driver name and
+// node ID, on a socket removed with the test.
+func (e *env) startDriver(t testing.TB, opts fakedriver.Options) {
+	t.Helper()
 	opts.Name, opts.NodeID = e.name, e.nodeID
 	e.driver = fakedriver.New(opts)
 	dir, err := os.MkdirTemp("", "att-")
@@ -59,7 +67,6 @@ func newEnv(t testing.TB, prefix string, opts fakedriver.Options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.driver.StopNow)
-	return e
 }
 
 // newBaseEnv makes the namespace and node; the caller starts a driver named

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,17 +28,7 @@ func migrationEnv(t *testing.T, driver string) *env {
 	t.Helper()
 	e := newBaseEnv(t, "mig")
 	e.name = driver
-	e.driver = fakedriver.New(fakedriver.Options{Name: driver, NodeID: e.nodeID, Attach: true})
-	dir, err := os.MkdirTemp("", "att-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	e.socket = filepath.Join(dir, "csi.sock")
-	if err := e.driver.Start(e.socket); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.driver.StopNow)
+	e.startDriver(t, fakedriver.Options{Attach: true})
 	e.registerNode()
 	return e
 }
