@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,15 +11,14 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/csi-hub/csi-hub/test/cluster"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
+
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 const inUsePods = 10000
@@ -137,7 +135,7 @@ func createPods(b *testing.B, c *cluster.Cluster, ns string, n int) {
 	for range 16 {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
-				if _, err := kube.CoreV1().Pods(ns).Create(context.Background(), benchPod(int(i)), metav1.CreateOptions{}); err != nil {
+				if _, err := kube.CoreV1().Pods(ns).Create(context.Background(), testutil.InUsePod(int(i)), metav1.CreateOptions{}); err != nil {
 					errs <- err
 					return
 				}
@@ -148,44 +146,6 @@ func createPods(b *testing.B, c *cluster.Cluster, ns string, n int) {
 	close(errs)
 	if err := <-errs; err != nil {
 		b.Fatalf("creating Pods: %v", err)
-	}
-}
-
-func benchPod(i int) *corev1.Pod {
-	name := fmt.Sprintf("web-%05d", i)
-	env := []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}
-	for k := range 8 {
-		env = append(env, corev1.EnvVar{Name: fmt.Sprintf("SETTING_%d", k), Value: strings.Repeat("v", 24)})
-	}
-	res := corev1.ResourceRequirements{
-		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-	}
-	probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
-		PeriodSeconds: 10}
-	container := func(n, image string, port int32) corev1.Container {
-		return corev1.Container{Name: n, Image: image, Env: env, Resources: res, LivenessProbe: probe, ReadinessProbe: probe,
-			Ports:        []corev1.ContainerPort{{Name: n, ContainerPort: port}},
-			VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}, {Name: "config", MountPath: "/etc/app"}}}
-	}
-	expiry := int64(3607)
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name,
-			Labels:      map[string]string{"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web", "statefulset.kubernetes.io/pod-name": name},
-			Annotations: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "8080", "checksum/config": strings.Repeat("a", 64)}},
-		Spec: corev1.PodSpec{
-			SchedulerName: "bench-no-scheduler", // stays Pending: no node in this cluster
-			Containers:    []corev1.Container{container("web", "registry.example/web:1.2.3", 8080), container("proxy", "registry.example/proxy:4.5.6", 9090)},
-			Volumes: []corev1.Volume{
-				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-" + name}}},
-				{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "web-config"}}}},
-				{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-					{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: &expiry}},
-					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
-						Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
-				}}}},
-			},
-		},
 	}
 }
 
