@@ -220,8 +220,8 @@ func TestNodeDeploymentImmediate(t *testing.T) {
 
 	// A node whose pool is too small never takes the claim.
 	small := e.startNode("small", 1<<30)
-	pvc := e.createPVC("big", sc.Name, "5Gi")
-	pvc, _ = e.waitBound("big")
+	e.createPVC("big", sc.Name, "5Gi")
+	pvc, _ := e.waitBound("big")
 	if owner := pvc.Annotations[annSelectedNode]; owner == small.name || small.creates("pvc-"+string(pvc.UID)) != 0 {
 		t.Errorf("claim of 5Gi taken by node %s whose pool has 1Gi", owner)
 	}
