@@ -118,7 +118,8 @@ func (c *Controller) Mode() string {
 // Run processes both queues and, when the driver can list publications, runs
 // the reconciler, until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	klog.InfoS("Starting attacher", "driver", c.h.Driver, "mode", c.Mode(), "workers", c.workers,
+	logger := klog.FromContext(ctx).WithValues("controller", Name)
+	logger.Info("Starting attacher", "driver", c.h.Driver, "mode", c.Mode(), "workers", c.workers,
 		"timeout", c.timeout, "reconciler", c.reconcile, "reconcileSync", c.cfg.ReconcileSync)
 	var wg sync.WaitGroup
 	wg.Go(func() { hub.RunWorkers(ctx, Name, "VolumeAttachment", c.vaQueue, c.workers, c.syncVA) })
@@ -127,7 +128,7 @@ func (c *Controller) Run(ctx context.Context) {
 		wg.Go(func() { c.runReconciler(ctx) })
 	}
 	wg.Wait()
-	klog.InfoS("Attacher stopped", "driver", c.h.Driver)
+	logger.Info("Attacher stopped", "driver", c.h.Driver)
 }
 
 func (c *Controller) vaChanged(oldObj, newObj any) {

@@ -45,7 +45,7 @@ func (c *Controller) syncPV(ctx context.Context, name string) error {
 	for _, va := range vas {
 		if src := va.Spec.Source.PersistentVolumeName; src != nil && *src == name {
 			// Its deletion event queues this PV again.
-			klog.V(4).InfoS("PersistentVolume still has a VolumeAttachment; keeping the finalizer",
+			klog.FromContext(ctx).V(4).Info("PersistentVolume still has a VolumeAttachment; keeping the finalizer",
 				"PersistentVolume", name, "VolumeAttachment", va.Name)
 			return nil
 		}

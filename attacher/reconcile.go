@@ -18,9 +18,10 @@ import (
 // survived a detach) is noticed even though no Kubernetes object changed.
 func (c *Controller) runReconciler(ctx context.Context) {
 	ctx = steps.WithObject(ctx, Name, "VolumeAttachments")
+	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithValues("controller", Name, "object", "VolumeAttachments"))
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		if err := c.reconcileOnce(ctx); err != nil {
-			klog.ErrorS(err, "Reconciling VolumeAttachments with the driver failed; trying again later", "interval", c.cfg.ReconcileSync)
+			klog.FromContext(ctx).Error(err, "Reconciling VolumeAttachments with the driver failed; trying again later", "interval", c.cfg.ReconcileSync)
 		}
 	}, c.cfg.ReconcileSync)
 }
@@ -44,12 +45,12 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 		}
 		nodeID, err := c.nodeID(va.Spec.NodeName, va)
 		if err != nil {
-			klog.V(4).InfoS("Reconciler skips VolumeAttachment", "VolumeAttachment", va.Name, "err", err)
+			klog.FromContext(ctx).V(4).Info("Reconciler skips VolumeAttachment", "VolumeAttachment", va.Name, "err", err)
 			continue
 		}
 		src, _, err := sourceOf(ctx, va, c.pvLister.Get)
 		if err != nil {
-			klog.V(4).InfoS("Reconciler skips VolumeAttachment", "VolumeAttachment", va.Name, "err", err)
+			klog.FromContext(ctx).V(4).Info("Reconciler skips VolumeAttachment", "VolumeAttachment", va.Name, "err", err)
 			continue
 		}
 		handle := src.csi().VolumeHandle
@@ -65,7 +66,7 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 		if found == va.Status.Attached {
 			continue
 		}
-		klog.InfoS("VolumeAttachment status disagrees with the driver; syncing it again",
+		klog.FromContext(ctx).Info("VolumeAttachment status disagrees with the driver; syncing it again",
 			"VolumeAttachment", va.Name, "volume", handle, "node", nodeID,
 			"statusAttached", va.Status.Attached, "driverPublished", found)
 		c.setForce(va.Name)

@@ -26,7 +26,7 @@ func (c *Controller) syncVA(ctx context.Context, name string) error {
 		return nil
 	}
 	if c.stale.isStale(name, va.ResourceVersion) {
-		klog.V(5).InfoS("VolumeAttachment cache behind our last write; waiting for its update", "VolumeAttachment", name)
+		klog.FromContext(ctx).V(5).Info("VolumeAttachment cache behind our last write; waiting for its update", "VolumeAttachment", name)
 		return nil
 	}
 	if !c.publish {
@@ -85,7 +85,7 @@ func (c *Controller) syncAttach(ctx context.Context, va *storagev1.VolumeAttachm
 	}); err != nil {
 		return fmt.Errorf("marking as attached: %w", err)
 	}
-	klog.V(2).InfoS("Attached", "VolumeAttachment", va.Name, "node", va.Spec.NodeName)
+	klog.FromContext(ctx).V(2).Info("Attached", "VolumeAttachment", va.Name, "node", va.Spec.NodeName)
 	return nil
 }
 
@@ -103,7 +103,7 @@ func (c *Controller) syncDetach(ctx context.Context, va *storagev1.VolumeAttachm
 	if err := c.markDetached(ctx, va); err != nil {
 		return fmt.Errorf("marking as detached: %w", err)
 	}
-	klog.V(2).InfoS("Detached", "VolumeAttachment", va.Name, "node", va.Spec.NodeName)
+	klog.FromContext(ctx).V(2).Info("Detached", "VolumeAttachment", va.Name, "node", va.Spec.NodeName)
 	return nil
 }
 
@@ -148,7 +148,7 @@ func (c *Controller) reportError(ctx context.Context, va *storagev1.VolumeAttach
 		reason = "DetachFailed"
 	}
 	if _, err := c.writeStatus(ctx, va, want); err != nil {
-		klog.ErrorS(err, "Saving the error in the VolumeAttachment status failed", "VolumeAttachment", va.Name, "error", opErr)
+		klog.FromContext(ctx).Error(err, "Saving the error in the VolumeAttachment status failed", "VolumeAttachment", va.Name, "error", opErr)
 	}
 	// external-attacher's source component, "csi-attacher <driver>".
 	c.h.Recorder("csi-attacher "+c.h.Driver).Event(va, v1.EventTypeWarning, reason, opErr.Error())

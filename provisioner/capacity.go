@@ -376,7 +376,7 @@ func (p *capacityPublisher) publish(ctx context.Context, key string, sc *storage
 		p.created[key] = updated
 	}
 	p.mu.Unlock()
-	klog.V(4).InfoS("Updated storage capacity", "object", klog.KObj(updated), "storageClass", sc.Name, "segment", seg, "capacity", avail.String())
+	klog.FromContext(ctx).V(4).Info("Updated storage capacity", "object", klog.KObj(updated), "storageClass", sc.Name, "segment", seg, "capacity", avail.String())
 	return nil
 }
 

@@ -35,7 +35,7 @@ func (c *Controller) syncClaim(ctx context.Context, key string) error {
 			// The PVC went away while its volume may exist in the backend:
 			// finish with the last known claim so a PV records the volume;
 			// kube-controller-manager marks it Released and it gets deleted.
-			klog.V(2).InfoS("PVC deleted while its volume was being created; finishing so the volume is not leaked",
+			klog.FromContext(ctx).V(2).Info("PVC deleted while its volume was being created; finishing so the volume is not leaked",
 				"PVC", klog.KObj(pending), "uid", pending.UID)
 			if err := c.provision(ctx, key, pending); err != nil {
 				return err
@@ -95,7 +95,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 	}
 	sc, migrated, err := c.migrateClass(ctx, sc)
 	if err != nil {
-		c.fail(claim, sc, err)
+		c.fail(ctx, claim, sc, err)
 		return err
 	}
 	pvName, err := volumeName(c.cfg.VolumeNamePrefix, string(claim.UID), c.cfg.VolumeNameUUIDLength)
@@ -104,7 +104,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 	}
 	if done, err := c.provisionedAlready(claim, pvName); done || err != nil {
 		if err != nil {
-			c.fail(claim, sc, err)
+			c.fail(ctx, claim, sc, err)
 		} else {
 			c.inFlight.Delete(key)
 		}
@@ -122,7 +122,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 	// --retry-interval-max, unless the StorageClass was replaced
 	// (sig-storage-lib-external-provisioner's slow set).
 	if wait, ok := c.slow.wait(string(claim.UID), string(sc.UID)); ok {
-		klog.V(4).InfoS("Provisioning previously failed as infeasible; waiting before the next try", "PVC", klog.KObj(claim), "wait", wait)
+		klog.FromContext(ctx).V(4).Info("Provisioning previously failed as infeasible; waiting before the next try", "PVC", klog.KObj(claim), "wait", wait)
 		return hub.RequeueAfter(wait)
 	}
 	start := time.Now()
@@ -139,7 +139,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 				err = fmt.Errorf("selected node %q does not exist: %w", nodeName, err)
 				return c.reschedule(ctx, claim, sc, err)
 			}
-			c.fail(claim, sc, fmt.Errorf("failed to get target node: %w", err))
+			c.fail(ctx, claim, sc, fmt.Errorf("failed to get target node: %w", err))
 			return err
 		}
 	}
@@ -156,7 +156,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		if r := (rescheduleError{}); errors.As(err, &r) {
 			return c.reschedule(ctx, claim, sc, r.err)
 		}
-		c.fail(claim, sc, err)
+		c.fail(ctx, claim, sc, err)
 		return err
 	}
 	vol, capacity, err := c.createVolume(ctx, key, claim, p, node != nil)
@@ -168,24 +168,24 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		if status.Code(err) == codes.InvalidArgument {
 			c.slow.mark(string(claim.UID), string(sc.UID))
 		}
-		c.fail(claim, sc, err)
+		c.fail(ctx, claim, sc, err)
 		return err
 	}
 	pv := c.buildPV(claim, sc, p, vol, capacity)
 	if migrated {
 		if pv, err = c.inTreePV(ctx, key, pv, p.req.GetSecrets()); err != nil {
-			c.fail(claim, sc, err)
+			c.fail(ctx, claim, sc, err)
 			return err
 		}
 	}
 	if err := c.savePV(ctx, claim, pv); err != nil {
-		c.fail(claim, sc, fmt.Errorf("volume %s was created (handle %s) but its PersistentVolume could not be saved, will retry with the same name: %w", pvName, vol.GetVolumeId(), err))
+		c.fail(ctx, claim, sc, fmt.Errorf("volume %s was created (handle %s) but its PersistentVolume could not be saved, will retry with the same name: %w", pvName, vol.GetVolumeId(), err))
 		return err
 	}
 	c.inFlight.Delete(key)
 	c.forget(claim.UID)
 	c.events.Event(claim, v1.EventTypeNormal, reasonSucceeded, fmt.Sprintf("Successfully provisioned volume %s", pvName))
-	klog.InfoS("Provisioned volume", "PVC", klog.KObj(claim), "PV", pvName, "handle", vol.GetVolumeId(), "bytes", capacity)
+	klog.FromContext(ctx).Info("Provisioned volume", "PVC", klog.KObj(claim), "PV", pvName, "handle", vol.GetVolumeId(), "bytes", capacity)
 	return nil
 }
 
@@ -209,9 +209,9 @@ func (c *Controller) provisionedAlready(claim *v1.PersistentVolumeClaim, pvName 
 	return false, fmt.Errorf("PersistentVolume %s already exists and is not bound to this claim (UID %s); not touching it", pvName, claim.UID)
 }
 
-func (c *Controller) fail(claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass, err error) {
+func (c *Controller) fail(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass, err error) {
 	msg := fmt.Sprintf("failed to provision volume with StorageClass %q: %v", sc.Name, err)
-	klog.ErrorS(err, "Provisioning failed; will retry with backoff", "PVC", klog.KObj(claim), "storageClass", sc.Name)
+	klog.FromContext(ctx).Error(err, "Provisioning failed; will retry with backoff", "PVC", klog.KObj(claim), "storageClass", sc.Name)
 	now := time.Now()
 	if v, ok := c.lastFailure.Load(claim.UID); ok {
 		if last := v.(failureNote); last.msg == msg && now.Sub(last.when) < failureEventInterval {

@@ -218,7 +218,8 @@ func (c *Controller) Name() string { return Name }
 
 // Run processes claims and volumes until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	klog.InfoS("Starting provisioner", "driver", c.h.Driver, "workers", c.workers)
+	logger := klog.FromContext(ctx).WithValues("controller", Name)
+	logger.Info("Starting provisioner", "driver", c.h.Driver, "workers", c.workers)
 	go c.slow.run(ctx)
 	var wg sync.WaitGroup
 	if c.capacity != nil {
@@ -245,7 +246,7 @@ func (c *Controller) Run(ctx context.Context) {
 		hub.RunWorkers(ctx, Name, "PersistentVolume", c.volumes, c.workers, c.syncVolume)
 	}()
 	wg.Wait()
-	klog.InfoS("Provisioner stopped", "driver", c.h.Driver)
+	logger.Info("Provisioner stopped", "driver", c.h.Driver)
 }
 
 func (c *Controller) claimChanged(obj any) {

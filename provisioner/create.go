@@ -139,7 +139,7 @@ func (c *Controller) savePV(ctx context.Context, claim *v1.PersistentVolumeClaim
 // tells the scheduler to choose a node again. It only removes the node we
 // saw (JSON patch test), never a choice the scheduler made meanwhile.
 func (c *Controller) reschedule(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass, cause error) error {
-	c.fail(claim, sc, cause)
+	c.fail(ctx, claim, sc, cause)
 	node, ok := claim.Annotations[annSelectedNode]
 	if !ok {
 		return cause
@@ -157,7 +157,7 @@ func (c *Controller) reschedule(ctx context.Context, claim *v1.PersistentVolumeC
 	if err != nil {
 		return errors.Join(cause, fmt.Errorf("removing %s from the PVC: %w", annSelectedNode, err))
 	}
-	klog.InfoS("Asked the scheduler to pick another node", "PVC", klog.KObj(claim), "node", node, "err", cause)
+	klog.FromContext(ctx).Info("Asked the scheduler to pick another node", "PVC", klog.KObj(claim), "node", node, "err", cause)
 	c.forget(claim.UID)
 	return nil
 }

@@ -142,7 +142,7 @@ func (g *sourceGuard) sync(ctx context.Context, key string) error {
 	users, err := g.usersOf(kind, ns, name)
 	if err != nil || len(users) > 0 {
 		if len(users) > 0 {
-			klog.V(4).InfoS("Data source still in use; keeping its finalizer", "source", key, "claims", users)
+			klog.FromContext(ctx).V(4).Info("Data source still in use; keeping its finalizer", "source", key, "claims", users)
 		}
 		return err
 	}
@@ -150,6 +150,6 @@ func (g *sourceGuard) sync(ctx context.Context, key string) error {
 	if err := f.set(ctx, cached, false); err != nil {
 		return err
 	}
-	klog.V(2).InfoS("Removed data source protection", "source", key, "finalizer", f.finalizer)
+	klog.FromContext(ctx).V(2).Info("Removed data source protection", "source", key, "finalizer", f.finalizer)
 	return nil
 }

@@ -108,12 +108,12 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 		if inUse := (*volumeInUseError)(nil); errors.As(err, &inUse) {
 			// Postponed, not failed: a Normal event, as external-provisioner v6.4 (#1588).
 			c.events.Event(pv, v1.EventTypeNormal, reasonVolumeDelete, inUse.Error())
-			klog.V(4).InfoS("Volume deletion postponed", "PV", pv.Name, "reason", inUse.Error())
+			klog.FromContext(ctx).V(4).Info("Volume deletion postponed", "PV", pv.Name, "reason", inUse.Error())
 			return err
 		}
 		msg := fmt.Sprintf("failed to delete volume %s: %v", pv.Name, err)
 		c.events.Event(pv, v1.EventTypeWarning, reasonVolumeFailedDelete, msg)
-		klog.ErrorS(err, "Deleting volume failed; will retry with backoff", "PV", pv.Name, "handle", vol.Spec.CSI.VolumeHandle)
+		klog.FromContext(ctx).Error(err, "Deleting volume failed; will retry with backoff", "PV", pv.Name, "handle", vol.Spec.CSI.VolumeHandle)
 		return err
 	}
 	if pv.DeletionTimestamp == nil {
@@ -128,7 +128,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 	}
 	c.finished.Store(pv.UID, struct{}{})
 	c.capacity.refresh()
-	klog.InfoS("Deleted volume", "PV", pv.Name, "handle", vol.Spec.CSI.VolumeHandle)
+	klog.FromContext(ctx).Info("Deleted volume", "PV", pv.Name, "handle", vol.Spec.CSI.VolumeHandle)
 	return nil
 }
 
@@ -182,7 +182,7 @@ func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolu
 		}
 	}
 	req := &csi.DeleteVolumeRequest{VolumeId: pv.Spec.CSI.VolumeHandle}
-	ref, err := c.deletionSecretRef(pv)
+	ref, err := c.deletionSecretRef(ctx, pv)
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolu
 		// A deleted secret must not block deletion forever: call without it
 		// and let the driver say whether it needs it.
 		if req.Secrets, err = hub.ReadSecret(ctx, c.h.Kube, ref); err != nil {
-			klog.ErrorS(err, "Deletion secret unavailable; calling DeleteVolume without it", "PV", pv.Name)
+			klog.FromContext(ctx).Error(err, "Deletion secret unavailable; calling DeleteVolume without it", "PV", pv.Name)
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -201,7 +201,7 @@ func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolu
 
 // deletionSecretRef: from the PV's annotations (written at provisioning), or
 // for older PVs from the StorageClass, as the sidecar does.
-func (c *Controller) deletionSecretRef(pv *v1.PersistentVolume) (*v1.SecretReference, error) {
+func (c *Controller) deletionSecretRef(ctx context.Context, pv *v1.PersistentVolume) (*v1.SecretReference, error) {
 	name, hasName := pv.Annotations[annDeletionSecretName]
 	ns, hasNS := pv.Annotations[annDeletionSecretNamespace]
 	if hasName && hasNS {
@@ -215,7 +215,7 @@ func (c *Controller) deletionSecretRef(pv *v1.PersistentVolume) (*v1.SecretRefer
 	}
 	sc, err := c.scLister.Get(pv.Spec.StorageClassName)
 	if err != nil {
-		klog.InfoS("StorageClass of PV unavailable; deleting without secrets", "PV", pv.Name, "storageClass", pv.Spec.StorageClassName, "err", err)
+		klog.FromContext(ctx).Info("StorageClass of PV unavailable; deleting without secrets", "PV", pv.Name, "storageClass", pv.Spec.StorageClassName, "err", err)
 		return nil, nil
 	}
 	var claim *v1.PersistentVolumeClaim

@@ -96,7 +96,7 @@ func TestDeletionSecretRef(t *testing.T) {
 		{"empty annotations: no secret", mk(map[string]string{annDeletionSecretName: "", annDeletionSecretNamespace: ""}), nil},
 		{"older PV: from the StorageClass", mk(nil), &v1.SecretReference{Name: "data-creds", Namespace: "ns1"}},
 	} {
-		got, err := c.deletionSecretRef(tc.pv)
+		got, err := c.deletionSecretRef(context.Background(), tc.pv)
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %v, %v; want %v", tc.name, got, err, tc.want)
 		}

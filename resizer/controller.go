@@ -36,6 +36,8 @@ type Controller struct {
 	pvcs    corelisters.PersistentVolumeClaimLister
 	pvs     corelisters.PersistentVolumeLister
 	vacs    storagelisters.VolumeAttributesClassLister
+	// csi is the driver's controller service (h.Conn's; a fake in unit tests).
+	csi csi.ControllerClient
 
 	expand *expander // nil when the driver cannot expand volumes
 	modify *modifier // nil without MODIFY_VOLUME or VolumeAttributesClass API
@@ -53,6 +55,7 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 		timeout: h.Opts.TimeoutOr(DefaultTimeout),
 		pvcs:    h.Informers.Core().V1().PersistentVolumeClaims().Lister(),
 		pvs:     h.Informers.Core().V1().PersistentVolumes().Lister(),
+		csi:     h.Conn.Controller(),
 	}
 	if cfg.WorkerThreads > 0 {
 		c.workers = cfg.WorkerThreads
@@ -162,8 +165,9 @@ func (c *Controller) Name() string { return Name }
 
 // Run processes both queues until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	klog.InfoS("Starting resizer", "driver", c.h.Driver)
-	defer klog.InfoS("Resizer stopped", "driver", c.h.Driver)
+	logger := klog.FromContext(ctx).WithValues("controller", Name)
+	logger.Info("Starting resizer", "driver", c.h.Driver)
+	defer logger.Info("Resizer stopped", "driver", c.h.Driver)
 	var wg sync.WaitGroup
 	if c.expand != nil {
 		wg.Go(func() { c.expand.run(ctx) })
@@ -260,7 +264,7 @@ func deref(s *string) string {
 
 // claimAndVolume returns the PVC of key and its bound PV of this driver, or
 // nil, nil when there is nothing for the resizer to do.
-func (c *Controller) claimAndVolume(key string) (*v1.PersistentVolumeClaim, *v1.PersistentVolume, error) {
+func (c *Controller) claimAndVolume(ctx context.Context, key string) (*v1.PersistentVolumeClaim, *v1.PersistentVolume, error) {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return nil, nil, nil // not a key we enqueued; nothing to retry
@@ -287,7 +291,7 @@ func (c *Controller) claimAndVolume(key string) (*v1.PersistentVolumeClaim, *v1.
 		return nil, nil, nil // another driver's volume (or not CSI)
 	}
 	if ref := pv.Spec.ClaimRef; ref == nil || ref.Namespace != pvc.Namespace || ref.UID != pvc.UID {
-		klog.V(4).InfoS("PV is not bound to this PVC", "PV", pv.Name, "PVC", key)
+		klog.FromContext(ctx).V(4).Info("PV is not bound to this PVC", "PV", pv.Name, "PVC", key)
 		return nil, nil, nil
 	}
 	return pvc, pv, nil

@@ -36,7 +36,7 @@ func (c *Controller) expandVolume(ctx context.Context, pv *v1.PersistentVolume, 
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := c.h.Conn.Controller().ControllerExpandVolume(cctx, &csi.ControllerExpandVolumeRequest{
+	resp, err := c.csi.ControllerExpandVolume(cctx, &csi.ControllerExpandVolumeRequest{
 		VolumeId:         src.VolumeHandle,
 		CapacityRange:    &csi.CapacityRange{RequiredBytes: size.Value()},
 		Secrets:          secrets,
@@ -79,7 +79,7 @@ func (c *Controller) modifyVolume(ctx context.Context, pvc *v1.PersistentVolumeC
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	_, err = c.h.Conn.Controller().ControllerModifyVolume(cctx, &csi.ControllerModifyVolumeRequest{
+	_, err = c.csi.ControllerModifyVolume(cctx, &csi.ControllerModifyVolumeRequest{
 		VolumeId:          src.VolumeHandle,
 		Secrets:           secrets,
 		MutableParameters: params,

@@ -71,7 +71,7 @@ func (e *expander) hasFinalError(key string) bool {
 
 func (e *expander) sync(ctx context.Context, key string) error {
 	c := e.c
-	pvc, pv, err := c.claimAndVolume(key)
+	pvc, pv, err := c.claimAndVolume(ctx, key)
 	if err != nil || pvc == nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 	}
 	sameSize := hasAllocated && allocated.Cmp(size) == 0
 	if wait, ok := e.slow.wait(key); ok && sameSize {
-		klog.V(4).InfoS("Expansion to this size was infeasible; retrying later", "PVC", key, "size", size.String(), "after", wait)
+		klog.FromContext(ctx).V(4).Info("Expansion to this size was infeasible; retrying later", "PVC", key, "size", size.String(), "after", wait)
 		return hub.RequeueAfter(wait)
 	}
 	current := pvc.Status.Capacity[v1.ResourceStorage]
@@ -233,7 +233,7 @@ func (e *expander) failed(ctx context.Context, key string, pvc *v1.PersistentVol
 			err = fmt.Errorf("%w; and recording it on the PVC failed: %v", err, merr)
 		}
 	}
-	klog.ErrorS(callErr, "ControllerExpandVolume failed", "PVC", key, "PV", pv.Name, "final", final, "infeasible", infeasible)
+	klog.FromContext(ctx).Error(callErr, "ControllerExpandVolume failed", "PVC", key, "PV", pv.Name, "final", final, "infeasible", infeasible)
 	c.events().Event(pvc, v1.EventTypeWarning, reasonResizeFailed, err.Error())
 	if infeasible && recorded {
 		// Nothing changes by retrying soon: wait for the user (a spec change

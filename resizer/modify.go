@@ -77,7 +77,7 @@ func (m *modifier) classAdded(obj any) {
 }
 
 func (m *modifier) sync(ctx context.Context, key string) error {
-	pvc, pv, err := m.c.claimAndVolume(key)
+	pvc, pv, err := m.c.claimAndVolume(ctx, key)
 	if err != nil || pvc == nil {
 		return err
 	}
@@ -99,14 +99,14 @@ func (m *modifier) sync(ctx context.Context, key string) error {
 	if inProgress && (uncertain || want == "") {
 		// The driver may still be applying the previous target: finish that
 		// before following a changed spec.
-		vac, err := m.class(pvc, st.TargetVolumeAttributesClassName)
+		vac, err := m.class(ctx, pvc, st.TargetVolumeAttributesClassName)
 		if err != nil {
 			return err
 		}
 		m.c.h.Steps.Trigger(ctx, fmt.Sprintf("a modification to class %s may still be running in the driver: retry it", vac.Name))
 		return m.modifyTo(ctx, key, pvc, pv, vac)
 	}
-	vac, err := m.class(pvc, want)
+	vac, err := m.class(ctx, pvc, want)
 	if err != nil {
 		if _, merr := m.markStatus(ctx, pvc, v1.PersistentVolumeClaimModifyVolumePending, want, nil); merr != nil {
 			return m.c.writeFailed(pvc, reasonModifyFailed, merr)
@@ -133,7 +133,7 @@ func (m *modifier) sync(ctx context.Context, key string) error {
 
 // class reads a VolumeAttributesClass from the cache; a missing one gets a
 // Warning event on the PVC.
-func (m *modifier) class(pvc *v1.PersistentVolumeClaim, name string) (*storagev1.VolumeAttributesClass, error) {
+func (m *modifier) class(ctx context.Context, pvc *v1.PersistentVolumeClaim, name string) (*storagev1.VolumeAttributesClass, error) {
 	vac, err := m.c.vacs.Get(name)
 	if err != nil {
 		if apierrors.IsNotFound(err) {
@@ -142,7 +142,7 @@ func (m *modifier) class(pvc *v1.PersistentVolumeClaim, name string) (*storagev1
 		return nil, fmt.Errorf("VolumeAttributesClass %q: %w", name, err)
 	}
 	if vac.DriverName != m.c.h.Driver {
-		klog.V(2).InfoS("VolumeAttributesClass names another driver", "class", name, "classDriver", vac.DriverName, "driver", m.c.h.Driver)
+		klog.FromContext(ctx).V(2).Info("VolumeAttributesClass names another driver", "class", name, "classDriver", vac.DriverName, "driver", m.c.h.Driver)
 	}
 	return vac, nil
 }
@@ -180,7 +180,7 @@ func (m *modifier) modifyTo(ctx context.Context, key string, pvc *v1.PersistentV
 		}
 		m.uncertain.Delete(key)
 	}
-	klog.ErrorS(callErr, "ControllerModifyVolume failed", "PVC", key, "PV", pv.Name, "class", vac.Name, "status", outcome)
+	klog.FromContext(ctx).Error(callErr, "ControllerModifyVolume failed", "PVC", key, "PV", pv.Name, "class", vac.Name, "status", outcome)
 	updated, merr := m.markStatus(ctx, pvc, outcome, vac.Name, callErr)
 	if merr == nil {
 		pvc = updated

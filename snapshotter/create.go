@@ -80,7 +80,7 @@ func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.Volume
 	if snap.GetSnapshotId() == "" {
 		return content, fmt.Errorf("driver returned an empty snapshot.snapshot_id for CreateSnapshot %s", req.Name)
 	}
-	klog.V(4).InfoS("CreateSnapshot succeeded", "content", content.Name, "snapshotName", req.Name,
+	klog.FromContext(ctx).V(4).Info("CreateSnapshot succeeded", "content", content.Name, "snapshotName", req.Name,
 		"snapshotHandle", snap.GetSnapshotId(), "readyToUse", snap.GetReadyToUse(), "size", snap.GetSizeBytes())
 	content, err = c.recordSnapshot(ctx, content, snap.GetSnapshotId(), snap)
 	if err != nil {

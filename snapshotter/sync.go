@@ -43,7 +43,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	content := cached.DeepCopy()
-	klog.V(5).InfoS("Syncing VolumeSnapshotContent", "content", key)
+	klog.FromContext(ctx).V(5).Info("Syncing VolumeSnapshotContent", "content", key)
 
 	if shouldDelete(content) {
 		c.forgetPolls(key)

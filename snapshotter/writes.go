@@ -92,7 +92,7 @@ func (c *Controller) recordError(ctx context.Context, content *snapv1.VolumeSnap
 	}}, "status")
 	c.warn(updated, reason, message)
 	if err != nil {
-		klog.V(2).InfoS("Could not record the error in VolumeSnapshotContent status", "content", content.Name, "err", err)
+		klog.FromContext(ctx).V(2).Info("Could not record the error in VolumeSnapshotContent status", "content", content.Name, "err", err)
 	}
 }
 
