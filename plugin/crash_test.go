@@ -119,6 +119,8 @@ func (w *crashWorld) sawVolume(name, id string) {
 // each create must succeed with a consistent ID; a group snapshot is there
 // whole (every member) or not at all.
 func TestKill9DuringCreates(t *testing.T) {
+	// Integration tier: a real binary, real processes and a minute of work.
+	testutil.SkipUnit(t, "the csi-hub-plugin binary (go build) and kills it with SIGKILL in 12 rounds of creates; it runs in make test (go test ./plugin/)")
 	dir := t.TempDir()
 	bin := buildPlugin(t, dir)
 	poolDir := filepath.Join(dir, "pool")
@@ -236,10 +238,7 @@ func TestKill9DuringCreates(t *testing.T) {
 	t.Logf("an uninterrupted round takes %v", roundTime)
 	p.kill()
 
-	rounds := 12
-	if testing.Short() {
-		rounds = 6 // make unit: still two rounds killed during a copy
-	}
+	const rounds = 12
 	for i := 1; i <= rounds; i++ {
 		p = startPlugin(t, bin, poolDir, sock, logPath)
 		checkConsistent(t, p, poolDir, w, i)

@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/csi-hub/csi-hub/internal/steps"
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 // The page in headless Chromium on recorded steps: the hub's steps from its
@@ -22,6 +23,7 @@ import (
 // FlowPage; this one pins the page's logic (grouping, order, detail, red
 // failures, the wait) without a cluster. FLOW_SCREENSHOT=path saves the page.
 func TestPageDrawsTheStoryInHeadlessChromium(t *testing.T) {
+	testutil.SkipUnit(t, "headless Chromium; it runs in make test (go test ./internal/flow/)")
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
 		var err error

@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
+	"github.com/csi-hub/csi-hub/internal/testutil"
 	"github.com/csi-hub/csi-hub/plugin"
 	"github.com/csi-hub/csi-hub/plugin/plugintest"
 	"github.com/csi-hub/csi-hub/plugin/transport/loop"
@@ -38,6 +39,7 @@ var allowedSkips = []string{
 }
 
 func TestSanity(t *testing.T) {
+	testutil.SkipUnit(t, "csi-sanity's whole suite against the plugin on real loop devices and mounts; it runs in make test (go test ./test/sanity/)")
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPING csi-sanity: it needs root for real loop devices and mounts. Run as root: go test ./test/sanity/")
 	}
