@@ -37,6 +37,7 @@ type Controller struct {
 	reconcile     bool // LIST_VOLUMES + LIST_VOLUMES_PUBLISHED_NODES
 	csi           csi.ControllerClient
 	vaLister      storagelisters.VolumeAttachmentLister
+	vaByPV        cache.SharedIndexInformer // VolumeAttachments indexed by PV (hub.PVIndex)
 	pvLister      corelisters.PersistentVolumeLister
 	csiNodeLister storagelisters.CSINodeLister
 	vaQueue       hub.Queue
@@ -86,6 +87,10 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	csiNodes := h.Informers.Storage().V1().CSINodes()
 	c.vaLister, c.pvLister, c.csiNodeLister = vas.Lister(), pvs.Lister(), csiNodes.Lister()
 	csiNodes.Informer() // registered so the factory starts it
+	var err error
+	if c.vaByPV, err = h.AttachmentsByPV(); err != nil {
+		return nil, err
+	}
 	if _, err := vas.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.vaChanged(nil, obj) },
 		UpdateFunc: c.vaChanged,

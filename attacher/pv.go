@@ -6,9 +6,9 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/migration"
 )
 
@@ -38,7 +38,7 @@ func (c *Controller) syncPV(ctx context.Context, name string) error {
 	if c.pvStale.isStale(name, pv.ResourceVersion) {
 		return nil // our own write is on its way and queues the PV again
 	}
-	vas, err := c.vaLister.List(labels.Everything())
+	vas, err := hub.AttachmentsOf(c.vaByPV, name)
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,7 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	}
 	h.Informers.Core().V1().PersistentVolumes().Informer()
 	h.Informers.Core().V1().PersistentVolumeClaims().Informer()
-	c.events = informers.NewSharedInformerFactoryWithOptions(h.Kube, h.Opts.Resync,
+	c.events = informers.NewSharedInformerFactoryWithOptions(h.Kube, h.Opts.Resync, informers.WithTransform(hub.DropManagedFields),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = "reason=" + reasonAbnormal + ",type=" + v1.EventTypeWarning
 		}))

@@ -55,7 +55,7 @@ type Controller struct {
 	scLister      storagelisters.StorageClassLister
 	csiNodeLister storagelisters.CSINodeLister
 	nodeLister    corelisters.NodeLister
-	vaLister      storagelisters.VolumeAttachmentLister
+	vas           cache.SharedIndexInformer // VolumeAttachments indexed by PV (hub.PVIndex)
 	dataSources   map[schema.GroupKind]DataSource
 	sources       *sourceGuard       // clone/restore and their finalizers; nil if the driver has neither
 	capacity      *capacityPublisher // nil without --enable-capacity
@@ -155,7 +155,11 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 		c.nodeLister = core.Nodes().Lister()
 	}
 	if c.checkAttachments {
-		c.vaLister = storage.VolumeAttachments().Lister()
+		vas, err := h.AttachmentsByPV()
+		if err != nil {
+			return nil, err
+		}
+		c.vas = vas
 	}
 
 	var err error

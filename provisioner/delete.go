@@ -14,7 +14,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 )
@@ -170,8 +169,8 @@ func (c *Controller) removeFinalizer(ctx context.Context, pv *v1.PersistentVolum
 }
 
 func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolume) error {
-	if c.vaLister != nil {
-		vas, err := c.vaLister.List(labels.Everything())
+	if c.vas != nil {
+		vas, err := hub.AttachmentsOf(c.vas, pv.Name)
 		if err != nil {
 			return fmt.Errorf("listing VolumeAttachments: %w", err)
 		}

@@ -98,7 +98,7 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 	if h.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
 	}
-	h.Informers = informers.NewSharedInformerFactory(h.Kube, opts.Resync)
+	h.Informers = NewInformerFactory(h.Kube, opts.Resync)
 
 	host, _ := os.Hostname()
 	h.identity = fmt.Sprintf("%s_%d", host, time.Now().UnixNano())

@@ -95,7 +95,7 @@ func (h *Hub) Snapshots() (*SnapshotAPI, error) {
 func NewSnapshotAPI(client snapclient.Interface, resync time.Duration) *SnapshotAPI {
 	return &SnapshotAPI{
 		Client:       client,
-		Informers:    snapinformers.NewSharedInformerFactory(client, resync),
+		Informers:    snapinformers.NewSharedInformerFactoryWithOptions(client, resync, snapinformers.WithTransform(DropManagedFields)),
 		PollInterval: DefaultSnapshotCRDPoll,
 		ready:        make(chan struct{}),
 	}

@@ -1,0 +1,124 @@
+package hub
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
+)
+
+func managed() []metav1.ManagedFieldsEntry {
+	return []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate,
+		APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{"f:phase":{}}}`)}}}
+}
+
+func attachment(name, pv string) *storagev1.VolumeAttachment {
+	va := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: name, ManagedFields: managed()},
+		Spec: storagev1.VolumeAttachmentSpec{Attacher: "d", NodeName: "n"}}
+	if pv != "" {
+		va.Spec.Source.PersistentVolumeName = &pv
+	}
+	return va
+}
+
+// startFactory starts the hub's informers over a fake clientset holding objs.
+func startFactory(t *testing.T, h *Hub) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(func() { cancel(); h.Informers.Shutdown() })
+	h.Informers.Start(ctx.Done())
+	for typ, ok := range h.Informers.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			t.Fatalf("%v did not sync", typ)
+		}
+	}
+}
+
+// Every object the hub's informers hold has lost its managedFields (the
+// largest part of most objects' metadata, read by no controller); the rest
+// of the metadata stays.
+func TestInformerFactoryDropsManagedFields(t *testing.T) {
+	pv := &v1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-1", ManagedFields: managed(),
+		Annotations: map[string]string{"keep": "me"}}}
+	pvc := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", ManagedFields: managed()}}
+	h := &Hub{Informers: NewInformerFactory(fake.NewClientset(pv, pvc, attachment("va-1", "pv-1")), 0)}
+	pvs := h.Informers.Core().V1().PersistentVolumes()
+	pvcs := h.Informers.Core().V1().PersistentVolumeClaims()
+	vas := h.Informers.Storage().V1().VolumeAttachments()
+	pvs.Informer() // registered before the factory starts
+	pvcs.Informer()
+	vas.Informer()
+	startFactory(t, h)
+
+	gotPV, err := pvs.Lister().Get("pv-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotPV.ManagedFields != nil || gotPV.Annotations["keep"] != "me" {
+		t.Errorf("cached PV: managedFields %v, annotations %v; want no managedFields, annotations kept", gotPV.ManagedFields, gotPV.Annotations)
+	}
+	if got, err := pvcs.Lister().PersistentVolumeClaims("ns").Get("c"); err != nil || got.ManagedFields != nil {
+		t.Errorf("cached PVC: %v, managedFields %v", err, got.ManagedFields)
+	}
+	if got, err := vas.Lister().Get("va-1"); err != nil || got.ManagedFields != nil {
+		t.Errorf("cached VolumeAttachment: %v, managedFields %v", err, got.ManagedFields)
+	}
+}
+
+// The slim Pods (the factory's Pod informer) go through the same transform
+// unchanged.
+func TestDropManagedFieldsKeepsPodUse(t *testing.T) {
+	p := &PodUse{Name: "p", Namespace: "ns", ClaimKeys: []string{"ns/c"}}
+	got, err := DropManagedFields(p)
+	if err != nil || got != any(p) || len(p.ClaimKeys) != 1 {
+		t.Errorf("DropManagedFields(PodUse) = %v, %v", got, err)
+	}
+}
+
+func TestDropManagedFieldsPassesTombstones(t *testing.T) {
+	tomb := cache.DeletedFinalStateUnknown{Key: "x", Obj: attachment("x", "")}
+	got, err := DropManagedFields(tomb)
+	if err != nil || got != any(tomb) {
+		t.Errorf("DropManagedFields(tombstone) = %v, %v; want it unchanged", got, err)
+	}
+}
+
+// A PV's attachments are found through the index, whichever controllers ask
+// for it (the provisioner and the attacher both do).
+func TestAttachmentsByPV(t *testing.T) {
+	h := &Hub{Informers: NewInformerFactory(fake.NewClientset(
+		attachment("a-1", "pv-1"), attachment("a-2", "pv-1"), attachment("b-1", "pv-2"), attachment("inline", "")), 0)}
+	inf, err := h.AttachmentsByPV()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.AttachmentsByPV(); err != nil { // the second controller asking
+		t.Fatalf("second AttachmentsByPV: %v", err)
+	}
+	startFactory(t, h)
+	for pv, want := range map[string][]string{"pv-1": {"a-1", "a-2"}, "pv-2": {"b-1"}, "pv-3": nil} {
+		vas, err := AttachmentsOf(inf, pv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, va := range vas {
+			got = append(got, va.Name)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("AttachmentsOf(%s) = %v, want %v", pv, got, want)
+		}
+	}
+	// Without the index there is no lookup (and no silent full scan).
+	plain := NewInformerFactory(fake.NewClientset(), 0).Storage().V1().VolumeAttachments().Informer()
+	if _, err := AttachmentsOf(plain, "pv-1"); err == nil {
+		t.Error("AttachmentsOf on an informer without the PV index succeeded")
+	}
+}
