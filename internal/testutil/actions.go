@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -38,17 +39,9 @@ func APIActions(actions []k8stesting.Action) []APIAction {
 		}
 		name := ""
 		switch a := a.(type) {
-		case k8stesting.GetAction:
+		case interface{ GetName() string }: // get, patch, delete
 			name = a.GetName()
-		case k8stesting.PatchAction:
-			name = a.GetName()
-		case k8stesting.DeleteAction:
-			name = a.GetName()
-		case k8stesting.CreateAction:
-			if o, ok := a.GetObject().(interface{ GetName() string }); ok {
-				name = o.GetName()
-			}
-		case k8stesting.UpdateAction:
+		case interface{ GetObject() runtime.Object }: // create, update
 			if o, ok := a.GetObject().(interface{ GetName() string }); ok {
 				name = o.GetName()
 			}
