@@ -170,7 +170,7 @@ remove_dir() {
 started=${SECONDS}
 delete_workloads
 stop_runtime
-for c in snapshot-controller kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for c in snapshot-controller groupconversion kube-scheduler kube-controller-manager kube-apiserver etcd; do
 	stop_component "${c}" 15
 done
 unmount_under "${KUBELET_DIR}"
