@@ -129,8 +129,9 @@ func (e *env) sourcePVC(name string) string {
 	return handle
 }
 
-// bindPVC binds a PVC named name to a static PV of the volume handle.
-func (e *env) bindPVC(name, handle, size string) {
+// bindPVC binds a PVC named name to a static PV of the volume handle;
+// tweaks adjust the PV before it is created (e.g. its node affinity).
+func (e *env) bindPVC(name, handle, size string, tweaks ...func(*corev1.PersistentVolume)) {
 	e.t.Helper()
 	pvName := e.ns + "-" + name
 	pv := &corev1.PersistentVolume{
@@ -162,6 +163,9 @@ func (e *env) bindPVC(name, handle, size string) {
 		e.t.Fatal(err)
 	}
 	pv.Spec.ClaimRef.UID = created.UID
+	for _, tweak := range tweaks {
+		tweak(pv)
+	}
 	if _, err := e.c.Client.CoreV1().PersistentVolumes().Create(e.ctx, pv, metav1.CreateOptions{}); err != nil {
 		e.t.Fatal(err)
 	}

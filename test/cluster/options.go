@@ -27,6 +27,9 @@ type Options struct {
 	APIServerFlags         []string
 	ControllerManagerFlags []string
 	SchedulerFlags         []string
+	// SnapshotControllerFlags are appended to the snapshot-controller's, e.g.
+	// --enable-distributed-snapshotting.
+	SnapshotControllerFlags []string
 	// LogDir receives each process's combined stdout/stderr as <component>.log
 	// and is kept after Stop. Empty: logs live in the cluster's own directory
 	// and are removed with it (dump them with LogTail first).

@@ -105,13 +105,15 @@ func (c *Cluster) startSnapshotController(ctx context.Context) error {
 	}
 	endpoint := "127.0.0.1:" + strconv.Itoa(c.ports.snapshotController)
 	p, err := c.launch("snapshot-controller", filepath.Join(c.snapDir, "bin", "snapshot-controller"),
-		"--kubeconfig="+c.Kubeconfig,
-		"--leader-election=false",
-		"--http-endpoint="+endpoint,
-		// Tests create and delete quickly; the default 1s..5m backoff would
-		// make a retried snapshot wait minutes.
-		"--retry-interval-max=10s",
-		"--v=4",
+		append([]string{
+			"--kubeconfig=" + c.Kubeconfig,
+			"--leader-election=false",
+			"--http-endpoint=" + endpoint,
+			// Tests create and delete quickly; the default 1s..5m backoff would
+			// make a retried snapshot wait minutes.
+			"--retry-interval-max=10s",
+			"--v=4",
+		}, c.opts.SnapshotControllerFlags...)...,
 	)
 	if err != nil {
 		return err
