@@ -26,6 +26,15 @@
 {{- if and .Values.driver.external (not .Values.driver.externalSockets.controllerDir) -}}
 {{- fail "driver.external=true needs driver.externalSockets.controllerDir: the host directory of the driver's controller socket" -}}
 {{- end -}}
+{{- if and .Values.nodeDeployment.enabled (not .Values.driver.external) -}}
+{{- fail "nodeDeployment.enabled=true needs driver.external=true: a driver whose node plugin serves the Controller service (the companion driver's attach goes through its central controller's pool)" -}}
+{{- end -}}
+{{- if .Values.nodeDeployment.enabled -}}
+{{- $ctrls := splitList "," (.Values.controller.controllers | nospace) -}}
+{{- if or (not .Values.controller.controllers) (has "provisioner" $ctrls) (has "snapshotter" $ctrls) -}}
+{{- fail "nodeDeployment.enabled=true needs controller.controllers without provisioner and snapshotter (e.g. attacher,resizer): each node's csi-hub runs those" -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.driver.external (empty .Values.driver.controllerAffinity) -}}
 {{- fail "driver.external=true needs driver.controllerAffinity: the labels of the driver's controller pods, so csi-hub runs on their node" -}}
 {{- end -}}
