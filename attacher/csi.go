@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -48,7 +49,8 @@ func (c *Controller) attach(ctx context.Context, va *storagev1.VolumeAttachment)
 		return va, nil, fmt.Errorf("adding finalizer and node ID to the VolumeAttachment: %w", err)
 	}
 
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	// The migrated label of csi_sidecar_operations_seconds, as the sidecar's markAsMigrated.
+	cctx, cancel := context.WithTimeout(csiconn.MarkMigrated(ctx, src.migrated), c.timeout)
 	defer cancel()
 	resp, err := c.csi.ControllerPublishVolume(cctx, &csi.ControllerPublishVolumeRequest{
 		VolumeId:         src.csi().VolumeHandle,
@@ -81,7 +83,7 @@ func (c *Controller) detach(ctx context.Context, va *storagev1.VolumeAttachment)
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(csiconn.MarkMigrated(ctx, src.migrated), c.timeout)
 	defer cancel()
 	_, err = c.csi.ControllerUnpublishVolume(cctx, &csi.ControllerUnpublishVolumeRequest{
 		VolumeId: src.csi().VolumeHandle,

@@ -159,7 +159,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		c.fail(ctx, claim, sc, err)
 		return err
 	}
-	vol, capacity, err := c.createVolume(ctx, key, claim, p, node != nil)
+	vol, capacity, err := c.createVolume(markMigrated(ctx, migrated), key, claim, p, node != nil)
 	if err != nil {
 		var r rescheduleError
 		if errors.As(err, &r) {

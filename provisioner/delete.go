@@ -103,7 +103,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 	start := time.Now()
 	defer func() { c.stats.deleted(pv, err, start) }()
 	c.h.Steps.Trigger(ctx, fmt.Sprintf("PV %s was released by its claim and its reclaimPolicy is Delete: deleting backend volume %s", pv.Name, vol.Spec.CSI.VolumeHandle))
-	if err := c.callDeleteVolume(ctx, vol); err != nil {
+	if err := c.callDeleteVolume(markMigrated(ctx, vol != pv), vol); err != nil { // vol: pv translated when in-tree
 		if inUse := (*volumeInUseError)(nil); errors.As(err, &inUse) {
 			// Postponed, not failed: a Normal event, as external-provisioner v6.4 (#1588).
 			c.events.Event(pv, v1.EventTypeNormal, reasonVolumeDelete, inUse.Error())

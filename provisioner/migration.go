@@ -8,6 +8,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/migration"
 )
 
@@ -25,7 +26,16 @@ import (
 //     kube-controller-manager and a rollback see the PV the in-tree plugin
 //     would have made; kube-controller-manager adds migrated-to itself;
 //   - such PVs (in-tree source, provisioned-by the plugin or migrated-to the
-//     driver) are deleted through DeleteVolume with the translated handle.
+//     driver) are deleted through DeleteVolume with the translated handle;
+//   - CreateVolume and DeleteVolume are recorded in
+//     csi_sidecar_operations_seconds with migrated="true" for such volumes
+//     and "false" for the others (markMigrated), as the sidecar's.
+
+// markMigrated labels the CSI calls made with the returned context as the
+// sidecar's markAsMigrated does.
+func markMigrated(ctx context.Context, migrated bool) context.Context {
+	return csiconn.MarkMigrated(ctx, migrated)
+}
 
 // knownProvisioner is the library's knownProvisioner: the driver, or the
 // in-tree plugin it replaces.

@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	csitrans "k8s.io/csi-translation-lib"
 	"k8s.io/klog/v2"
 )
 
@@ -38,6 +41,13 @@ type Options struct {
 	Interceptors []grpc.UnaryClientInterceptor
 	// CallTimeout bounds each of the identity calls made while connecting.
 	CallTimeout time.Duration
+	// MigratedLabel: when the driver is a CSI migration target (a name
+	// csi-translation-lib knows, e.g. ebs.csi.aws.com),
+	// csi_sidecar_operations_seconds gets the "migrated" label, "true" for
+	// calls made with a context from MarkMigrated(ctx, true), "false" for the
+	// others, as external-provisioner, -attacher and -resizer record it
+	// (csi-lib-utils' metrics.WithMigration). Only for a Metrics created here.
+	MigratedLabel bool
 	// HungDriverFails: a driver that accepts the connection but does not
 	// answer GetPluginInfo within CallTimeout is an error, as in
 	// node-driver-registrar (its --timeout), instead of a reason to keep
@@ -50,11 +60,9 @@ type Options struct {
 // itself after a driver restart; calls made meanwhile fail with Unavailable and
 // the controllers' workqueues retry them, so no queued work is lost.
 func Connect(ctx context.Context, address string, opts Options) (*Conn, error) {
-	if opts.Metrics == nil {
-		// As external-provisioner: the process start time comes from the
-		// legacy registry's process collector, served alongside.
-		opts.Metrics = metrics.NewCSIMetricsManagerWithOptions("",
-			metrics.WithProcessStartTime(false), metrics.WithSubsystem(metrics.SubsystemSidecar))
+	ownMetrics := opts.Metrics == nil
+	if ownMetrics {
+		opts.Metrics = newMetrics("")
 	}
 	if opts.CallTimeout == 0 {
 		opts.CallTimeout = 10 * time.Second
@@ -65,10 +73,9 @@ func Connect(ctx context.Context, address string, opts Options) (*Conn, error) {
 	}
 	bc := backoff.DefaultConfig
 	bc.MaxDelay = time.Second
-	interceptors := append([]grpc.UnaryClientInterceptor{
-		connection.LogGRPC,
-		connection.ExtendedCSIMetricsManager{CSIMetricsManager: opts.Metrics}.RecordMetricsClientInterceptor,
-	}, opts.Interceptors...)
+	rec := &recorder{}
+	rec.set(opts.Metrics)
+	interceptors := append([]grpc.UnaryClientInterceptor{connection.LogGRPC, rec.intercept}, opts.Interceptors...)
 	cc, err := grpc.NewClient("passthrough:///"+path,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc}),
@@ -113,6 +120,12 @@ func Connect(ctx context.Context, address string, opts Options) (*Conn, error) {
 		delay = min(2*delay, 5*time.Second)
 	}
 	opts.Metrics.SetDriverName(c.DriverName)
+	if ownMetrics && opts.MigratedLabel && csitrans.New().IsMigratedCSIDriverByName(c.DriverName) {
+		// As external-provisioner: a new manager with the label, from now
+		// on (the identity calls so far are not in it either).
+		c.Metrics = newMetrics(c.DriverName, metrics.WithMigration())
+		rec.set(c.Metrics)
+	}
 	if err := rpc.ProbeForever(ctx, cc, opts.CallTimeout); err != nil {
 		cc.Close()
 		return nil, err
@@ -123,6 +136,36 @@ func Connect(ctx context.Context, address string, opts Options) (*Conn, error) {
 	}
 	klog.InfoS("Connected to the CSI driver", "driver", c.DriverName, "address", address, "capabilities", c.Caps.String())
 	return c, nil
+}
+
+// newMetrics is csi_sidecar_operations_seconds as external-provisioner
+// makes it: the process start time comes from the legacy registry's process
+// collector, served alongside.
+func newMetrics(driver string, more ...metrics.MetricsManagerOption) metrics.CSIMetricsManager {
+	return metrics.NewCSIMetricsManagerWithOptions(driver, append([]metrics.MetricsManagerOption{
+		metrics.WithProcessStartTime(false), metrics.WithSubsystem(metrics.SubsystemSidecar)}, more...)...)
+}
+
+// recorder is the metrics interceptor; its manager is replaced once the
+// driver's name says whether the migrated label exists.
+type recorder struct {
+	m atomic.Pointer[metrics.CSIMetricsManager]
+}
+
+func (r *recorder) set(m metrics.CSIMetricsManager) { r.m.Store(&m) }
+
+func (r *recorder) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return connection.ExtendedCSIMetricsManager{CSIMetricsManager: *r.m.Load()}.
+		RecordMetricsClientInterceptor(ctx, method, req, reply, cc, invoker, opts...)
+}
+
+// MarkMigrated marks the CSI calls made with the returned context as
+// operations on an in-tree volume migrated to CSI (or not): the "migrated"
+// label of csi_sidecar_operations_seconds, as external-provisioner's and
+// external-attacher's markAsMigrated.
+func MarkMigrated(ctx context.Context, migrated bool) context.Context {
+	return context.WithValue(ctx, connection.AdditionalInfoKey, connection.AdditionalInfo{Migrated: strconv.FormatBool(migrated)})
 }
 
 // Probe runs the driver's Probe RPC once (the livenessprobe's job).
