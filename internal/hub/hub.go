@@ -73,8 +73,7 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 	h := &Hub{Opts: opts, Steps: steps.NewRecorder(opts.StepBuffer),
 		leaderHealth: leaderelection.NewLeaderHealthzAdaptor(leaderHealthTimeout)}
 	conn, err := csiconn.Connect(ctx, opts.CSIAddress, csiconn.Options{
-		CallTimeout:   opts.ProbeTimeout * 3,
-		MigratedLabel: true, // the provisioner's, attacher's and resizer's metric
+		CallTimeout: opts.ProbeTimeout * 3,
 	}.With(h.Steps.UnaryClientInterceptor()))
 	if err != nil {
 		return nil, err
@@ -178,6 +177,7 @@ func (h *Hub) runControllers(ctx context.Context) {
 		}
 	}
 	h.synced.Store(true)
+	releaseMemory()
 	done := make(chan struct{}, len(h.controllers))
 	for _, c := range h.controllers {
 		go func() {

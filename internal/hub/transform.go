@@ -2,6 +2,7 @@ package hub
 
 import (
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	storagev1 "k8s.io/api/storage/v1"
@@ -25,10 +26,17 @@ func DropManagedFields(obj any) (any, error) {
 }
 
 // NewInformerFactory is the hub's shared informer factory: every informer it
-// makes (the slim Pod informer too) drops managedFields as objects arrive.
+// makes (the slim Pod informer too) drops managedFields as objects arrive,
+// and shares what volumes have alike (Slim).
 func NewInformerFactory(client kubernetes.Interface, resync time.Duration) informers.SharedInformerFactory {
-	return informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithTransform(DropManagedFields))
+	return informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithTransform(Slim))
 }
+
+// releaseMemory runs once the caches are synced: the initial lists were
+// decoded whole (a page of objects at a time) and are garbage now; without
+// a collection and a return of the freed pages, the process would keep that
+// peak as its resident size until the heap grew into it again.
+var releaseMemory = debug.FreeOSMemory
 
 // PVIndex indexes the hub's VolumeAttachments by the name of the
 // PersistentVolume they attach.

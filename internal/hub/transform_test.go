@@ -2,12 +2,15 @@ package hub
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
@@ -15,7 +18,7 @@ import (
 
 func managed() []metav1.ManagedFieldsEntry {
 	return []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate,
-		APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{"f:phase":{}}}`)}}}
+		APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:status":{"f:phase":{}}}`)}}
 }
 
 func attachment(name, pv string) *storagev1.VolumeAttachment {
@@ -120,5 +123,96 @@ func TestAttachmentsByPV(t *testing.T) {
 	plain := NewInformerFactory(fake.NewClientset(), 0).Storage().V1().VolumeAttachments().Informer()
 	if _, err := AttachmentsOf(plain, "pv-1"); err == nil {
 		t.Error("AttachmentsOf on an informer without the PV index succeeded")
+	}
+}
+
+func boundPV(name, handle string) *v1.PersistentVolume {
+	return &v1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: name, ManagedFields: managed(),
+			Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": "d.example.com"},
+			Finalizers:  []string{"kubernetes.io/pv-protection", "external-attacher/d-example-com"}},
+		Spec: v1.PersistentVolumeSpec{
+			Capacity:    v1.ResourceList{v1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes: []v1.PersistentVolumeAccessMode{v1.ReadWriteOnce}, StorageClassName: "fast",
+			ClaimRef: &v1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: "ns", Name: "c-" + name},
+			PersistentVolumeSource: v1.PersistentVolumeSource{CSI: &v1.CSIPersistentVolumeSource{
+				Driver: "d.example.com", VolumeHandle: handle, FSType: "ext4",
+				VolumeAttributes: map[string]string{"storage.kubernetes.io/csiProvisionerIdentity": "123-d.example.com"}}},
+		},
+	}
+}
+
+func sameMap[M ~map[K]V, K comparable, V any](a, b M) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// Volumes alike share their maps after Slim (one map, not one per PV), with
+// nothing lost; a map unlike any other stays the object's own; a deep copy
+// (what a controller changes) owns its maps again.
+func TestSlimSharesWhatVolumesHaveAlike(t *testing.T) {
+	a, b := boundPV("pv-a", "h-a"), boundPV("pv-b", "h-b")
+	want := a.DeepCopy()
+	want.ManagedFields = nil
+	c := boundPV("pv-c", "h-c")
+	c.Annotations = map[string]string{"only": "pv-c"}
+	for _, pv := range []*v1.PersistentVolume{a, b, c} {
+		if _, err := Slim(pv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !equality.Semantic.DeepEqual(a, want) {
+		t.Errorf("Slim changed the PV beyond managedFields:\n got %+v\nwant %+v", a, want)
+	}
+	if !sameMap(a.Annotations, b.Annotations) || !sameMap(a.Spec.Capacity, b.Spec.Capacity) ||
+		!sameMap(a.Spec.CSI.VolumeAttributes, b.Spec.CSI.VolumeAttributes) {
+		t.Error("two PVs alike do not share their annotations, capacity and volume attributes")
+	}
+	if sameMap(a.Annotations, c.Annotations) || c.Annotations["only"] != "pv-c" {
+		t.Errorf("a PV's own annotations were replaced: %v", c.Annotations)
+	}
+	if a.Spec.CSI.VolumeHandle != "h-a" || b.Spec.CSI.VolumeHandle != "h-b" {
+		t.Error("volume handles mixed up")
+	}
+	cp := a.DeepCopy()
+	cp.Annotations["new"] = "x"
+	if _, ok := b.Annotations["new"]; ok {
+		t.Error("changing a deep copy changed the shared map")
+	}
+	claim := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns",
+		Annotations: map[string]string{"pv.kubernetes.io/bind-completed": "yes"}},
+		Spec: v1.PersistentVolumeClaimSpec{Resources: v1.VolumeResourceRequirements{Requests: v1.ResourceList{v1.ResourceStorage: resource.MustParse("1Gi")}}}}
+	claim2 := claim.DeepCopy()
+	claim2.Name = "c2"
+	Slim(claim)
+	Slim(claim2)
+	if !sameMap(claim.Spec.Resources.Requests, a.Spec.Capacity) || !sameMap(claim.Annotations, claim2.Annotations) {
+		t.Error("claims alike do not share requests and annotations")
+	}
+}
+
+// Once the caches are synced, the garbage of the initial lists is collected
+// and returned to the OS (before the controllers start, after the sync).
+func TestRunControllersReleasesMemoryAfterSync(t *testing.T) {
+	h := &Hub{Informers: NewInformerFactory(fake.NewClientset(boundPV("pv-1", "h")), 0)}
+	pvs := h.Informers.Core().V1().PersistentVolumes()
+	pvs.Informer()
+	calls, syncedThen := 0, false
+	defer func(f func()) { releaseMemory = f }(releaseMemory)
+	releaseMemory = func() {
+		calls++
+		_, err := pvs.Lister().Get("pv-1")
+		syncedThen = err == nil && h.synced.Load()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { h.runControllers(ctx); close(done) }()
+	for !h.synced.Load() && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if calls != 1 || !syncedThen {
+		t.Errorf("releaseMemory called %d times (want 1), after the sync: %v", calls, syncedThen)
 	}
 }
