@@ -73,7 +73,8 @@ func New(ctx context.Context, opts Options, cfg *rest.Config) (*Hub, error) {
 	h := &Hub{Opts: opts, Steps: steps.NewRecorder(opts.StepBuffer),
 		leaderHealth: leaderelection.NewLeaderHealthzAdaptor(leaderHealthTimeout)}
 	conn, err := csiconn.Connect(ctx, opts.CSIAddress, csiconn.Options{
-		CallTimeout: opts.ProbeTimeout * 3,
+		CallTimeout:   opts.ProbeTimeout * 3,
+		MigratedLabel: true, // the provisioner's, attacher's and resizer's metric
 	}.With(h.Steps.UnaryClientInterceptor()))
 	if err != nil {
 		return nil, err
