@@ -21,8 +21,12 @@ var (
 	buildErr  error
 )
 
-// csiHubBinary builds cmd/csi-hub once per test binary.
+// csiHubBinary builds cmd/csi-hub once per test binary, unless
+// CSI_HUB_BENCH_BINARY names one already built (to measure another revision).
 func csiHubBinary(b testing.TB) string {
+	if bin := os.Getenv("CSI_HUB_BENCH_BINARY"); bin != "" {
+		return bin
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "csi-hub-bench-")
 		if err != nil {
