@@ -25,7 +25,14 @@ var fullPasses = []pass{
 	{name: "xfs-online-expansion", driver: "testdriver-xfs.yaml", procs: 4, skip: `\[Disruptive\]|\[Serial\]`,
 		focus: `External.Storage.*(when PVC is edited while pod is using it|should support expansion of pvcs created for ephemeral pvcs)`},
 	{name: "serial", driver: "testdriver.yaml", focus: `External.Storage.*(\[Serial\]|\[Disruptive\])`, procs: 1},
+	groupSnapshotPass,
 }
+
+// groupSnapshotPass runs upstream's group snapshot suite
+// ([Feature:volumegroupsnapshot]) with groupsnapshot.test, the same specs
+// e2e.test v1.34.4 skips for an external driver (allowed.go, e2eTestOnlySkips).
+// In the full run and the subset alike: it is one spec.
+var groupSnapshotPass = pass{name: "group-snapshot", driver: "testdriver.yaml", focus: `External.Storage.*volumegroupsnapshottable`, procs: 1, groupSnapshot: true}
 
 // needsImmediate: specs that modify a claim no pod uses yet, which binds only
 // with Immediate binding (the manifests' classes wait for the first consumer).
@@ -40,6 +47,7 @@ var subsetPasses = []pass{
 		focus: `External.Storage.*Dynamic PV \(default fs\)\(allowExpansion\).*volume-expand.*when PVC is edited while pod is using it`},
 	{name: "subset-serial", driver: "testdriver.yaml", procs: 1,
 		focus: `External.Storage.*(Dynamic PV \(filesystem volmode\)\] volumeLimits should support volume limits|Dynamic PV \(filesystem volmode\)\] disruptive.*Should test that pv written before kubelet restart is readable after restart)`},
+	groupSnapshotPass,
 	// Not in the subset: "subPath should unmount if pod is gracefully deleted while kubelet
 	// is down" checks mounts through a host-exec pod (nsenter into PID 1), which this
 	// sandbox refuses (the nsenter machine limit); the disruptive pattern is covered above.

@@ -78,3 +78,30 @@ func TestDriverFileOnlineExpansion(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupSnapshotSkipOnlyInE2ETestPasses: e2e.test's passes allow the group
+// snapshot suite's skip (its external driver lacks GetVolumeGroupSnapshotClass);
+// the group-snapshot pass, which runs groupsnapshot.test, does not.
+func TestGroupSnapshotSkipOnlyInE2ETestPasses(t *testing.T) {
+	const msg = `Driver "block.csi-hub.io" does not support group snapshots - skipping`
+	if reason, ok := explainSkip(msg, pass{}.rules()); !ok || !strings.Contains(reason, "GetVolumeGroupSnapshotClass") {
+		t.Errorf("e2e.test pass: group snapshot skip not explained: %q", reason)
+	}
+	if reason, ok := explainSkip(msg, pass{groupSnapshot: true}.rules()); ok {
+		t.Errorf("group-snapshot pass: the skip is allowed (%q); it must fail the run", reason)
+	}
+	for _, passes := range [][]pass{fullPasses, subsetPasses} {
+		n := 0
+		for _, p := range passes {
+			if p.groupSnapshot {
+				n++
+				if p.binary(tools{e2eTest: "e2e.test", groupSnapshotTest: "groupsnapshot.test"}) != "groupsnapshot.test" {
+					t.Errorf("%s: runs %s", p.name, p.binary(tools{}))
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d group-snapshot passes, want 1", n)
+		}
+	}
+}
