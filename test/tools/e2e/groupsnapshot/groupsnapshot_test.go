@@ -82,6 +82,8 @@ func (s groupSnapshotSuite) SkipUnsupportedTests(driver storageframework.TestDri
 }
 
 func (s groupSnapshotSuite) DefineTests(driver storageframework.TestDriver, pattern storageframework.TestPattern) {
+	// Before the suite's own nodes (its framework's BeforeEach), see deleteClassesAfterNamespace.
+	ginkgo.BeforeEach(deleteClassesAfterNamespace)
 	s.TestSuite.DefineTests(wrap(driver), pattern)
 }
 
@@ -132,51 +134,61 @@ func (d groupSnapshotDriver) GetVolumeGroupSnapshotClass(ctx context.Context, co
 	return class
 }
 
-// created records the classes made here: the suite creates each under its
-// client-side generated name but never deletes it (v1.34.4 does not call
-// VolumeGroupSnapshotResource.CleanupResource), which would leave one
-// cluster-scoped class behind per run.
+// created records the classes made here during the current spec: the suite
+// creates each under its client-side generated name but never deletes it
+// (v1.34.4 does not call VolumeGroupSnapshotResource.CleanupResource), which
+// would leave one cluster-scoped class behind per run. Specs run one at a time
+// per process.
 var created struct {
 	sync.Mutex
 	classes []string
 }
 
-// The classes go after all specs, when the framework has deleted the test
-// namespaces: the group snapshots' deletion (snapshot-controller and the
-// sidecar) may still look the class up, so this waits until no
-// VolumeGroupSnapshotContent names the class any more.
-var _ = ginkgo.AfterSuite(func(ctx context.Context) {
+// deleteClassesAfterNamespace is called in a BeforeEach defined before the
+// framework's, so its DeferCleanup runs after the framework has deleted the
+// test namespace (LIFO): the group snapshots' deletion (snapshot-controller and
+// the sidecar) may still look the class up, so it first waits until no
+// VolumeGroupSnapshotContent names the class.
+func deleteClassesAfterNamespace() {
 	created.Lock()
-	defer created.Unlock()
-	if len(created.classes) == 0 {
-		return
-	}
-	cfg, err := framework.LoadConfig()
-	framework.ExpectNoError(err, "client config")
-	dc, err := dynamic.NewForConfig(cfg)
-	framework.ExpectNoError(err, "dynamic client")
-	for _, name := range created.classes {
-		err := wait.PollUntilContextTimeout(ctx, 2*time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-			list, err := dc.Resource(utils.VolumeGroupSnapshotContentGVR).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return false, nil
-			}
-			for _, c := range list.Items {
-				if class, _, _ := unstructured.NestedString(c.Object, "spec", "volumeGroupSnapshotClassName"); class == name {
+	created.classes = nil
+	created.Unlock()
+	ginkgo.DeferCleanup(func(ctx context.Context) {
+		created.Lock()
+		names := created.classes
+		created.classes = nil
+		created.Unlock()
+		if len(names) == 0 {
+			return
+		}
+		cfg, err := framework.LoadConfig()
+		framework.ExpectNoError(err, "client config")
+		dc, err := dynamic.NewForConfig(cfg)
+		framework.ExpectNoError(err, "dynamic client")
+		for _, name := range names {
+			err := wait.PollUntilContextTimeout(ctx, 2*time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+				list, err := dc.Resource(utils.VolumeGroupSnapshotContentGVR).List(ctx, metav1.ListOptions{})
+				if err != nil {
 					return false, nil
 				}
+				for _, c := range list.Items {
+					if class, _, _ := unstructured.NestedString(c.Object, "spec", "volumeGroupSnapshotClassName"); class == name {
+						return false, nil
+					}
+				}
+				return true, nil
+			})
+			if err != nil {
+				framework.Logf("VolumeGroupSnapshotClass %s: VolumeGroupSnapshotContents still name it after 5m; deleting it anyway", name)
 			}
-			return true, nil
-		})
-		if err != nil {
-			framework.Logf("VolumeGroupSnapshotClass %s: VolumeGroupSnapshotContents still name it after 5m; deleting it anyway", name)
+			err = dc.Resource(utils.VolumeGroupSnapshotClassGVR).Delete(ctx, name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				framework.Failf("deleting VolumeGroupSnapshotClass %s: %v", name, err)
+			}
+			framework.Logf("deleted VolumeGroupSnapshotClass %s", name)
 		}
-		err = dc.Resource(utils.VolumeGroupSnapshotClassGVR).Delete(ctx, name, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			framework.Failf("deleting VolumeGroupSnapshotClass %s: %v", name, err)
-		}
-	}
-})
+	})
+}
 
 // handleFlags, TestMain and TestE2E follow k8s.io/kubernetes test/e2e/e2e_test.go.
 func handleFlags() {
