@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/csi-hub/csi-hub/internal/csiconn"
+	"github.com/csi-hub/csi-hub/internal/edit"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/steps"
 )
@@ -231,14 +232,14 @@ func TestFinalizerPatchesKeepOthersFinalizers(t *testing.T) {
 	if _, err := client.CoreV1().PersistentVolumes().Update(ctx(t), live, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.patchPVMeta(ctx(t), stale, addFinalizer(f)); err != nil {
+	if _, err := c.patchPVMeta(ctx(t), stale, edit.AddFinalizer(f)); err != nil {
 		t.Fatal(err)
 	}
 	pv, _ := client.CoreV1().PersistentVolumes().Get(ctx(t), "pv1", metav1.GetOptions{})
 	if got := slices.Sorted(slices.Values(pv.Finalizers)); !slices.Equal(got, []string{"added/meanwhile", f, "first/keep"}) {
 		t.Errorf("after add: %v", pv.Finalizers)
 	}
-	if _, err := c.patchPVMeta(ctx(t), pv, removeFinalizer(f)); err != nil {
+	if _, err := c.patchPVMeta(ctx(t), pv, edit.RemoveFinalizer(f)); err != nil {
 		t.Fatal(err)
 	}
 	pv, _ = client.CoreV1().PersistentVolumes().Get(ctx(t), "pv1", metav1.GetOptions{})

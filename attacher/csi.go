@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/csi-hub/csi-hub/internal/csiconn"
-	"github.com/csi-hub/csi-hub/internal/hub"
-
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/csi-hub/csi-hub/internal/csiconn"
+	"github.com/csi-hub/csi-hub/internal/edit"
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // attach checks as much as it can before adding the VolumeAttachment's
@@ -28,7 +29,7 @@ func (c *Controller) attach(ctx context.Context, va *storagev1.VolumeAttachment)
 			return va, nil, fmt.Errorf("PersistentVolume %q is being deleted; it is not attached again", pv.Name)
 		}
 		// The PV must outlive every VolumeAttachment of it: detaching needs its volume handle.
-		if _, err := c.patchPVMeta(ctx, pv, addFinalizer(c.finalizer)); err != nil {
+		if _, err := c.patchPVMeta(ctx, pv, edit.AddFinalizer(c.finalizer)); err != nil {
 			return va, nil, fmt.Errorf("adding finalizer %s to PersistentVolume %q: %w", c.finalizer, pv.Name, err)
 		}
 	}
@@ -44,7 +45,7 @@ func (c *Controller) attach(ctx context.Context, va *storagev1.VolumeAttachment)
 	if err != nil {
 		return va, nil, err
 	}
-	va, err = c.patchVAMeta(ctx, va, both(addFinalizer(c.finalizer), setAnnotation(NodeIDAnnotation, nodeID)))
+	va, err = c.patchVAMeta(ctx, va, edit.AddFinalizer(c.finalizer).And(edit.SetAnnotation(NodeIDAnnotation, nodeID)))
 	if err != nil {
 		return va, nil, fmt.Errorf("adding finalizer and node ID to the VolumeAttachment: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/edit"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/migration"
 )
@@ -55,7 +56,7 @@ func (c *Controller) syncPV(ctx context.Context, name string) error {
 	} else {
 		c.h.Steps.Trigger(ctx, "PersistentVolume is being deleted and no VolumeAttachment uses it any more: removing the attacher's finalizer")
 	}
-	if _, err := c.patchPVMeta(ctx, pv, removeFinalizer(c.finalizer)); err != nil && !apierrors.IsNotFound(err) {
+	if _, err := c.patchPVMeta(ctx, pv, edit.RemoveFinalizer(c.finalizer)); err != nil && !apierrors.IsNotFound(err) {
 		c.pvStale.forget(name)
 		return fmt.Errorf("removing finalizer %s: %w", c.finalizer, err)
 	}

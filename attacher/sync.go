@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/edit"
 )
 
 // syncVA brings one VolumeAttachment to its wanted state: attached while it
@@ -51,7 +53,7 @@ func (c *Controller) syncTrivial(ctx context.Context, va *storagev1.VolumeAttach
 		// block the deletion forever; there is nothing to unpublish now.
 		if hasFinalizer(va.Finalizers, c.finalizer) {
 			c.h.Steps.Trigger(ctx, "VolumeAttachment is being deleted and the driver has no attach step: removing the attacher's finalizer")
-			_, err := c.patchVAMeta(ctx, va, removeFinalizer(c.finalizer))
+			_, err := c.patchVAMeta(ctx, va, edit.RemoveFinalizer(c.finalizer))
 			return err
 		}
 		return nil
@@ -112,7 +114,7 @@ func (c *Controller) syncDetach(ctx context.Context, va *storagev1.VolumeAttachm
 // plainly detached), never one with the finalizer and attached=false, which
 // would look like an attach that timed out and cost a second Unpublish.
 func (c *Controller) markDetached(ctx context.Context, va *storagev1.VolumeAttachment) error {
-	va, err := c.patchVAMeta(ctx, va, removeFinalizer(c.finalizer))
+	va, err := c.patchVAMeta(ctx, va, edit.RemoveFinalizer(c.finalizer))
 	if err != nil {
 		return err
 	}

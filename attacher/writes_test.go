@@ -18,14 +18,23 @@ func decode(t *testing.T, data []byte) map[string]any {
 	return m
 }
 
+// statusPatchJSON renders statusChanges as the patch writeStatus sends.
+func statusPatchJSON(have, want storagev1.VolumeAttachmentStatus) ([]byte, error) {
+	changes := statusChanges(have, want)
+	if changes == nil {
+		return nil, nil
+	}
+	return json.Marshal(map[string]any{"status": changes})
+}
+
 func TestStatusPatchWritesNothingWhenEqual(t *testing.T) {
 	st := storagev1.VolumeAttachmentStatus{Attached: true, AttachmentMetadata: map[string]string{"a": "1"}}
-	data, err := statusPatch(st, *st.DeepCopy())
+	data, err := statusPatchJSON(st, *st.DeepCopy())
 	if err != nil || data != nil {
 		t.Fatalf("equal statuses gave patch %s, %v", data, err)
 	}
 	// nil and empty metadata are the same state.
-	data, _ = statusPatch(storagev1.VolumeAttachmentStatus{Attached: true},
+	data, _ = statusPatchJSON(storagev1.VolumeAttachmentStatus{Attached: true},
 		storagev1.VolumeAttachmentStatus{Attached: true, AttachmentMetadata: map[string]string{}})
 	if data != nil {
 		t.Fatalf("nil vs empty metadata gave patch %s", data)
@@ -38,7 +47,7 @@ func TestStatusPatchNullsRemovedMetadataKeys(t *testing.T) {
 		AttachError:        &storagev1.VolumeError{Message: "boom", Time: metav1.Now()},
 	}
 	want := storagev1.VolumeAttachmentStatus{Attached: true, AttachmentMetadata: map[string]string{"kept": "2", "new": "3"}}
-	data, err := statusPatch(have, want)
+	data, err := statusPatchJSON(have, want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,42 +66,10 @@ func TestStatusPatchNullsRemovedMetadataKeys(t *testing.T) {
 
 func TestStatusPatchClearsMetadataOnDetach(t *testing.T) {
 	have := storagev1.VolumeAttachmentStatus{Attached: true, AttachmentMetadata: map[string]string{"a": "1"}}
-	data, _ := statusPatch(have, storagev1.VolumeAttachmentStatus{})
+	data, _ := statusPatchJSON(have, storagev1.VolumeAttachmentStatus{})
 	st := decode(t, data)["status"].(map[string]any)
 	if v, ok := st["attachmentMetadata"]; !ok || v != nil || st["attached"] != false {
 		t.Errorf("detach patch = %s", data)
-	}
-}
-
-func TestMetaEdits(t *testing.T) {
-	obj := &metav1.ObjectMeta{Finalizers: []string{"a", "f"}, Annotations: map[string]string{"k": "v"}}
-	patch := func(e metaEdit) string {
-		data, err := metaPatch(obj, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(data)
-	}
-	for name, tc := range map[string]struct {
-		edit metaEdit
-		want string
-	}{
-		"add present finalizer":   {addFinalizer("f"), ""},
-		"add new finalizer":       {addFinalizer("g"), `{"metadata":{"finalizers":["g"]}}`},
-		"remove finalizer":        {removeFinalizer("f"), `{"metadata":{"$deleteFromPrimitiveList/finalizers":["f"]}}`},
-		"remove absent finalizer": {removeFinalizer("zz"), ""},
-		"same annotation":         {setAnnotation("k", "v"), ""},
-		"new annotation value":    {setAnnotation("k", "w"), `{"metadata":{"annotations":{"k":"w"}}}`},
-		"both, one to do":         {both(addFinalizer("f"), setAnnotation("n", "id")), `{"metadata":{"annotations":{"n":"id"}}}`},
-		"both, two to do":         {both(addFinalizer("g"), setAnnotation("n", "id")), `{"metadata":{"annotations":{"n":"id"},"finalizers":["g"]}}`},
-		"both, nothing to do":     {both(addFinalizer("f"), setAnnotation("k", "v")), ""},
-	} {
-		if got := patch(tc.edit); got != tc.want {
-			t.Errorf("%s: patch %s, want %s", name, got, tc.want)
-		}
-	}
-	if !reflect.DeepEqual(obj.Finalizers, []string{"a", "f"}) {
-		t.Errorf("edits mutated the object: %v", obj.Finalizers)
 	}
 }
 

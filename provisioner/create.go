@@ -2,10 +2,8 @@ package provisioner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -14,8 +12,9 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/edit"
 )
 
 // outcome of a failed CreateVolume, as the sidecar classifies it.
@@ -145,12 +144,7 @@ func (c *Controller) reschedule(ctx context.Context, claim *v1.PersistentVolumeC
 		return cause
 	}
 	c.h.Steps.Trigger(ctx, fmt.Sprintf("node %q cannot get this volume: removing %s so the scheduler picks another node", node, annSelectedNode))
-	path := "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(annSelectedNode, "~", "~0"), "/", "~1")
-	patch, _ := json.Marshal([]map[string]any{
-		{"op": "test", "path": path, "value": node},
-		{"op": "remove", "path": path},
-	})
-	_, err := c.h.Kube.CoreV1().PersistentVolumeClaims(claim.Namespace).Patch(ctx, claim.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+	err := edit.RemoveAnnotationIf(ctx, c.h.Kube.CoreV1().PersistentVolumeClaims(claim.Namespace), claim, annSelectedNode, node)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

@@ -2,14 +2,15 @@ package provisioner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
+
+	"github.com/csi-hub/csi-hub/internal/edit"
 )
 
 func hasFinalizer(list []string, f string) bool { return slices.Contains(list, f) }
@@ -20,42 +21,20 @@ type finalizerTarget struct {
 	finalizer string
 	// cached reads the informer's copy; nil (and no error) when it is gone.
 	cached func() (metav1.Object, error)
-	// get reads the object from the API server (after a conflict).
-	get   func(ctx context.Context) (metav1.Object, error)
-	patch func(ctx context.Context, data []byte) error
+	// apply writes a metadata edit as internal/edit does for its kind: a
+	// claim's never conflicts; a VolumeSnapshot's re-reads after a conflict,
+	// so a finalizer the snapshot-controller adds at the same moment is kept.
+	apply func(ctx context.Context, obj metav1.Object, m edit.Meta) error
 }
 
-// set adds (want) or removes the finalizer. It starts from obj (usually the
-// informer's copy, so the common case costs one write and no read) and
-// guards the write with obj's resourceVersion, so a concurrent change (the
-// snapshot-controller adds its own finalizer at the same moment) is never
-// overwritten: on a conflict it re-reads the object and tries again.
+// set adds (want) or removes the finalizer, starting from obj (usually the
+// informer's copy, so the common case costs one write and no read).
 func (f finalizerTarget) set(ctx context.Context, obj metav1.Object, want bool) error {
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		list := obj.GetFinalizers()
-		if hasFinalizer(list, f.finalizer) == want {
-			return nil
-		}
-		if want {
-			list = append(slices.Clone(list), f.finalizer)
-		} else {
-			list = slices.DeleteFunc(slices.Clone(list), func(s string) bool { return s == f.finalizer })
-		}
-		if list == nil {
-			list = []string{}
-		}
-		data, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-			"finalizers": list, "resourceVersion": obj.GetResourceVersion()}})
-		err := f.patch(ctx, data)
-		if apierrors.IsConflict(err) {
-			fresh, gerr := f.get(ctx)
-			if gerr != nil {
-				return gerr
-			}
-			obj = fresh
-		}
-		return err
-	})
+	m := edit.RemoveFinalizer(f.finalizer)
+	if want {
+		m = edit.AddFinalizer(f.finalizer)
+	}
+	err := f.apply(ctx, obj, m)
 	switch {
 	case err == nil:
 		return nil
@@ -83,11 +62,8 @@ func (g *sourceGuard) claimTarget(ns, name string) finalizerTarget {
 			}
 			return claim, nil
 		},
-		get: func(ctx context.Context) (metav1.Object, error) {
-			return claims.Get(ctx, name, metav1.GetOptions{})
-		},
-		patch: func(ctx context.Context, data []byte) error {
-			_, err := claims.Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{})
+		apply: func(ctx context.Context, obj metav1.Object, m edit.Meta) error {
+			_, err := edit.BuiltIn(ctx, claims, obj.(*v1.PersistentVolumeClaim), m)
 			return err
 		},
 	}
@@ -108,11 +84,8 @@ func (g *sourceGuard) snapshotTarget(ns, name string) finalizerTarget {
 			}
 			return vs, nil
 		},
-		get: func(ctx context.Context) (metav1.Object, error) {
-			return snaps.Get(ctx, name, metav1.GetOptions{})
-		},
-		patch: func(ctx context.Context, data []byte) error {
-			_, err := snaps.Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{})
+		apply: func(ctx context.Context, obj metav1.Object, m edit.Meta) error {
+			_, err := edit.Custom(ctx, snaps, obj.(*snapv1.VolumeSnapshot), m)
 			return err
 		},
 	}

@@ -2,19 +2,18 @@ package provisioner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/edit"
 	"github.com/csi-hub/csi-hub/internal/hub"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 )
 
@@ -50,31 +49,18 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 func (c *Controller) fixFinalizer(ctx context.Context, pv *v1.PersistentVolume) error {
 	has := slices.Contains(pv.Finalizers, finalizerPV)
 	policy := pv.Spec.PersistentVolumeReclaimPolicy
-	var want []string
+	var m edit.Meta
 	switch {
 	case !has && policy == v1.PersistentVolumeReclaimDelete && pv.DeletionTimestamp == nil && pv.Status.Phase == v1.VolumeBound:
-		want = append(slices.Clone(pv.Finalizers), finalizerPV)
+		m = edit.AddFinalizer(finalizerPV)
 		c.h.Steps.Trigger(ctx, "bound PV with reclaimPolicy Delete lacks the provisioner finalizer: adding it so the backend volume cannot leak")
 	case has && (policy == v1.PersistentVolumeReclaimRetain || policy == v1.PersistentVolumeReclaimRecycle):
-		want = slices.DeleteFunc(slices.Clone(pv.Finalizers), func(f string) bool { return f == finalizerPV })
+		m = edit.RemoveFinalizer(finalizerPV)
 		c.h.Steps.Trigger(ctx, "PV reclaimPolicy is "+string(policy)+": the provisioner will not delete its volume, removing its finalizer")
 	default:
 		return nil
 	}
-	return c.patchFinalizers(ctx, pv, want)
-}
-
-// patchFinalizers replaces the finalizer list, guarded by resourceVersion so a
-// concurrent change is never overwritten (conflict -> retried with fresh data).
-func (c *Controller) patchFinalizers(ctx context.Context, pv *v1.PersistentVolume, finalizers []string) error {
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-		"finalizers": finalizers, "resourceVersion": pv.ResourceVersion,
-	}})
-	_, err := c.h.Kube.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, patch, metav1.PatchOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	if _, err := edit.BuiltIn(ctx, c.h.Kube.CoreV1().PersistentVolumes(), pv, m); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("updating finalizers of PV %s: %w", pv.Name, err)
 	}
 	return nil
@@ -131,39 +117,14 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 	return nil
 }
 
-// removeFinalizer drops our finalizer with a JSON patch that first tests it
-// is at the index we saw: no resourceVersion, because our own Delete just
-// changed it, so the common case costs one write. The cached PV may still be
-// stale (the attacher removed its finalizer a moment ago): a failed test reads
-// the PV afresh and tries again at once instead of failing the deletion into
-// backoff.
+// removeFinalizer drops our finalizer (edit.BuiltIn: deletes just this list
+// item, no resourceVersion, so the common case costs one write even though
+// our own Delete just changed the PV, and a stale cached copy cannot undo
+// the attacher's finalizer removal of a moment ago).
 func (c *Controller) removeFinalizer(ctx context.Context, pv *v1.PersistentVolume) error {
-	var err error
-	for range 3 {
-		i := slices.Index(pv.Finalizers, finalizerPV)
-		if i < 0 {
-			return nil
-		}
-		path := fmt.Sprintf("/metadata/finalizers/%d", i)
-		patch, _ := json.Marshal([]map[string]any{
-			{"op": "test", "path": path, "value": finalizerPV},
-			{"op": "remove", "path": path},
-		})
-		_, err = c.h.Kube.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
-		if err == nil || apierrors.IsNotFound(err) {
-			return nil
-		}
-		if !apierrors.IsInvalid(err) && !apierrors.IsConflict(err) {
-			return err
-		}
-		fresh, getErr := c.h.Kube.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(getErr) {
-			return nil
-		}
-		if getErr != nil {
-			return getErr
-		}
-		pv = fresh
+	_, err := edit.BuiltIn(ctx, c.h.Kube.CoreV1().PersistentVolumes(), pv, edit.RemoveFinalizer(finalizerPV))
+	if apierrors.IsNotFound(err) {
+		return nil
 	}
 	return err
 }
