@@ -154,6 +154,12 @@ func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSn
 			return content, err
 		}
 	}
+	return c.lookUpAndRecord(ctx, content, handle, secrets, "spec.source.snapshotHandle")
+}
+
+// lookUpAndRecord asks the driver for the snapshot with handle (ListSnapshots)
+// and records it; field names where the handle came from, for the error.
+func (c *Controller) lookUpAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent, handle string, secrets map[string]string, field string) (*snapv1.VolumeSnapshotContent, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	rsp, err := c.csi.ListSnapshots(cctx, &csi.ListSnapshotsRequest{SnapshotId: handle, Secrets: secrets})
@@ -165,7 +171,7 @@ func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSn
 			return c.recordSnapshot(ctx, content, handle, e.GetSnapshot())
 		}
 	}
-	return content, fmt.Errorf("ListSnapshots found no snapshot with snapshot_id %q (spec.source.snapshotHandle)", handle)
+	return content, fmt.Errorf("ListSnapshots found no snapshot with snapshot_id %q (%s)", handle, field)
 }
 
 // finalError: the driver answered for sure, so no CreateSnapshot is still in

@@ -7,7 +7,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	grouplisters "github.com/kubernetes-csi/external-snapshotter/client/v8/listers/volumegroupsnapshot/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -99,19 +98,11 @@ func (c *Controller) enqueueGroup(obj any) {
 // groupChangeNeedsSync filters out the controller's own writes, as
 // changeNeedsSync does for single contents.
 func groupChangeNeedsSync(old, cur *groupv1.VolumeGroupSnapshotContent) bool {
-	if old.ResourceVersion == cur.ResourceVersion {
-		return true
-	}
-	if !groupReady(old) && groupReady(cur) {
-		return true
-	}
-	sanitized := cur.DeepCopy()
-	sanitized.ResourceVersion = old.ResourceVersion
-	sanitized.Status = old.Status
-	sanitized.ManagedFields = old.ManagedFields
-	sanitized.Finalizers = old.Finalizers
-	sanitized.Annotations = withAnnotationFrom(sanitized.Annotations, old.Annotations, AnnGroupBeingCreated)
-	return !equality.Semantic.DeepEqual(old, sanitized)
+	return needsSync(old, cur, groupReady, AnnGroupBeingCreated, func(cur, old *groupv1.VolumeGroupSnapshotContent) *groupv1.VolumeGroupSnapshotContent {
+		out := cur.DeepCopy()
+		out.Status = old.Status
+		return out
+	})
 }
 
 func groupReady(content *groupv1.VolumeGroupSnapshotContent) bool {

@@ -36,16 +36,5 @@ func (c *Controller) listMemberAndRecord(ctx context.Context, content *snapv1.Vo
 	if err != nil {
 		return content, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	rsp, err := c.csi.ListSnapshots(cctx, &csi.ListSnapshotsRequest{SnapshotId: handle, Secrets: secrets})
-	if err != nil {
-		return content, fmt.Errorf("failed to list snapshot %s: %w", handle, err)
-	}
-	for _, e := range rsp.GetEntries() {
-		if e.GetSnapshot().GetSnapshotId() == handle {
-			return c.recordSnapshot(ctx, content, handle, e.GetSnapshot())
-		}
-	}
-	return content, fmt.Errorf("ListSnapshots found no snapshot with snapshot_id %q (status.snapshotHandle)", handle)
+	return c.lookUpAndRecord(ctx, content, handle, secrets, "status.snapshotHandle")
 }

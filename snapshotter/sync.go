@@ -7,6 +7,7 @@ import (
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
@@ -139,24 +140,28 @@ func contentReady(content *snapv1.VolumeSnapshotContent) bool {
 // finalizers, the being-created annotation) do not need a sync, so they do
 // not bypass the queue's backoff; resyncs and a change to ready do.
 func changeNeedsSync(old, cur *snapv1.VolumeSnapshotContent) bool {
-	if old.ResourceVersion == cur.ResourceVersion {
-		return true
-	}
-	if !contentReady(old) && contentReady(cur) {
-		return true
-	}
-	sanitized := cur.DeepCopy()
-	sanitized.ResourceVersion = old.ResourceVersion
-	sanitized.Status = old.Status
-	sanitized.ManagedFields = old.ManagedFields
-	sanitized.Finalizers = old.Finalizers
-	sanitized.Annotations = withOwnAnnotationFrom(sanitized.Annotations, old.Annotations)
-	return !equality.Semantic.DeepEqual(old, sanitized)
+	return needsSync(old, cur, contentReady, AnnBeingCreated, func(cur, old *snapv1.VolumeSnapshotContent) *snapv1.VolumeSnapshotContent {
+		out := cur.DeepCopy()
+		out.Status = old.Status
+		return out
+	})
 }
 
-// withOwnAnnotationFrom returns cur with AnnBeingCreated as in old.
-func withOwnAnnotationFrom(cur, old map[string]string) map[string]string {
-	return withAnnotationFrom(cur, old, AnnBeingCreated)
+// needsSync is changeNeedsSync for either kind of content: withOldStatus
+// returns a copy of cur carrying old's status.
+func needsSync[T metav1.Object](old, cur T, ready func(T) bool, annotation string, withOldStatus func(cur, old T) T) bool {
+	if old.GetResourceVersion() == cur.GetResourceVersion() {
+		return true
+	}
+	if !ready(old) && ready(cur) {
+		return true
+	}
+	sanitized := withOldStatus(cur, old)
+	sanitized.SetResourceVersion(old.GetResourceVersion())
+	sanitized.SetManagedFields(old.GetManagedFields())
+	sanitized.SetFinalizers(old.GetFinalizers())
+	sanitized.SetAnnotations(withAnnotationFrom(sanitized.GetAnnotations(), old.GetAnnotations(), annotation))
+	return !equality.Semantic.DeepEqual(old, sanitized)
 }
 
 // withAnnotationFrom returns cur with annotation key as in old.
