@@ -51,7 +51,7 @@ type Controller struct {
 
 // New builds the attacher and registers its informer handlers. The driver's
 // capabilities decide its mode, as in the external-attacher.
-func New(h *hub.Hub, cfg Config) (*Controller, error) {
+func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

@@ -46,7 +46,7 @@ func newUnitController(t *testing.T, publish bool, opts hub.Options, cfg Config,
 		Steps:     steps.NewRecorder(100),
 		Events:    record.NewFakeRecorder(100),
 	}
-	c, err := New(h, cfg)
+	c, err := New(t.Context(), h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ type Controller struct {
 }
 
 // New registers the controller's informers.
-func New(h *hub.Hub, cfg Config) (*Controller, error) {
+func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

@@ -49,7 +49,7 @@ func newEnv(t *testing.T, socket string, tweak ...func(*Config)) *env {
 		f(&cfg)
 	}
 	hubtest.Start(t, c.RESTConfig(), hubtest.Options(socket), func(h *hub.Hub) error {
-		ctrl, err := New(h, cfg)
+		ctrl, err := New(t.Context(), h, cfg)
 		if err != nil {
 			return err
 		}

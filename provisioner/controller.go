@@ -106,7 +106,7 @@ func (c *Controller) forget(uid types.UID) {
 }
 
 // New builds the provisioner on the hub's shared informers and connection.
-func New(h *hub.Hub, cfg Config) (*Controller, error) {
+func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -178,9 +178,9 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	if cfg.NodeDeployment {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if c.node, err = newNodeDeployment(ctx, c); err != nil {
+		if c.node, err = newNodeDeployment(cctx, c); err != nil {
 			return nil, err
 		}
 		c.identity += "-" + c.node.name // as the sidecar's identity in node deployment
@@ -189,9 +189,9 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	if cfg.EnableCapacity {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if c.capacity, err = newCapacityPublisher(ctx, c); err != nil {
+		if c.capacity, err = newCapacityPublisher(cctx, c); err != nil {
 			return nil, err
 		}
 	}

@@ -46,13 +46,13 @@ func (s *sourceEnv) startHub() {
 		s.tuneHub(&opts)
 	}
 	s.hub = hubtest.Start(s.t, s.c.RESTConfig(), opts, func(h *hub.Hub) error {
-		ctrl, err := New(h, s.cfg)
+		ctrl, err := New(s.t.Context(), h, s.cfg)
 		if err != nil {
 			return err
 		}
 		cfg := snapshotter.DefaultConfig()
 		cfg.CRDPollInterval = time.Second
-		snap, err := snapshotter.New(h, cfg)
+		snap, err := snapshotter.New(s.t.Context(), h, cfg)
 		if err != nil {
 			return err
 		}

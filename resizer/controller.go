@@ -45,7 +45,7 @@ type Controller struct {
 
 // New registers the resizer's event handlers on the hub's shared PVC informer
 // (and VolumeAttributesClass informer when the driver can modify volumes).
-func New(h *hub.Hub, cfg Config) (*Controller, error) {
+func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 	// factory before the hub starts it.
 	h.Informers.Core().V1().PersistentVolumes().Informer()
 
-	canExpand, nodeOnly, err := expansionSupport(h)
+	canExpand, nodeOnly, err := expansionSupport(ctx, h)
 	if err != nil {
 		return nil, err
 	}
@@ -121,11 +121,11 @@ func New(h *hub.Hub, cfg Config) (*Controller, error) {
 // sidecar, a driver without controller EXPAND_VOLUME whose node service has
 // EXPAND_VOLUME gets the "trivial resizer": the PV is resized without a CSI
 // call and kubelet does the expansion.
-func expansionSupport(h *hub.Hub) (canExpand, nodeOnly bool, err error) {
+func expansionSupport(ctx context.Context, h *hub.Hub) (canExpand, nodeOnly bool, err error) {
 	if h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_EXPAND_VOLUME) {
 		return true, false, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.Opts.TimeoutOr(DefaultTimeout))
+	ctx, cancel := context.WithTimeout(ctx, h.Opts.TimeoutOr(DefaultTimeout))
 	defer cancel()
 	resp, err := h.Conn.Node().NodeGetCapabilities(ctx, &csi.NodeGetCapabilitiesRequest{})
 	if err != nil {

@@ -23,11 +23,11 @@ func TestWithProvisionerInOneHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.hub = hubtest.Start(t, e.c.RESTConfig(), e.opts, func(h *hub.Hub) error {
-		p, err := provisioner.New(h, provisioner.DefaultConfig())
+		p, err := provisioner.New(t.Context(), h, provisioner.DefaultConfig())
 		if err != nil {
 			return err
 		}
-		r, err := New(h, e.cfg)
+		r, err := New(t.Context(), h, e.cfg)
 		if err != nil {
 			return err
 		}

@@ -67,7 +67,7 @@ type deps struct {
 
 // New builds the snapshotter on the hub's shared parts. The driver must
 // advertise CREATE_DELETE_SNAPSHOT.
-func New(h *hub.Hub, cfg Config) (*Controller, error) {
+func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	if !h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT) {
 		return nil, fmt.Errorf("driver %s does not advertise the CREATE_DELETE_SNAPSHOT controller capability; the snapshotter cannot run", h.Driver)
 	}

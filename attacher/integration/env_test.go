@@ -119,7 +119,7 @@ func (e *env) registerNode() {
 func (e *env) startHub() {
 	e.t.Helper()
 	e.hub = hubtest.Start(e.t, e.c.RESTConfig(), hubtest.Options(e.socket), func(h *hub.Hub) error {
-		ctrl, err := attacher.New(h, e.cfg)
+		ctrl, err := attacher.New(e.t.Context(), h, e.cfg)
 		if err != nil {
 			return err
 		}

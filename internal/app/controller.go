@@ -64,27 +64,27 @@ type controllerSpec struct {
 	needsAny []csi.ControllerServiceCapability_RPC_Type
 	// also: a further condition on the capabilities (nil: none).
 	also  func(csiconn.Capabilities) bool
-	build func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
+	build func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
 }
 
 var controllerSpecs = []controllerSpec{
 	{name: "provisioner", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
-		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return provisioner.New(h, o.Provisioner)
+		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
+			return provisioner.New(ctx, h, o.Provisioner)
 		}},
 	{name: "attacher",
-		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return attacher.New(h, o.Attacher) }},
+		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return attacher.New(ctx, h, o.Attacher) }},
 	{name: "resizer", needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME, csi.ControllerServiceCapability_RPC_MODIFY_VOLUME},
-		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return resizer.New(h, o.Resizer) }},
+		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return resizer.New(ctx, h, o.Resizer) }},
 	{name: "snapshotter", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
-		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return snapshotter.New(h, o.Snapshotter)
+		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
+			return snapshotter.New(ctx, h, o.Snapshotter)
 		}},
 	{name: healthmonitor.Name, needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH, healthmonitor.CapVolumeCondition},
 		also:  func(caps csiconn.Capabilities) bool { return healthmonitor.Capable(caps.Has) },
-		build: func(h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return healthmonitor.New(h, o.Health) }},
+		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return healthmonitor.New(ctx, h, o.Health) }},
 }
 
 func (s controllerSpec) capable(caps csiconn.Capabilities) bool {
@@ -144,7 +144,7 @@ func Select(requested []string, caps csiconn.Capabilities, driver string) ([]str
 }
 
 // AddControllers builds the selected controllers on h.
-func AddControllers(h *hub.Hub, o *ControllerOptions) error {
+func AddControllers(ctx context.Context, h *hub.Hub, o *ControllerOptions) error {
 	names, err := Select(h.Opts.Controllers, h.Conn.Caps, h.Driver)
 	if err != nil {
 		return err
@@ -156,7 +156,7 @@ func AddControllers(h *hub.Hub, o *ControllerOptions) error {
 		if !slices.Contains(names, s.name) {
 			continue
 		}
-		c, err := s.build(h, o)
+		c, err := s.build(ctx, h, o)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -191,7 +191,7 @@ func NewController(ctx context.Context, cfg *rest.Config, common hub.Options, o 
 	if err != nil {
 		return nil, err
 	}
-	if err := AddControllers(h, &o); err != nil {
+	if err := AddControllers(ctx, h, &o); err != nil {
 		h.Conn.Close()
 		return nil, err
 	}

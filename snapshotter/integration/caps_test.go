@@ -30,7 +30,7 @@ func TestDriverWithoutSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = snapshotter.New(h, snapshotter.DefaultConfig())
+	_, err = snapshotter.New(ctx, h, snapshotter.DefaultConfig())
 	if err == nil || !strings.Contains(err.Error(), "CREATE_DELETE_SNAPSHOT") {
 		t.Errorf("New = %v, want an error naming CREATE_DELETE_SNAPSHOT", err)
 	}

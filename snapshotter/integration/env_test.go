@@ -88,7 +88,7 @@ func (e *env) startHub(cfg snapshotter.Config, more ...func(h *hub.Hub) error) (
 		restCfg.Wrap(e.wrap)
 	}
 	r := hubtest.Start(e.t, restCfg, hubtest.Options(e.socket), func(h *hub.Hub) error {
-		c, err := snapshotter.New(h, cfg)
+		c, err := snapshotter.New(e.t.Context(), h, cfg)
 		if err != nil {
 			return err
 		}

@@ -66,7 +66,7 @@ func newGroupEnv(t *testing.T, capacity int64) *groupEnv {
 	cfg := testConfig()
 	cfg.ExtraCreateMetadata = true
 	e.startHub(cfg, func(h *hub.Hub) error {
-		p, err := provisioner.New(h, provisioner.DefaultConfig())
+		p, err := provisioner.New(e.t.Context(), h, provisioner.DefaultConfig())
 		if err != nil {
 			return err
 		}
