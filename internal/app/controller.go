@@ -73,18 +73,24 @@ var controllerSpecs = []controllerSpec{
 			return provisioner.New(ctx, h, o.Provisioner)
 		}},
 	{name: "attacher",
-		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return attacher.New(ctx, h, o.Attacher) }},
+		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
+			return attacher.New(ctx, h, o.Attacher)
+		}},
 	{name: "resizer", needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME, csi.ControllerServiceCapability_RPC_MODIFY_VOLUME},
-		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return resizer.New(ctx, h, o.Resizer) }},
+		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
+			return resizer.New(ctx, h, o.Resizer)
+		}},
 	{name: "snapshotter", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
 			return snapshotter.New(ctx, h, o.Snapshotter)
 		}},
 	{name: healthmonitor.Name, needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH, healthmonitor.CapVolumeCondition},
-		also:  func(caps csiconn.Capabilities) bool { return healthmonitor.Capable(caps.Has) },
-		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) { return healthmonitor.New(ctx, h, o.Health) }},
+		also: func(caps csiconn.Capabilities) bool { return healthmonitor.Capable(caps.Has) },
+		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
+			return healthmonitor.New(ctx, h, o.Health)
+		}},
 }
 
 func (s controllerSpec) capable(caps csiconn.Capabilities) bool {
