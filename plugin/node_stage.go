@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -128,6 +129,12 @@ func (n *NodeServer) formatAndMount(volumeID, dev, staging string, vcap nodeCapa
 		return errorf(codes.Internal, "staging_target_path %s: %v", staging, err)
 	}
 	opts := stagingMountOptions(vcap.mountFlags, vcap.readerOnly)
+	if vcap.fsType == "xfs" && !slices.Contains(opts, "nouuid") {
+		// A clone or restored snapshot carries its source's UUID, and XFS
+		// refuses a second mount of a UUID without nouuid (as EBS and GCE PD
+		// drivers mount xfs).
+		opts = append(opts, "nouuid")
+	}
 	if err := n.mounter.FormatAndMountSensitiveWithFormatOptions(dev, staging, vcap.fsType, opts, nil, mkfsArgs); err != nil {
 		return errorf(codes.Internal, "volume %s: format and mount %s at %s: %v", volumeID, dev, staging, err)
 	}
