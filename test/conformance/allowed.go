@@ -32,6 +32,10 @@ var allowedSkips = []skipRule{
 		"pattern: the spec has no block-mode variant"),
 	rule(`Skipping (PreprovisionedPV|InlineVolume|CSIInlineVolume) test for expansion`, "pattern: expansion needs a dynamic volume"),
 	rule(`Multiple generic ephemeral volumes with immediate binding`, "pattern: immediate binding variant (the manifests' classes wait for the first consumer)"),
+	rule(`VolumeBindingMode immediate is not compatible with a multi-topology environment`,
+		"pattern: the ephemeral suite's immediate-binding variant is for drivers without topology keys (testdriver.yaml declares topology.block.csi-hub.io/node)"),
+	rule(`Driver "?\S+"? does not support snapshots - skipping`,
+		"pattern: the multiVolume snapshot spec runs in the patterns with a snapshot type (the xfs and block ones); this one has none"),
 	rule(`WaitForFirstConsumer binding mode currently not supported for (this test|performance tests)`,
 		"pattern: the manifests' classes use WaitForFirstConsumer, which this spec does not handle"),
 

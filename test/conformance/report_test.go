@@ -52,6 +52,17 @@ func TestSummarize(t *testing.T) {
 	if reason, ok := explainSkip("Driver block.csi-hub.io doesn't support ntfs -- skipping", allowedSkips); !ok || !strings.Contains(reason, "ntfs") {
 		t.Errorf("ntfs skip not explained: %q", reason)
 	}
+	// Messages seen in the full run of 2026-12-03: a pattern without a
+	// snapshot type is allowed, a driver without snapshots is not.
+	if _, ok := explainSkip(`Driver "block.csi-hub.io" does not support snapshots - skipping`, allowedSkips); !ok {
+		t.Error("the multiVolume snapshot spec's pattern skip is not explained")
+	}
+	if reason, ok := explainSkip(`Driver "block.csi-hub.io" does not support volume snapshots - skipping`, allowedSkips); ok {
+		t.Errorf("a missing snapshot capability is explained as %q; it must fail the run", reason)
+	}
+	if _, ok := explainSkip("VolumeBindingMode immediate is not compatible with a multi-topology environment.", allowedSkips); !ok {
+		t.Error("the ephemeral immediate-binding skip is not explained")
+	}
 }
 
 // TestDriverFileOnlineExpansion: only the ext4 driver loses onlineExpansion,
