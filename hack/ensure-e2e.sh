@@ -33,6 +33,33 @@ done
 build_missing "${mod_dir}" "${bin_dir}" "${ldflags}" "agnhost=k8s.io/kubernetes/test/images/agnhost" \
 	"ginkgo=github.com/onsi/ginkgo/v2/ginkgo"
 
+# hello-populator: the image upstream's "should provision storage with any
+# volume data source" spec deploys (registry.k8s.io/sig-storage/hello-populator:v1.0.1,
+# test/e2e/testing-manifests/storage-csi/any-volume-datasource). The module
+# proxy here refuses lib-volume-populator v1.0.1; v1.2.0's example has the same
+# flags (--mode, --image-name, --namespace, --file-name, --file-contents) and
+# populates the same way. Built in a copy of the module with its own go.mod and
+# go.sum (its Kubernetes v0.25 dependencies come from the module proxy).
+populator_version=v1.2.0
+if [[ -x "${bin_dir}/hello-populator" ]]; then
+	log "present: ${bin_dir}/hello-populator"
+else
+	src="$(cd /tmp && GOFLAGS= go mod download -json "github.com/kubernetes-csi/lib-volume-populator@${populator_version}" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+	[[ -d "${src}" ]] || { log "FAILED to download lib-volume-populator ${populator_version}"; exit 1; }
+	tmp="$(mktemp -d "${bin_dir}/.build.XXXXXX")"
+	cp -r "${src}/." "${tmp}/src" && chmod -R u+w "${tmp}/src"
+	log "building hello-populator (lib-volume-populator ${populator_version}) into ${bin_dir}"
+	if ! (cd "${tmp}/src" && GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 \
+		go build -trimpath -ldflags "-s -w" -o "${tmp}/hello-populator" ./example/hello-populator); then
+		rm -rf "${tmp}"
+		log "FAILED to build hello-populator"
+		exit 1
+	fi
+	mv -f "${tmp}/hello-populator" "${bin_dir}/hello-populator"
+	rm -rf "${tmp}"
+fi
+
 # e2e.test is a test binary (`go test -c`), which build_missing cannot make;
 # same lock, scratch-dir-and-rename discipline.
 exec {lock_fd}>"${bin_dir}/.lock"

@@ -141,7 +141,7 @@ func run(m *testing.M) int {
 	}
 	env.limits = detectLimits(sshErr)
 	code := 1
-	if err := importE2EImages(repoRoot(), tl.agnhost, os.Stderr); err != nil {
+	if err := importE2EImages(repoRoot(), tl, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "test/conformance:", err)
 	} else {
 		code = m.Run()

@@ -35,14 +35,16 @@ func detectLimits(sshErr error) []limit {
 			noOnlineExpansionExt4: true,
 		})
 	}
-	// The volumeMode "should not mount / map unused volumes in a pod" specs
-	// check the node through a privileged helper pod that runs
+	// The volumeMode "should not mount / map unused volumes in a pod" specs and
+	// subPath's "should unmount if pod is ... deleted while kubelet is down"
+	// (which lists the node's global mounts before and after) check the node
+	// through a privileged helper pod that runs
 	// `nsenter --mount=/rootfs/proc/1/ns/mnt`; root on this host gets the same answer.
 	if out2, err := exec.Command("nsenter", "--mount=/proc/1/ns/mnt", "--", "true").CombinedOutput(); err != nil {
 		out = append(out, limit{
 			reason: fmt.Sprintf("nsenter into PID 1's mount namespace is refused here even for root (%s: %s); "+
 				"the specs' host-exec pod needs it", err, strings.TrimSpace(string(out2))),
-			specs: regexp.MustCompile(`should not mount / map unused volumes in a pod`),
+			specs: regexp.MustCompile(`should not mount / map unused volumes in a pod|subPath should unmount if pod is (gracefully|force) deleted while kubelet is down`),
 		})
 	}
 	if sshErr != nil {

@@ -48,7 +48,11 @@ func (p pass) rules() []skipRule {
 }
 
 // tools are the binaries hack/ensure-e2e.sh (`make test-deps`) built.
-type tools struct{ e2eTest, ginkgo, agnhost, groupSnapshotTest string }
+type tools struct{ e2eTest, ginkgo, agnhost, groupSnapshotTest, helloPopulator string }
+
+// helloPopulatorImage is the image upstream's "any volume data source" spec
+// deploys (test/e2e/testing-manifests/storage-csi/any-volume-datasource).
+const helloPopulatorImage = "registry.k8s.io/sig-storage/hello-populator:v1.0.1"
 
 func findTools(repo string) (tools, error) {
 	out, err := exec.Command(filepath.Join(repo, "hack", "ensure-e2e.sh"), "--bin-dir").Output()
@@ -56,8 +60,9 @@ func findTools(repo string) (tools, error) {
 		return tools{}, fmt.Errorf("hack/ensure-e2e.sh --bin-dir: %w", err)
 	}
 	dir := strings.TrimSpace(string(out))
-	t := tools{filepath.Join(dir, "e2e.test"), filepath.Join(dir, "ginkgo"), filepath.Join(dir, "agnhost"), filepath.Join(dir, "groupsnapshot.test")}
-	for _, p := range []string{t.e2eTest, t.ginkgo, t.agnhost, t.groupSnapshotTest} {
+	t := tools{filepath.Join(dir, "e2e.test"), filepath.Join(dir, "ginkgo"), filepath.Join(dir, "agnhost"),
+		filepath.Join(dir, "groupsnapshot.test"), filepath.Join(dir, "hello-populator")}
+	for _, p := range []string{t.e2eTest, t.ginkgo, t.agnhost, t.groupSnapshotTest, t.helloPopulator} {
 		if _, err := os.Stat(p); err != nil {
 			return tools{}, fmt.Errorf("%s is not built: run `make test-deps` (hack/ensure-e2e.sh) first", p)
 		}
@@ -65,20 +70,25 @@ func findTools(repo string) (tools, error) {
 	return t, nil
 }
 
-// importE2EImages builds the e2e suite's images (hack/imagebuild -e2e-agnhost)
-// and imports them into the cluster's containerd under their upstream names.
-func importE2EImages(repo, agnhost string, log io.Writer) error {
+// importE2EImages builds the e2e suite's images (hack/imagebuild -e2e-agnhost,
+// and the hello-populator binary as its upstream image) and imports them into
+// the cluster's containerd under their upstream names.
+func importE2EImages(repo string, tl tools, log io.Writer) error {
 	dir, err := os.MkdirTemp("", "conformance-images-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command("go", "run", "./hack/imagebuild", "-out", dir, "-e2e-agnhost", agnhost)
-	cmd.Dir = repo
-	cmd.Stderr = log
-	refs, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("imagebuild -e2e-agnhost: %w", err)
+	var refs []byte
+	for _, args := range [][]string{{"-e2e-agnhost", tl.agnhost}, {"-prebuilt", helloPopulatorImage + "=" + tl.helloPopulator}} {
+		cmd := exec.Command("go", append([]string{"run", "./hack/imagebuild", "-out", dir}, args...)...)
+		cmd.Dir = repo
+		cmd.Stderr = log
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("imagebuild %s: %w", args[0], err)
+		}
+		refs = append(refs, out...)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(refs)), "\n") {
 		ref, file, _ := strings.Cut(line, "\t")
