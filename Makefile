@@ -107,6 +107,7 @@ demo:
 #              real single-node cluster; prints passed/failed/skipped and every
 #              skip's reason; JUnit reports in _output/conformance/full.
 #              `make test` runs the named subset (go test ./test/conformance).
+#              FOCUS='regex' re-runs only the specs whose text matches (one process).
 .PHONY: conformance
 conformance: test-deps
-	CSI_HUB_CONFORMANCE=full $(GO) test -count=1 -timeout 170m -v -run TestExternalStorage ./test/conformance/
+	CSI_HUB_CONFORMANCE=full CSI_HUB_CONFORMANCE_FOCUS='$(FOCUS)' $(GO) test -count=1 -timeout 170m -v -run TestExternalStorage ./test/conformance/
