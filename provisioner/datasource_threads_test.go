@@ -46,7 +46,7 @@ func (g *finalizerPatchGate) wrap(next http.RoundTripper) http.RoundTripper {
 			return nil, err
 		}
 		req.Body = io.NopCloser(bytes.NewReader(body))
-		if !bytes.Contains(body, []byte(`"finalizers"`)) {
+		if !bytes.Contains(body, []byte(`finalizers"`)) { // "finalizers" or "$deleteFromPrimitiveList/finalizers"
 			return next.RoundTrip(req)
 		}
 		g.mu.Lock()
