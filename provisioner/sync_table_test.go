@@ -76,7 +76,7 @@ func newTableProvisioner(t *testing.T, objs ...runtime.Object) (*Controller, *fa
 		Steps:     steps.NewRecorder(100),
 		Events:    record.NewFakeRecorder(100),
 	}
-	c, err := New(h, DefaultConfig())
+	c, err := New(t.Context(), h, DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ func newTableResizer(t *testing.T, objs ...runtime.Object) (*Controller, *fake.C
 	}
 	cfg := DefaultConfig()
 	cfg.HandleVolumeInUseError = false
-	c, err := New(h, cfg)
+	c, err := New(t.Context(), h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func TestNodeDeploymentSnapshots(t *testing.T) {
 	cfgB := testConfig()
 	cfgB.NodeName = nodeB
 	hubtest.Start(t, c.RESTConfig(), hubtest.Options(sockB), func(h *hub.Hub) error {
-		ctrl, err := snapshotter.New(h, cfgB)
+		ctrl, err := snapshotter.New(t.Context(), h, cfgB)
 		if err != nil {
 			return err
 		}
