@@ -195,6 +195,9 @@ func TestExternalStorage(t *testing.T) {
 		// Re-running chosen specs (e.g. after a fix): one process, so
 		// [Serial] and [Disruptive] specs may be among them.
 		passes, mode = []pass{{name: "focus", driver: "testdriver.yaml", focus: `External.Storage.*(` + f + `)`, procs: 1}}, "focus"
+		if os.Getenv("CSI_HUB_CONFORMANCE_GROUP") == "1" {
+			passes = append(passes, groupSnapshotPass)
+		}
 	}
 	for _, l := range env.limits {
 		t.Logf("machine limit detected: %s", l.reason)
