@@ -98,7 +98,7 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
-	klog.InfoS("Health monitor configured", "controller", Name, "driver", h.Driver, "reads", m.String(),
+	klog.FromContext(ctx).Info("Health monitor configured", "controller", Name, "driver", h.Driver, "reads", m.String(),
 		"interval", c.interval())
 	return c, nil
 }

@@ -195,7 +195,7 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
-	klog.InfoS("Provisioner configured", "driver", h.Driver, "identity", c.identity, "workers", c.workers,
+	klog.FromContext(ctx).Info("Provisioner configured", "driver", h.Driver, "identity", c.identity, "workers", c.workers,
 		"timeout", c.timeout, "topology", c.topology, "volumeNamePrefix", cfg.VolumeNamePrefix,
 		"extraCreateMetadata", cfg.ExtraCreateMetadata, "migrateFrom", c.migrateFrom)
 	return c, nil

@@ -90,7 +90,7 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 			c.vacs = h.Informers.Storage().V1().VolumeAttributesClasses().Lister()
 			c.modify = newModifier(c)
 		default:
-			klog.InfoS("Volume modification disabled: the API server does not serve storage.k8s.io/v1 volumeattributesclasses", "driver", h.Driver)
+			klog.FromContext(ctx).Info("Volume modification disabled: the API server does not serve storage.k8s.io/v1 volumeattributesclasses", "driver", h.Driver)
 		}
 	}
 	if c.expand == nil && c.modify == nil {
@@ -112,7 +112,7 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
-	klog.InfoS("Resizer configured", "driver", h.Driver, "expand", c.expand != nil, "nodeOnlyExpansion", nodeOnly,
+	klog.FromContext(ctx).Info("Resizer configured", "driver", h.Driver, "expand", c.expand != nil, "nodeOnlyExpansion", nodeOnly,
 		"modify", c.modify != nil, "workers", c.workers, "timeout", c.timeout)
 	return c, nil
 }
