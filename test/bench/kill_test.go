@@ -2,17 +2,14 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -59,27 +56,7 @@ func (e *scaleEnv) killOnce(b *testing.B, n int) {
 	// Creations, killed when a fifth of the volumes have been asked for.
 	creates0 := e.driver.Calls("CreateVolume")
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, churn)
-	for i := range churn {
-		wg.Go(func() {
-			_, err := e.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("churn-%03d", i), Namespace: ns},
-				Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-					StorageClassName: &e.sc,
-					Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
-						corev1.ResourceStorage: resource.MustParse("1Gi")}}},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
-	}
+	e.createClaims(ctx, b, ns, "churn", churn)
 	waitCalls(b, e, hub, "CreateVolume", creates0+churn/5)
 	hub.kill9()
 	b.Logf("killed csi-hub after %d CreateVolume calls (%v)", e.driver.Calls("CreateVolume")-creates0, time.Since(start).Round(time.Millisecond))

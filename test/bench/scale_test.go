@@ -505,27 +505,7 @@ func (e *scaleEnv) claims100(b *testing.B, sp *scaleProc) (bound, deleted time.D
 	w0 := sp.proxy.Writes()
 	backend0 := len(e.driver.Volumes())
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, volumes)
-	for i := range volumes {
-		wg.Go(func() {
-			_, err := e.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("new-%03d", i), Namespace: ns},
-				Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-					StorageClassName: &e.sc,
-					Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
-						corev1.ResourceStorage: resource.MustParse("1Gi")}}},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
-	}
+	e.createClaims(ctx, b, ns, "new", volumes)
 	var pvs []string
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
@@ -573,4 +553,31 @@ func (e *scaleEnv) claims100(b *testing.B, sp *scaleProc) (bound, deleted time.D
 		b.Fatalf("%s: backend has %d volumes after the 100 claims were deleted, %d before", sp.name, n, backend0)
 	}
 	return bound, deleted, sp.proxy.settledWrites() - w0
+}
+
+// createClaims creates n 1Gi claims of the benchmark's class named
+// <prefix>-000..., all at once, as a burst of users would.
+func (e *scaleEnv) createClaims(ctx context.Context, b *testing.B, ns, prefix string, n int) {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := e.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%03d", prefix, i), Namespace: ns},
+				Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					StorageClassName: &e.sc,
+					Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
+						corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
 }
