@@ -273,18 +273,9 @@ func TestSyncVAErrorPaths(t *testing.T) {
 			if got := fake.Methods(); !slices.Equal(got, tc.calls) {
 				t.Errorf("CSI calls %v, want %v", got, tc.calls)
 			}
-			var events []string
-			for rec := c.h.Events.(*record.FakeRecorder); len(rec.Events) > 0; {
-				events = append(events, <-rec.Events)
-			}
-			if len(events) != len(tc.events) {
+			events := testutil.DrainEvents(c.h.Events.(*record.FakeRecorder))
+			if !testutil.EventsHavePrefixes(events, tc.events) {
 				t.Errorf("events %q, want %q", events, tc.events)
-			} else {
-				for i := range events {
-					if !strings.HasPrefix(events[i], tc.events[i]) {
-						t.Errorf("event %q, want %q", events[i], tc.events[i])
-					}
-				}
 			}
 			if tc.logged != "" && len(logs.Find(tc.logged)) == 0 {
 				t.Errorf("no %q line in the sync's context logger:\n%s", tc.logged, logs)

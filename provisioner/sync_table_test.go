@@ -231,15 +231,8 @@ func TestSyncClaimErrorPaths(t *testing.T) {
 			if n := drv.Calls("DeleteVolume"); n != 0 {
 				t.Errorf("%d DeleteVolume calls, want none", n)
 			}
-			var events []string
-			for rec := c.h.Events.(*record.FakeRecorder); len(rec.Events) > 0; {
-				events = append(events, <-rec.Events)
-			}
-			ok := len(events) == len(tc.events)
-			for i := 0; ok && i < len(events); i++ {
-				ok = strings.HasPrefix(events[i], tc.events[i])
-			}
-			if !ok {
+			events := testutil.DrainEvents(c.h.Events.(*record.FakeRecorder))
+			if !testutil.EventsHavePrefixes(events, tc.events) {
 				t.Errorf("events %q, want %q", events, tc.events)
 			}
 			if _, busy := c.inFlight.Load(key); busy != tc.inFlight {

@@ -340,15 +340,8 @@ func TestSyncErrorPaths(t *testing.T) {
 			if got := fake.Methods(); !slices.Equal(got, tc.calls) {
 				t.Errorf("CSI calls %v, want %v", got, tc.calls)
 			}
-			var events []string
-			for rec := c.h.Events.(*record.FakeRecorder); len(rec.Events) > 0; {
-				events = append(events, <-rec.Events)
-			}
-			ok := len(events) == len(tc.events)
-			for i := 0; ok && i < len(events); i++ {
-				ok = strings.HasPrefix(events[i], tc.events[i])
-			}
-			if !ok {
+			events := testutil.DrainEvents(c.h.Events.(*record.FakeRecorder))
+			if !testutil.EventsHavePrefixes(events, tc.events) {
 				t.Errorf("events %q, want %q", events, tc.events)
 			}
 			if tc.logged != "" && len(logs.Find(tc.logged)) == 0 {

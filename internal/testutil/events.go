@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
 )
 
 // Events returns the events in namespace ns with reason on the object named name.
@@ -40,4 +41,28 @@ func WaitEvent(t testing.TB, ctx context.Context, kube kubernetes.Interface, ns,
 		return false, nil
 	})
 	return found
+}
+
+// DrainEvents empties a record.FakeRecorder and returns what it held, one
+// "Type Reason message" string per event, oldest first.
+func DrainEvents(rec *record.FakeRecorder) []string {
+	var out []string
+	for len(rec.Events) > 0 {
+		out = append(out, <-rec.Events)
+	}
+	return out
+}
+
+// EventsHavePrefixes reports whether there are as many events as prefixes
+// and each event starts with its prefix ("Warning ProvisioningFailed").
+func EventsHavePrefixes(events, prefixes []string) bool {
+	if len(events) != len(prefixes) {
+		return false
+	}
+	for i := range events {
+		if !strings.HasPrefix(events[i], prefixes[i]) {
+			return false
+		}
+	}
+	return true
 }
