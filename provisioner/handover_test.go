@@ -25,16 +25,7 @@ func TestHandoverWithOfficialProvisioner(t *testing.T) {
 	e.startFake(fakedriver.Options{Topology: true})
 	e.node("n1", "zone-a")
 	sc := e.storageClass("handover", withPolicy(v1.PersistentVolumeReclaimDelete))
-	officialArgs := []string{"--csi-address=" + e.socket, "--retry-interval-start=100ms", "--retry-interval-max=2s", "--v=3"}
-
-	stopOfficial := e.c.StartSidecar(t, "provisioner", officialArgs...)
-	e.createPVC("by-official", sc.Name, "1Gi")
-	_, byOfficial := e.waitBound("by-official")
-	stopOfficial()
-
-	e.startHub()
-	e.createPVC("by-hub", sc.Name, "1Gi")
-	_, byHub := e.waitBound("by-hub")
+	byOfficial, byHub := e.provisionEach(t, sc.Name, e.waitBound)
 	comparePVs(t, byOfficial, byHub)
 
 	// csi-hub adopts the official sidecar's PV as it is ...
@@ -45,7 +36,7 @@ func TestHandoverWithOfficialProvisioner(t *testing.T) {
 		t.Errorf("csi-hub changed the official sidecar's bound PV: %+v", pv)
 	}
 	// ... and deletes it when it is released; the official sidecar deletes csi-hub's.
-	e.deleteEachOthers(t, officialArgs, byOfficial, byHub, func(pv *v1.PersistentVolume) string { return pv.Spec.CSI.VolumeHandle })
+	e.deleteEachOthers(t, byOfficial, byHub, func(pv *v1.PersistentVolume) string { return pv.Spec.CSI.VolumeHandle })
 	if n := e.drv.Calls("CreateVolume"); n != 2 {
 		t.Errorf("driver saw %d CreateVolume calls for 2 claims", n)
 	}
@@ -92,11 +83,33 @@ func comparePVs(t *testing.T, official, hub *v1.PersistentVolume) {
 	}
 }
 
+// officialArgs are the flags the official external-provisioner runs with in
+// the handover tests.
+func (e *env) officialArgs() []string {
+	return []string{"--csi-address=" + e.socket, "--retry-interval-start=100ms", "--retry-interval-max=2s", "--v=3"}
+}
+
+// provisionEach provisions claim "by-official" of class with the official
+// sidecar, stops it, starts csi-hub and provisions "by-hub"; wait returns a
+// claim's PV once it is there.
+func (e *env) provisionEach(t *testing.T, class string, wait func(string) (*v1.PersistentVolumeClaim, *v1.PersistentVolume)) (byOfficial, byHub *v1.PersistentVolume) {
+	t.Helper()
+	stopOfficial := e.c.StartSidecar(t, "provisioner", e.officialArgs()...)
+	e.createPVC("by-official", class, "1Gi")
+	_, byOfficial = wait("by-official")
+	stopOfficial()
+
+	e.startHub()
+	e.createPVC("by-hub", class, "1Gi")
+	_, byHub = wait("by-hub")
+	return byOfficial, byHub
+}
+
 // deleteEachOthers checks the handover both ways: csi-hub (running) deletes
 // the PV the official sidecar provisioned, then, with csi-hub stopped, the
 // official sidecar deletes csi-hub's; each backend volume (found by handle)
 // must be gone with its PV.
-func (e *env) deleteEachOthers(t *testing.T, officialArgs []string, byOfficial, byHub *v1.PersistentVolume, handle func(*v1.PersistentVolume) string) {
+func (e *env) deleteEachOthers(t *testing.T, byOfficial, byHub *v1.PersistentVolume, handle func(*v1.PersistentVolume) string) {
 	t.Helper()
 	e.deletePVC("by-official")
 	e.waitPVGone(byOfficial.Name)
@@ -106,7 +119,7 @@ func (e *env) deleteEachOthers(t *testing.T, officialArgs []string, byOfficial, 
 	if err := e.hub.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	e.c.StartSidecar(t, "provisioner", officialArgs...)
+	e.c.StartSidecar(t, "provisioner", e.officialArgs()...)
 	e.deletePVC("by-hub")
 	e.waitPVGone(byHub.Name)
 	if _, ok := e.drv.Volume(handle(byHub)); ok {

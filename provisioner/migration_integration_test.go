@@ -137,16 +137,7 @@ func TestMigrationHandoverWithOfficialProvisioner(t *testing.T) {
 	e := migrationEnv(t, ebsDriver)
 	sc := e.storageClass("gp2", provisionedBy(ebsPlugin), withPolicy(v1.PersistentVolumeReclaimDelete),
 		withParams("type", "gp2", "fsType", "ext4", "encrypted", "true"))
-	officialArgs := []string{"--csi-address=" + e.socket, "--retry-interval-start=100ms", "--retry-interval-max=2s", "--v=3"}
-
-	stopOfficial := e.c.StartSidecar(t, "provisioner", officialArgs...)
-	e.createPVC("by-official", sc.Name, "1Gi")
-	_, byOfficial := e.waitMigratedPV("by-official")
-	stopOfficial()
-
-	e.startHub()
-	e.createPVC("by-hub", sc.Name, "1Gi")
-	_, byHub := e.waitMigratedPV("by-hub")
+	byOfficial, byHub := e.provisionEach(t, sc.Name, e.waitMigratedPV)
 	compareInTreePVs(t, byOfficial, byHub)
 	official, hub := e.createRequests(byOfficial.Name), e.createRequests(byHub.Name)
 	if len(official) != 1 || len(hub) != 1 {
@@ -158,7 +149,7 @@ func TestMigrationHandoverWithOfficialProvisioner(t *testing.T) {
 	}
 
 	// csi-hub deletes the official sidecar's in-tree PV, and the official sidecar csi-hub's.
-	e.deleteEachOthers(t, officialArgs, byOfficial, byHub, func(pv *v1.PersistentVolume) string { return pv.Spec.AWSElasticBlockStore.VolumeID })
+	e.deleteEachOthers(t, byOfficial, byHub, func(pv *v1.PersistentVolume) string { return pv.Spec.AWSElasticBlockStore.VolumeID })
 }
 
 // compareInTreePVs is comparePVs for PVs in the in-tree format.
