@@ -54,10 +54,9 @@ func TestHandoverWithOfficialProvisioner(t *testing.T) {
 	}
 }
 
-// comparePVs checks that two PVs provisioned from the same kind of claim have
-// the same protocol footprint: everything but names, UIDs, volume handles and
-// the provisioner identity's value.
-func comparePVs(t *testing.T, official, hub *v1.PersistentVolume) {
+// compareMeta checks that two PVs carry the same annotations, labels and
+// finalizers.
+func compareMeta(t *testing.T, official, hub *v1.PersistentVolume) {
 	t.Helper()
 	if !maps.Equal(official.Annotations, hub.Annotations) {
 		t.Errorf("annotations: official %v, csi-hub %v", official.Annotations, hub.Annotations)
@@ -68,6 +67,14 @@ func comparePVs(t *testing.T, official, hub *v1.PersistentVolume) {
 	if !slices.Equal(official.Finalizers, hub.Finalizers) {
 		t.Errorf("finalizers: official %v, csi-hub %v", official.Finalizers, hub.Finalizers)
 	}
+}
+
+// comparePVs checks that two PVs provisioned from the same kind of claim have
+// the same protocol footprint: everything but names, UIDs, volume handles and
+// the provisioner identity's value.
+func comparePVs(t *testing.T, official, hub *v1.PersistentVolume) {
+	t.Helper()
+	compareMeta(t, official, hub)
 	keys := func(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
 	if o, h := keys(official.Spec.CSI.VolumeAttributes), keys(hub.Spec.CSI.VolumeAttributes); !slices.Equal(o, h) {
 		t.Errorf("spec.csi.volumeAttributes keys: official %v, csi-hub %v", o, h)

@@ -155,15 +155,7 @@ func TestMigrationHandoverWithOfficialProvisioner(t *testing.T) {
 // compareInTreePVs is comparePVs for PVs in the in-tree format.
 func compareInTreePVs(t *testing.T, official, hub *v1.PersistentVolume) {
 	t.Helper()
-	if !maps.Equal(official.Annotations, hub.Annotations) {
-		t.Errorf("annotations: official %v, csi-hub %v", official.Annotations, hub.Annotations)
-	}
-	if !maps.Equal(official.Labels, hub.Labels) {
-		t.Errorf("labels: official %v, csi-hub %v", official.Labels, hub.Labels)
-	}
-	if !slices.Equal(official.Finalizers, hub.Finalizers) {
-		t.Errorf("finalizers: official %v, csi-hub %v", official.Finalizers, hub.Finalizers)
-	}
+	compareMeta(t, official, hub)
 	normalize := func(pv *v1.PersistentVolume) v1.PersistentVolumeSpec {
 		s := *pv.Spec.DeepCopy()
 		s.ClaimRef = &v1.ObjectReference{Kind: s.ClaimRef.Kind, APIVersion: s.ClaimRef.APIVersion, Namespace: s.ClaimRef.Namespace}
