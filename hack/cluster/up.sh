@@ -110,10 +110,14 @@ start_control_plane() {
 	# v8.7 turns group snapshots off for its run when they are not served yet),
 	# then the one-per-cluster snapshot-controller.
 	kc apply --server-side -f "$(ls -d "${SNAP_DIR}"/crd-client-*)" >/dev/null
-	kc wait --for=condition=Established --timeout=60s crd/volumesnapshots.snapshot.storage.k8s.io \
+	# Retried: right after the apply a CRD can have a status without conditions,
+	# and kubectl wait then fails at once (".status.conditions accessor error")
+	# instead of waiting.
+	wait_until 60 "snapshot CRDs Established" kc wait --for=condition=Established --timeout=5s \
+		crd/volumesnapshots.snapshot.storage.k8s.io \
 		crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io \
 		crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io crd/volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io \
-		crd/volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io >/dev/null
+		crd/volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io || fail_with_log kube-apiserver
 	start_group_conversion
 	launch snapshot-controller "${SNAP_DIR}/bin/snapshot-controller" --kubeconfig="${KUBECONFIG_ADMIN}" \
 		--leader-election=false --retry-interval-max=10s
