@@ -159,15 +159,26 @@ func (g *groupEnv) groupSnapshot(name, class string, selector map[string]string)
 	}
 }
 
+// groupBoundFinalizer is the snapshot-controller's finalizer on a bound
+// VolumeGroupSnapshot (external-snapshotter pkg/utils VolumeGroupSnapshotBoundFinalizer).
+const groupBoundFinalizer = "groupsnapshot.storage.kubernetes.io/volumegroupsnapshot-bound-protection"
+
 // waitGroupReady waits for the VolumeGroupSnapshot to be readyToUse and
 // returns its content.
+
 func (g *groupEnv) waitGroupReady(name string, timeout time.Duration) *groupv1.VolumeGroupSnapshotContent {
 	g.t.Helper()
 	var vgs *groupv1.VolumeGroupSnapshot
-	g.poll(timeout, "VolumeGroupSnapshot "+name+" to be readyToUse", func() (bool, error) {
+	// Ready and bound, with the snapshot-controller's bound finalizer: it adds
+	// that finalizer in a later sync than the status, and a VolumeGroupSnapshot
+	// deleted before it has it goes at once, so the snapshot-controller never
+	// marks the content being-deleted and neither csi-hub nor csi-snapshotter
+	// may release it (external-snapshotter v8.7 processGroupSnapshotWithDeletionTimestamp).
+	g.poll(timeout, "VolumeGroupSnapshot "+name+" to be readyToUse and bound", func() (bool, error) {
 		var err error
 		vgs, err = g.snaps.GroupsnapshotV1().VolumeGroupSnapshots(g.ns).Get(g.ctx, name, metav1.GetOptions{})
-		return err == nil && vgs.Status != nil && ptr.Deref(vgs.Status.ReadyToUse, false) && vgs.Status.BoundVolumeGroupSnapshotContentName != nil, err
+		return err == nil && vgs.Status != nil && ptr.Deref(vgs.Status.ReadyToUse, false) && vgs.Status.BoundVolumeGroupSnapshotContentName != nil &&
+			slices.Contains(vgs.Finalizers, groupBoundFinalizer), err
 	})
 	content, err := g.snaps.GroupsnapshotV1().VolumeGroupSnapshotContents().Get(g.ctx, *vgs.Status.BoundVolumeGroupSnapshotContentName, metav1.GetOptions{})
 	if err != nil {
