@@ -40,6 +40,7 @@ test-deps:
 	hack/ensure-e2e.sh
 	hack/ensure-staticcheck.sh >/dev/null
 	hack/vm/build.sh >/dev/null || [ $$? -eq 3 ]  # 3: this machine cannot provide the VM (test/vm says so)
+	hack/vm/build-guests.sh >/dev/null  # the plugin and agent test/vm's multi-host VMs run
 
 # ---- unit, lint, test ---------------------------------------------------------
 # unit: every test that needs no control plane, kubelet or VM (go test -short

@@ -5,6 +5,9 @@
 # machine cannot provide the VM (not root, no apt, no network): test/vm skips
 # then, except under CI=true.
 #
+# Image version 2: virtio-net and virtio-blk for the multi-host test
+# (test/vm TestHosts*: a storage host and nodes on private qemu links).
+#
 # Why a VM: the host kernel has no nvmet, nvme-tcp or configfs; the Debian cloud
 # kernel has them as modules and boots in a few seconds under qemu TCG.
 # The initramfs holds busybox, nvme-cli, the mkfs/resize tools the plugin runs,
@@ -82,7 +85,7 @@ mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc/nvme,proc,sys,dev,tmp,
 ln -s lib "$root/usr/lib" 2>/dev/null || true
 
 # Modules and their dependencies, resolved by the host's kmod against the unpacked tree.
-mods="configfs nvmet nvmet-tcp nvme-fabrics nvme-tcp loop xfs libcrc32c crc32c_generic ext4"
+mods="configfs nvmet nvmet-tcp nvme-fabrics nvme-tcp loop xfs libcrc32c crc32c_generic ext4 virtio_pci virtio_net virtio_blk"
 for m in $mods; do
 	modprobe -d "$work/k" -S "$kver" --show-depends "$m" 2>/dev/null || true
 done | awk '$1 == "insmod" {print $2}' | sort -u | while read -r ko; do
@@ -136,7 +139,7 @@ mkdir -p /dev/pts /dev/shm
 mount -t tmpfs tmpfs /run
 mount -t tmpfs -o size=80% tmpfs /tmp
 modprobe configfs && mount -t configfs configfs /sys/kernel/config
-for m in nvmet nvmet-tcp nvme-fabrics nvme-tcp loop xfs crc32c_generic; do
+for m in nvmet nvmet-tcp nvme-fabrics nvme-tcp loop xfs crc32c_generic virtio_pci virtio_net virtio_blk; do
 	modprobe "$m" || echo "init: modprobe $m failed"
 done
 ip link set lo up
