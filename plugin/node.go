@@ -30,6 +30,10 @@ type NodeConfig struct {
 	MaxVolumes int64
 	// StateDir holds the per-volume node records (default DefaultNodeStateDir).
 	StateDir string
+	// LocalPool, when set, stages a volume whose publish_context is empty from
+	// the node's own pool (CSIDriver attachRequired: false; see LocalPool).
+	// Nil: an empty publish_context is refused, as with attachRequired: true.
+	LocalPool LocalPool
 }
 
 // NodeServer implements the CSI Node service: it attaches a volume through the

@@ -63,7 +63,7 @@ func TestNodeBadInput(t *testing.T) {
 		{"stage without publish_context", func() error {
 			_, err := n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "vol-bad", StagingTargetPath: staging, VolumeCapability: good})
 			return err
-		}, codes.InvalidArgument, []string{"publish_context"}},
+		}, codes.InvalidArgument, []string{"publish_context", "node-local-pool"}},
 		{"publish without volume_id", func() error {
 			_, err := n.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{TargetPath: target, StagingTargetPath: staging, VolumeCapability: good})
 			return err

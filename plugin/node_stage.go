@@ -38,15 +38,15 @@ func (n *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 			return nil, err
 		}
 	}
-	pc := req.GetPublishContext()
-	if len(pc) == 0 {
-		return nil, errorf(codes.InvalidArgument, "publish_context is required (ControllerPublishVolume returns it)")
-	}
 	release, err := n.lock(volumeID)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	pc, err := n.stagePublishContext(ctx, volumeID, req.GetPublishContext())
+	if err != nil {
+		return nil, err
+	}
 
 	rec, err := n.records.load(volumeID)
 	switch {

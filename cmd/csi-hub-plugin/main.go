@@ -24,6 +24,7 @@ type options struct {
 	endpoint, mode, nodeID, driverName, poolDir, poolCapacity, nodeStateDir string
 	stepsEndpoint                                                           string
 	maxVolumes                                                              int64
+	nodeLocalPool                                                           bool
 	transport                                                               transportOptions
 }
 
@@ -38,6 +39,9 @@ func main() {
 	flag.StringVar(&o.poolCapacity, "pool-capacity", "", "limit on provisioned bytes of all volumes and snapshots, e.g. 10Gi (default: size of the pool filesystem)")
 	flag.StringVar(&o.nodeStateDir, "node-state-dir", plugin.DefaultNodeStateDir, "directory of the node's per-volume records (node)")
 	flag.Int64Var(&o.maxVolumes, "max-volumes-per-node", 0, "NodeGetInfo max_volumes_per_node (0: no limit)")
+	flag.BoolVar(&o.nodeLocalPool, "node-local-pool", false, "node-local mode: every node runs --mode=all with its own loop pool (csi-hub --node-deployment beside it, "+
+		"CSIDriver attachRequired: false, no ControllerPublishVolume); NodeStageVolume with an empty publish_context stages the volume from this node's own pool, "+
+		"and a volume not in it is NotFound. Needs --mode=all and --transport=loop. Off: an empty publish_context is refused (attachRequired: true)")
 	flag.StringVar(&o.stepsEndpoint, "steps-endpoint", "", "TCP address serving /steps, the calls this driver served (e.g. the kubelet's NodeStageVolume), for csi-hub's /flow page; empty: off")
 	o.transport.addFlags(flag.CommandLine)
 	flag.Parse()
@@ -65,6 +69,9 @@ func run(o options) error {
 	if o.transport.name == "" {
 		o.transport.name = loop.Name
 	}
+	if o.nodeLocalPool && (o.mode != "all" || o.transport.name != loop.Name) {
+		return fmt.Errorf("--node-local-pool needs --mode=all and --transport=loop (the node stages from the pool its own controller serves), not --mode=%s --transport=%s", o.mode, o.transport.name)
+	}
 	// With nvme a node's ID is its host NQN, read from the machine.
 	if o.nodeID == "" && (ctrlMode || o.transport.name != nvme.Name) {
 		return fmt.Errorf("--node-id is required")
@@ -84,6 +91,7 @@ func run(o options) error {
 	defer cancel()
 
 	cfg := plugin.ServerConfig{Endpoint: o.endpoint, DriverName: o.driverName}
+	var local plugin.LocalPool
 	if ctrlMode {
 		if o.poolDir == "" {
 			return fmt.Errorf("--pool-dir is required in mode %s", o.mode)
@@ -99,6 +107,9 @@ func run(o options) error {
 		}
 		defer ctrl.Close()
 		cfg.Controller, cfg.Ready = ctrl, ctrl.Ready
+		if o.nodeLocalPool {
+			local = ctrl
+		}
 	}
 	if nodeMode {
 		initiator, nodeID, topology, err := o.transport.initiator(o.driverName, o.nodeID)
@@ -106,7 +117,7 @@ func run(o options) error {
 			return err
 		}
 		node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: o.driverName, NodeID: nodeID,
-			Topology: topology, Initiator: initiator, MaxVolumes: o.maxVolumes, StateDir: o.nodeStateDir})
+			Topology: topology, Initiator: initiator, MaxVolumes: o.maxVolumes, StateDir: o.nodeStateDir, LocalPool: local})
 		if err != nil {
 			return err
 		}
@@ -124,7 +135,8 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	klog.InfoS("csi-hub-plugin started", "mode", o.mode, "transport", o.transport.name, "driver", o.driverName, "node", o.nodeID, "version", plugin.Version)
+	klog.InfoS("csi-hub-plugin started", "mode", o.mode, "transport", o.transport.name, "driver", o.driverName, "node", o.nodeID,
+		"nodeLocalPool", o.nodeLocalPool, "version", plugin.Version)
 	select {
 	case <-ctx.Done():
 		klog.InfoS("Signal received, stopping")

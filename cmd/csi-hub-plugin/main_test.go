@@ -23,6 +23,10 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"transport", func(o *options) { o.transport.name = "iscsi" }, "--transport"},
 		{"nvme zone", func(o *options) { o.transport.name = "nvme" }, "--nvme-zone"},
 		{"nvme listen", func(o *options) { o.transport = transportOptions{name: "nvme", nvmeZone: "z1"} }, "--nvme-listen-address"},
+		{"node-local pool without the node", func(o *options) { o.nodeLocalPool = true }, "--node-local-pool needs --mode=all"},
+		{"node-local pool over nvme", func(o *options) {
+			o.mode, o.nodeLocalPool, o.transport = "all", true, transportOptions{name: "nvme", nvmeZone: "z1"}
+		}, "--transport=loop"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

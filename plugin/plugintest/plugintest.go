@@ -35,6 +35,12 @@ type Options struct {
 	Capacity   int64  // pool capacity in bytes; 0: the filesystem size
 	// Node is served next to Identity and Controller when set.
 	Node csi.NodeServer
+	// LocalNode, when Node is nil, serves a loop node service whose empty
+	// publish contexts are resolved in this driver's own pool, as
+	// csi-hub-plugin --mode=all --node-local-pool (CSIDriver attachRequired:
+	// false). Its records go to NodeStateDir (default a fresh t.TempDir()).
+	LocalNode    bool
+	NodeStateDir string
 	// GroupCopy tunes group snapshot copies (tests hook into the copy window).
 	GroupCopy pool.GroupOptions
 }
@@ -75,6 +81,18 @@ func Start(t testing.TB, opts Options) *Driver {
 	d := &Driver{SocketPath: filepath.Join(sockDir, "csi.sock"), PoolDir: opts.PoolDir,
 		NodeID: opts.NodeID, DriverName: opts.DriverName, opts: opts}
 	d.Endpoint = "unix://" + d.SocketPath
+	if opts.Node == nil && opts.LocalNode {
+		if opts.NodeStateDir == "" {
+			opts.NodeStateDir = t.TempDir()
+		}
+		node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: opts.DriverName, NodeID: opts.NodeID,
+			Initiator: loop.NewInitiator(), StateDir: opts.NodeStateDir, LocalPool: d,
+			Topology: map[string]string{plugin.TopologyNodeKey(opts.DriverName): opts.NodeID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.opts.Node = node
+	}
 	d.start(t)
 	conn, err := grpc.NewClient(d.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -123,6 +141,12 @@ func (d *Driver) Restart(t testing.TB) {
 	t.Helper()
 	d.stop()
 	d.start(t)
+}
+
+// LocalPublishContext implements plugin.LocalPool with the running
+// controller, so the node service of LocalNode follows Restart.
+func (d *Driver) LocalPublishContext(ctx context.Context, volumeID string) (map[string]string, error) {
+	return d.Controller.LocalPublishContext(ctx, volumeID)
 }
 
 // ControllerClient returns a Controller client on Conn.
