@@ -46,6 +46,11 @@ func Slim(obj any) (any, error) {
 	case *storagev1.VolumeAttachment:
 		slimMeta(&o.Namespace, o.Finalizers, &o.Annotations, &o.Labels)
 		o.Spec.Attacher, o.Spec.NodeName = intern(o.Spec.Attacher), intern(o.Spec.NodeName)
+	case *v1.Node:
+		// A Node's status lists every image on it and every volume in use or
+		// attached (often tens of KB); the controllers read its labels, spec
+		// and conditions only. Status updates still arrive as events.
+		o.Status.Images, o.Status.VolumesInUse, o.Status.VolumesAttached = nil, nil, nil
 	}
 	return obj, nil
 }

@@ -216,3 +216,29 @@ func TestRunControllersReleasesMemoryAfterSync(t *testing.T) {
 		t.Errorf("releaseMemory called %d times (want 1), after the sync: %v", calls, syncedThen)
 	}
 }
+
+// TestSlimNodeKeepsWhatControllersRead: the image and volume lists go, the
+// labels, taints and conditions the provisioner and health monitor read stay.
+func TestSlimNodeKeepsWhatControllersRead(t *testing.T) {
+	n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"topology.kubernetes.io/zone": "a"}, ManagedFields: managed()},
+		Spec: v1.NodeSpec{Taints: []v1.Taint{{Key: "k", Effect: v1.TaintEffectNoSchedule}}},
+		Status: v1.NodeStatus{
+			Conditions:      []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}},
+			Images:          []v1.ContainerImage{{Names: []string{"registry.k8s.io/pause:3.10"}, SizeBytes: 1 << 20}},
+			VolumesInUse:    []v1.UniqueVolumeName{"kubernetes.io/csi/d^vol-1"},
+			VolumesAttached: []v1.AttachedVolume{{Name: "kubernetes.io/csi/d^vol-1", DevicePath: "/dev/x"}},
+		}}
+	want := n.DeepCopy()
+	want.ManagedFields = nil
+	want.Status.Images, want.Status.VolumesInUse, want.Status.VolumesAttached = nil, nil, nil
+	got, err := Slim(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("Slim(node) = %+v, want %+v", got, want)
+	}
+	if len(want.Labels) != 1 || len(want.Spec.Taints) != 1 || len(want.Status.Conditions) != 1 {
+		t.Fatal("the expected node lost what controllers read")
+	}
+}
