@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -46,7 +47,9 @@ import (
 // N is cumulative across the sub-benchmarks (the objects of N=1000 stay for
 // N=5000), from CSI_HUB_SCALE_N (default "0,1000,5000,10000"). QPS for every
 // process: CSI_HUB_SCALE_QPS (default 10, burst twice that). Idle window:
-// CSI_HUB_SCALE_IDLE (default 60s).
+// CSI_HUB_SCALE_IDLE (default 60s). CSI_HUB_SCALE_PROFILE=dir saves csi-hub's
+// heap profile once synced (heap-N.pb.gz for `go tool pprof`, heap-N.txt with
+// the runtime's MemStats) to see what its resident size is made of.
 //
 //	go test -run '^$' -bench Scale -benchtime 1x -timeout 60m ./test/bench/
 func BenchmarkScale(b *testing.B) {
@@ -338,6 +341,9 @@ func (e *scaleEnv) startProc(b *testing.B, name string) *scaleProc {
 		port := freePort(b)
 		sp.readyz = "http://127.0.0.1:" + port + "/readyz"
 		args = append(args, "--http-endpoint=127.0.0.1:"+port, "--health-port=0")
+		if os.Getenv("CSI_HUB_SCALE_PROFILE") != "" {
+			args = append(args, "--enable-pprof")
+		}
 		bin = csiHubBinary(b)
 	} else {
 		bin = sidecarBinary(b, strings.TrimPrefix(name, "external-"))
@@ -433,6 +439,9 @@ func (e *scaleEnv) measure(b *testing.B, n int) {
 	for _, sp := range order {
 		sp.rss = sp.p.rssMiB("VmRSS:")
 		sp.writes = sp.proxy.Writes()
+	}
+	if dir := os.Getenv("CSI_HUB_SCALE_PROFILE"); dir != "" {
+		saveHeapProfile(b, procs["csi-hub"], dir, n)
 	}
 	// Idle: nothing changes; what does each process spend?
 	cpu0 := map[string]float64{}
@@ -580,4 +589,26 @@ func (e *scaleEnv) createClaims(ctx context.Context, b *testing.B, ns, prefix st
 	if err := <-errs; err != nil {
 		b.Fatal(err)
 	}
+}
+
+// saveHeapProfile fetches csi-hub's heap profile (--enable-pprof) without
+// forcing a collection first, so it shows the heap as the RSS just measured
+// saw it: heap-N.pb.gz for `go tool pprof`, heap-N.txt ending in MemStats.
+func saveHeapProfile(b *testing.B, sp *scaleProc, dir string, n int) {
+	base := strings.TrimSuffix(sp.readyz, "/readyz") + "/debug/pprof/heap"
+	for url, file := range map[string]string{base: fmt.Sprintf("heap-%d.pb.gz", n), base + "?debug=1": fmt.Sprintf("heap-%d.txt", n)} {
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Fatalf("heap profile: %v", err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("heap profile %s: %s %v", url, resp.Status, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), body, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("csi-hub heap profile saved in %s (heap-%d.pb.gz, heap-%d.txt)", dir, n, n)
 }
