@@ -413,8 +413,13 @@ func (t *Target) Publish(ctx context.Context, vol transport.Volume, nodeID strin
 	}, nil
 }
 
-// Unpublish implements transport.Target. It stops new connections from the
-// host; CSI unstages (disconnects) on the node before it unpublishes.
+// Unpublish implements transport.Target. It revokes the host's grant and
+// ends the host's live connections to the volume's subsystem: nvmet checks
+// allowed_hosts only when a host connects, so a node that never unstaged (a
+// force detach of a lost or partitioned node, after which the volume may be
+// published elsewhere) would otherwise keep reading and writing. CSI unstages
+// (disconnects) on the node first in the normal order, and then there is
+// nothing to end. Idempotent.
 func (t *Target) Unpublish(ctx context.Context, vol transport.Volume, nodeID string) error {
 	if err := ValidateVolumeID(vol.ID); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
@@ -424,11 +429,51 @@ func (t *Target) Unpublish(ctx context.Context, vol transport.Volume, nodeID str
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	link := filepath.Join(t.subsysDir(SubsystemNQN(vol.ID)), "allowed_hosts", nodeID)
+	nqn := SubsystemNQN(vol.ID)
+	link := filepath.Join(t.subsysDir(nqn), "allowed_hosts", nodeID)
+	granted := exists(t.cfs, link)
 	if err := removeLink(t.cfs, link); err != nil {
 		return status.Errorf(codes.Internal, "nvme unpublish of %s from %s: %v", vol.ID, nodeID, err)
 	}
 	t.removeHostIfUnused(nodeID)
+	// Kick the connections off, unless this host had no grant and others still
+	// have one (a stale unpublish must not interrupt the node using the
+	// volume). A retry after a failed kick finds no grant but, with the
+	// volume's single attachment gone, no other host either: it kicks again.
+	others, err := listDir(t.cfs, filepath.Join(t.subsysDir(nqn), "allowed_hosts"))
+	if err != nil {
+		return status.Errorf(codes.Internal, "nvme unpublish of %s from %s: list allowed hosts: %v", vol.ID, nodeID, err)
+	}
+	if granted || len(others) == 0 {
+		if err := t.dropConnections(nqn); err != nil {
+			return status.Errorf(codes.Internal, "nvme unpublish of %s from %s: end the host's connections: %v", vol.ID, nodeID, err)
+		}
+	}
+	return nil
+}
+
+// dropConnections ends every host connection to subsystem nqn: unlinking a
+// subsystem from a port makes the kernel delete that port's controllers of
+// it (nvmet_port_del_ctrls); linking it again listens for hosts that are
+// still allowed, which reconnect by themselves. Hosts no longer allowed are
+// refused when they try.
+func (t *Target) dropConnections(nqn string) error {
+	ports, err := listDir(t.cfs, filepath.Join(t.cfg.ConfigfsRoot, "ports"))
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		link := filepath.Join(t.cfg.ConfigfsRoot, "ports", p, "subsystems", nqn)
+		if !exists(t.cfs, link) {
+			continue
+		}
+		if err := removeLink(t.cfs, link); err != nil {
+			return fmt.Errorf("unlink from port %s: %w", p, err)
+		}
+		if err := t.cfs.Symlink(t.subsysDir(nqn), link); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("link to port %s again: %w", p, err)
+		}
+	}
 	return nil
 }
 

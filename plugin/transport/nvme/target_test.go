@@ -335,3 +335,53 @@ func TestNewTargetValidatesAddresses(t *testing.T) {
 		t.Errorf("missing configfs tree: %v", err)
 	}
 }
+
+// TestUnpublishEndsTheHostsConnections: nvmet checks allowed_hosts only at
+// connect time, so Unpublish unlinks the subsystem from its port (the kernel
+// then deletes its controllers there) and links it again, after revoking the
+// grant; a stale unpublish of a host without a grant leaves the connections of
+// the host that still has one alone.
+func TestUnpublishEndsTheHostsConnections(t *testing.T) {
+	tg, cfs := newTestTarget(t)
+	ctx := context.Background()
+	vol := testVolume(t, "vol-kick")
+	nqn := NQNPrefix + "vol-kick"
+	if _, err := tg.Publish(ctx, vol, testHost); err != nil {
+		t.Fatal(err)
+	}
+	portLink := "ports/1/subsystems/" + nqn
+	cfs.ops = nil
+	if err := tg.Unpublish(ctx, vol, testHost); err != nil {
+		t.Fatal(err)
+	}
+	revoke := slices.Index(cfs.ops, "unlink subsystems/"+nqn+"/allowed_hosts/"+testHost)
+	unlink := slices.Index(cfs.ops, "unlink "+portLink)
+	relink := slices.Index(cfs.ops, "symlink "+portLink)
+	if revoke < 0 || unlink < revoke || relink < unlink {
+		t.Errorf("ops %q: want the grant revoked, then the port link removed and made again", cfs.ops)
+	}
+	if _, err := os.Readlink(filepath.Join(cfs.root, portLink)); err != nil {
+		t.Errorf("subsystem not linked to its port after unpublish: %v", err)
+	}
+
+	// Another host holds the grant: unpublishing one that has none is a no-op.
+	const other = "nqn.2014-08.org.nvmexpress:uuid:3f2a6c1e-1111-4222-8333-777788889999"
+	if _, err := tg.Publish(ctx, vol, other); err != nil {
+		t.Fatal(err)
+	}
+	cfs.ops = nil
+	if err := tg.Unpublish(ctx, vol, testHost); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(cfs.ops, "unlink "+portLink) {
+		t.Errorf("stale unpublish of %s dropped %s's connections: ops %q", testHost, other, cfs.ops)
+	}
+	// Its own unpublish does.
+	cfs.ops = nil
+	if err := tg.Unpublish(ctx, vol, other); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cfs.ops, "unlink "+portLink) || !slices.Contains(cfs.ops, "symlink "+portLink) {
+		t.Errorf("unpublish of the granted host kept its connections: ops %q", cfs.ops)
+	}
+}
