@@ -20,7 +20,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/ from the chart")
 
 // valueSets are the configurations the chart supports; each has a golden render.
-var valueSets = []string{"default", "nvme", "external", "monitoring"}
+var valueSets = []string{"default", "nvme", "external", "monitoring", "node-local"}
 
 func valuesFile(set string) string {
 	return filepath.Join(repoRoot(), "test", "chart", "testdata", set+".values.yaml")
@@ -84,10 +84,11 @@ func TestTemplateSnapshots(t *testing.T) {
 }
 
 // The chart with its defaults installs what `kubectl apply -k manifests/` does,
-// and transport=nvme what manifests/nvme/ does (apart from the Namespace, which
-// Helm leaves to --create-namespace).
+// transport=nvme what manifests/nvme/ does and nodeDeployment.enabled (the
+// companion driver node-local) what manifests/node-local/ does (apart from the
+// Namespace, which Helm leaves to --create-namespace).
 func TestChartMatchesManifests(t *testing.T) {
-	for _, c := range []struct{ set, manifests string }{{"default", ""}, {"nvme", "nvme"}} {
+	for _, c := range []struct{ set, manifests string }{{"default", ""}, {"nvme", "nvme"}, {"node-local", "node-local"}} {
 		t.Run(c.set, func(t *testing.T) {
 			chart := byKey(t, decode(t, template(t, "-f", valuesFile(c.set))))
 			kust := byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(repoRoot(), "manifests", c.manifests))))

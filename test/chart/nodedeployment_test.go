@@ -138,7 +138,7 @@ func TestNodeDeployment(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--set", "nodeDeployment.enabled=true"}, "nodeDeployment.enabled=true needs driver.external=true"},
+		{[]string{"--set", "nodeDeployment.enabled=true", "--set", "transport=nvme"}, "nodeDeployment.enabled=true with the companion driver needs transport=loop"},
 		{[]string{"-f", valuesFile("node-deployment"), "--set", `controller.controllers=provisioner\,attacher`}, "without provisioner and snapshotter"},
 		{[]string{"-f", valuesFile("node-deployment"), "--set", "controller.controllers="}, "without provisioner and snapshotter"},
 	} {
@@ -149,5 +149,57 @@ func TestNodeDeployment(t *testing.T) {
 	}
 	if out := run(t, helm(t), "lint", "--strict", chartDir(), "-f", valuesFile("node-deployment")); !strings.Contains(out, "0 chart(s) failed") {
 		t.Errorf("helm lint: %s", out)
+	}
+}
+
+// The companion driver node-local (manifests/node-local/, the chart's
+// nodeDeployment.enabled without driver.external): the CSIDriver has
+// attachRequired: false, every node's plugin serves Controller and Node on its
+// own pool with --node-local-pool, csi-hub --node-deployment runs on every
+// node dialing that plugin's socket, and no central controller Deployment is
+// left to provision or attach. The default keeps attachRequired: true and the
+// node-mode plugin without the flag. (TestChartMatchesManifests checks the
+// chart renders exactly manifests/node-local/.)
+func TestNodeLocalCompanion(t *testing.T) {
+	render := map[string]map[string]*unstructured.Unstructured{
+		"manifests/node-local": byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(repoRoot(), "manifests", "node-local")))),
+		"chart":                byKey(t, decode(t, template(t, "-f", valuesFile("node-local")))),
+	}
+	for name, objs := range render {
+		attach, found, _ := unstructured.NestedBool(objs["CSIDriver//block.csi-hub.io"].Object, "spec", "attachRequired")
+		if !found || attach {
+			t.Errorf("%s: CSIDriver attachRequired %v (set: %v), want false", name, attach, found)
+		}
+		plugin := containers(t, objs["DaemonSet/csi-hub/csi-hub-node"])["plugin"]
+		var args []string
+		for _, a := range plugin["args"].([]any) {
+			args = append(args, a.(string))
+		}
+		for _, want := range []string{"--mode=all", "--node-local-pool", "--pool-dir=/var/lib/csi-hub/pool", "--node-id=$(NODE_NAME)"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("%s: node plugin args %v lack %s", name, args, want)
+			}
+		}
+		if objs["Deployment/csi-hub/csi-hub-controller"] != nil {
+			t.Errorf("%s: the central controller Deployment is rendered; node-local has none", name)
+		}
+		for _, k := range nodeDeploymentKeys {
+			if objs[k] == nil {
+				t.Errorf("%s: %s missing", name, k)
+			}
+		}
+		if ds := objs["DaemonSet/csi-hub/csi-hub-node-deployment"]; ds != nil {
+			vols, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "volumes")
+			if p, _, _ := unstructured.NestedString(vols[0].(map[string]any), "hostPath", "path"); p != "/var/lib/kubelet/plugins/block.csi-hub.io" {
+				t.Errorf("%s: csi-hub-node-deployment dials %s, want the node plugin's socket dir", name, p)
+			}
+		}
+	}
+	def := byKey(t, decode(t, template(t, "-f", valuesFile("default"))))
+	if attach, _, _ := unstructured.NestedBool(def["CSIDriver//block.csi-hub.io"].Object, "spec", "attachRequired"); !attach {
+		t.Error("default: CSIDriver attachRequired false, want true")
+	}
+	if args := containers(t, def["DaemonSet/csi-hub/csi-hub-node"])["plugin"]["args"].([]any); slices.Contains(args, any("--node-local-pool")) || !slices.Contains(args, any("--mode=node")) {
+		t.Errorf("default: node plugin args %v, want --mode=node without --node-local-pool", args)
 	}
 }

@@ -15,6 +15,12 @@
 {{- end -}}
 {{- end -}}
 
+{{/* "true" for the companion driver with one loop pool per node (manifests/node-local/):
+nodeDeployment.enabled without driver.external; "" otherwise. */}}
+{{- define "csi-hub.nodeLocal" -}}
+{{- if and .Values.nodeDeployment.enabled (not .Values.driver.external) -}}true{{- end -}}
+{{- end -}}
+
 {{- define "csi-hub.socketName" -}}
 {{- if .Values.driver.external -}}{{ .Values.driver.externalSockets.socketName }}{{- else -}}csi.sock{{- end -}}
 {{- end -}}
@@ -26,10 +32,10 @@
 {{- if and .Values.driver.external (not .Values.driver.externalSockets.controllerDir) -}}
 {{- fail "driver.external=true needs driver.externalSockets.controllerDir: the host directory of the driver's controller socket" -}}
 {{- end -}}
-{{- if and .Values.nodeDeployment.enabled (not .Values.driver.external) -}}
-{{- fail "nodeDeployment.enabled=true needs driver.external=true: a driver whose node plugin serves the Controller service (the companion driver's attach goes through its central controller's pool)" -}}
+{{- if and (include "csi-hub.nodeLocal" .) (ne .Values.transport "loop") -}}
+{{- fail "nodeDeployment.enabled=true with the companion driver needs transport=loop: one loop pool per node (the nvme storage host is central)" -}}
 {{- end -}}
-{{- if .Values.nodeDeployment.enabled -}}
+{{- if and .Values.nodeDeployment.enabled .Values.driver.external -}}
 {{- $ctrls := splitList "," (.Values.controller.controllers | nospace) -}}
 {{- if or (not .Values.controller.controllers) (has "provisioner" $ctrls) (has "snapshotter" $ctrls) -}}
 {{- fail "nodeDeployment.enabled=true needs controller.controllers without provisioner and snapshotter (e.g. attacher,resizer): each node's csi-hub runs those" -}}
