@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // Defaults of the external-attacher sidecar.
@@ -12,6 +14,11 @@ const (
 	DefaultTimeout       = 15 * time.Second
 	DefaultReconcileSync = time.Minute
 )
+
+// Defaults are the sidecar's worker count and CSI call timeout, used when
+// neither --attacher-worker-threads / --attacher-timeout nor the global flags are given
+// (hub.Options.Tune).
+var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout}
 
 // Config holds the attacher's own flags.
 type Config struct {
@@ -39,14 +46,10 @@ func DefaultConfig() Config {
 	return Config{ReconcileSync: DefaultReconcileSync}
 }
 
-// AddFlags registers the attacher's flags. Flags shared by several sidecars
-// with different defaults carry the "attacher-" prefix; the others keep the
-// external-attacher's names.
+// AddFlags registers the attacher's flags under the external-attacher's
+// names, but for --attacher-default-fstype. --attacher-worker-threads and
+// --attacher-timeout come from internal/app's controller registry.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.WorkerThreads, "attacher-worker-threads", c.WorkerThreads,
-		fmt.Sprintf("Attacher workers per queue; when unset, --worker-threads or %d.", DefaultWorkerThreads))
-	fs.DurationVar(&c.Timeout, "attacher-timeout", c.Timeout,
-		fmt.Sprintf("Timeout of ControllerPublish/ControllerUnpublish/ListVolumes calls; when unset, --timeout or %s.", DefaultTimeout))
 	fs.DurationVar(&c.ReconcileSync, "reconcile-sync", c.ReconcileSync,
 		"Interval of the VolumeAttachment reconciler (drivers with LIST_VOLUMES_PUBLISHED_NODES).")
 	fs.IntVar(&c.MaxEntries, "max-entries", c.MaxEntries, "Page size of the reconciler's ListVolumes calls; 0 means no limit.")

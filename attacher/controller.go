@@ -59,8 +59,6 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	c := &Controller{
 		h:         h,
 		cfg:       cfg,
-		workers:   cfg.WorkerThreads,
-		timeout:   cfg.Timeout,
 		finalizer: FinalizerName(h.Driver),
 		publish: caps.ControllerService() &&
 			caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME),
@@ -75,12 +73,8 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	}
 	c.reconcile = c.publish && caps.Has(csi.ControllerServiceCapability_RPC_LIST_VOLUMES) &&
 		caps.Has(csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES)
-	if c.workers == 0 {
-		c.workers = h.Opts.WorkersOr(DefaultWorkerThreads)
-	}
-	if c.timeout == 0 {
-		c.timeout = h.Opts.TimeoutOr(DefaultTimeout)
-	}
+	t := h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)
+	c.workers, c.timeout = t.Workers, t.Timeout
 
 	vas := h.Informers.Storage().V1().VolumeAttachments()
 	pvs := h.Informers.Core().V1().PersistentVolumes()

@@ -111,10 +111,8 @@ func TestConfigFlagsAndFallbacks(t *testing.T) {
 	if c.workers != 4 || c.timeout != 3*time.Second {
 		t.Errorf("globals: workers %d timeout %s", c.workers, c.timeout)
 	}
-	// Own flags win.
-	if err := fs.Parse([]string{"--attacher-worker-threads=2", "--attacher-timeout=9s"}); err != nil {
-		t.Fatal(err)
-	}
+	// Own settings (--attacher-worker-threads, --attacher-timeout) win.
+	cfg.WorkerThreads, cfg.Timeout = 2, 9*time.Second
 	c, _ = newUnitController(t, true, hub.Options{WorkerThreads: 4, Timeout: 3 * time.Second}, cfg)
 	if c.workers != 2 || c.timeout != 9*time.Second {
 		t.Errorf("own flags: workers %d timeout %s", c.workers, c.timeout)

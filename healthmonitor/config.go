@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // Defaults of external-health-monitor-controller.
@@ -14,6 +16,11 @@ const (
 	DefaultWorkerThreads       = 10
 	DefaultListAddInterval     = 5 * time.Minute
 )
+
+// Defaults are the sidecar's worker count and CSI call timeout, used when
+// neither --health-monitor-worker-threads / --health-monitor-timeout nor the global flags are given
+// (hub.Options.Tune).
+var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout}
 
 // Config holds the health monitor's flags (the sidecar's names and defaults).
 type Config struct {
@@ -42,7 +49,8 @@ func DefaultConfig() Config {
 		NodeListAddInterval: DefaultListAddInterval, VolumeListAddInterval: DefaultListAddInterval}
 }
 
-// AddFlags registers the health monitor's flags.
+// AddFlags registers the health monitor's flags; --health-monitor-timeout and
+// --health-monitor-worker-threads come from internal/app's controller registry.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MonitorInterval, "monitor-interval", c.MonitorInterval,
 		"Interval for controller to check volumes health condition (volume by volume).")
@@ -54,10 +62,6 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"Time interval for listing nodes and add them to queue.")
 	fs.DurationVar(&c.VolumeListAddInterval, "volume-list-add-interval", c.VolumeListAddInterval,
 		"Accepted for compatibility with external-health-monitor; csi-hub checks every volume each --monitor-interval.")
-	fs.DurationVar(&c.Timeout, "health-monitor-timeout", c.Timeout,
-		fmt.Sprintf("Timeout of the health monitor's CSI calls; when unset, --timeout or %s.", DefaultTimeout))
-	fs.IntVar(&c.WorkerThreads, "health-monitor-worker-threads", c.WorkerThreads,
-		fmt.Sprintf("Health monitor's concurrent volume checks (external-health-monitor's --worker-threads); when unset, --worker-threads or %d.", DefaultWorkerThreads))
 }
 
 func (c Config) validate() error {

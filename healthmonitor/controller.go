@@ -65,17 +65,12 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	if m == modeNone {
 		return nil, fmt.Errorf("health monitor: driver %s reports no volume health (GET_VOLUME_HEALTH, or VOLUME_CONDITION with LIST_VOLUMES or GET_VOLUME)", h.Driver)
 	}
+	t := h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)
 	c := &Controller{h: h, cfg: cfg, mode: m,
-		timeout: h.Opts.TimeoutOr(DefaultTimeout), workers: h.Opts.WorkersOr(DefaultWorkerThreads),
+		timeout: t.Timeout, workers: t.Workers,
 		pvs:      h.Informers.Core().V1().PersistentVolumes().Lister(),
 		pvcs:     h.Informers.Core().V1().PersistentVolumeClaims().Lister(),
 		recorder: h.Recorder("csi-pv-monitor-controller-" + h.Driver),
-	}
-	if cfg.Timeout > 0 {
-		c.timeout = cfg.Timeout
-	}
-	if cfg.WorkerThreads > 0 {
-		c.workers = cfg.WorkerThreads
 	}
 	h.Informers.Core().V1().PersistentVolumes().Informer()
 	h.Informers.Core().V1().PersistentVolumeClaims().Informer()

@@ -3,6 +3,8 @@ package provisioner
 import (
 	"flag"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // Defaults of the external-provisioner sidecar.
@@ -11,6 +13,11 @@ const (
 	DefaultTimeout       = 10 * time.Second
 	DefaultNamePrefix    = "pvc"
 )
+
+// Defaults are the sidecar's worker count and CSI call timeout, used when
+// neither --provisioner-worker-threads / --provisioner-timeout nor the global flags are given
+// (hub.Options.Tune).
+var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout}
 
 // Config holds the provisioner's own flags. Zero WorkerThreads/Timeout mean
 // "the global --worker-threads/--timeout if given, else the sidecar default".
@@ -79,13 +86,10 @@ func DefaultConfig() Config {
 	}
 }
 
-// AddFlags registers the flags under the sidecar's names (worker threads and
-// timeout are prefixed because every controller has its own default).
+// AddFlags registers the flags under the sidecar's names.
+// --provisioner-worker-threads and --provisioner-timeout (prefixed because
+// every controller has its own default) come from internal/app's registry.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.WorkerThreads, "provisioner-worker-threads", c.WorkerThreads,
-		"Provisioner workers (for PVCs and for PVs each); 0 means --worker-threads if set, else 100.")
-	fs.DurationVar(&c.Timeout, "provisioner-timeout", c.Timeout,
-		"Timeout of CreateVolume/DeleteVolume calls; 0 means --timeout if set, else 10s.")
 	fs.StringVar(&c.VolumeNamePrefix, "volume-name-prefix", c.VolumeNamePrefix,
 		"Prefix of the names of provisioned volumes (CreateVolume name and PV name: <prefix>-<PVC UID>).")
 	fs.IntVar(&c.VolumeNameUUIDLength, "volume-name-uuid-length", c.VolumeNameUUIDLength,

@@ -116,8 +116,6 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	c := &Controller{
 		h:        h,
 		cfg:      cfg,
-		workers:  cfg.WorkerThreads,
-		timeout:  cfg.Timeout,
 		identity: newIdentity(h.Driver),
 
 		topology:              h.Conn.Caps.Topology(),
@@ -136,12 +134,8 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	if c.stats, statsErr = newStats(h); statsErr != nil {
 		return nil, statsErr
 	}
-	if c.workers == 0 {
-		c.workers = h.Opts.WorkersOr(DefaultWorkerThreads)
-	}
-	if c.timeout == 0 {
-		c.timeout = h.Opts.TimeoutOr(DefaultTimeout)
-	}
+	t := h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)
+	c.workers, c.timeout = t.Workers, t.Timeout
 
 	core, storage := h.Informers.Core().V1(), h.Informers.Storage().V1()
 	pvcs, pvs := core.PersistentVolumeClaims(), core.PersistentVolumes()

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // Defaults of the external-resizer sidecar (--workers, --timeout).
@@ -11,6 +13,11 @@ const (
 	DefaultWorkerThreads = 10
 	DefaultTimeout       = 10 * time.Second
 )
+
+// Defaults are the sidecar's worker count and CSI call timeout, used when
+// neither --resizer-worker-threads / --resizer-timeout nor the global flags are given
+// (hub.Options.Tune).
+var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout}
 
 // Config holds the resizer's own flags.
 type Config struct {
@@ -39,12 +46,9 @@ type Config struct {
 func DefaultConfig() Config { return Config{HandleVolumeInUseError: true} }
 
 // AddFlags registers the resizer's flags. Flags that several sidecars share
-// with different defaults carry the "resizer-" prefix.
+// with different defaults carry the "resizer-" prefix; --resizer-worker-threads
+// and --resizer-timeout come from internal/app's controller registry.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.WorkerThreads, "resizer-worker-threads", c.WorkerThreads,
-		fmt.Sprintf("Resizer workers per queue (external-resizer's --workers); when unset, --worker-threads or %d.", DefaultWorkerThreads))
-	fs.DurationVar(&c.Timeout, "resizer-timeout", c.Timeout,
-		fmt.Sprintf("Timeout of ControllerExpandVolume/ControllerModifyVolume calls; when unset, --timeout or %s.", DefaultTimeout))
 	fs.BoolVar(&c.ExtraModifyMetadata, "extra-modify-metadata", c.ExtraModifyMetadata,
 		"Add PVC and PV names (csi.storage.k8s.io/pvc/name, pvc/namespace, pv/name) to the parameters of ControllerModifyVolume.")
 	fs.BoolVar(&c.AnnotateFsResize, "resizer-annotate-fs-resize", c.AnnotateFsResize,

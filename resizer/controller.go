@@ -49,25 +49,20 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	t := h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)
 	c := &Controller{
 		h: h, cfg: cfg,
-		workers: h.Opts.WorkersOr(DefaultWorkerThreads),
-		timeout: h.Opts.TimeoutOr(DefaultTimeout),
+		workers: t.Workers,
+		timeout: t.Timeout,
 		pvcs:    h.Informers.Core().V1().PersistentVolumeClaims().Lister(),
 		pvs:     h.Informers.Core().V1().PersistentVolumes().Lister(),
 		csi:     h.Conn.Controller(),
-	}
-	if cfg.WorkerThreads > 0 {
-		c.workers = cfg.WorkerThreads
-	}
-	if cfg.Timeout > 0 {
-		c.timeout = cfg.Timeout
 	}
 	// The PV informer is read through its lister; it must be part of the
 	// factory before the hub starts it.
 	h.Informers.Core().V1().PersistentVolumes().Informer()
 
-	canExpand, nodeOnly, err := expansionSupport(ctx, h)
+	canExpand, nodeOnly, err := expansionSupport(ctx, h, c.timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -121,11 +116,11 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 // sidecar, a driver without controller EXPAND_VOLUME whose node service has
 // EXPAND_VOLUME gets the "trivial resizer": the PV is resized without a CSI
 // call and kubelet does the expansion.
-func expansionSupport(ctx context.Context, h *hub.Hub) (canExpand, nodeOnly bool, err error) {
+func expansionSupport(ctx context.Context, h *hub.Hub, timeout time.Duration) (canExpand, nodeOnly bool, err error) {
 	if h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_EXPAND_VOLUME) {
 		return true, false, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.Opts.TimeoutOr(DefaultTimeout))
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	resp, err := h.Conn.Node().NodeGetCapabilities(ctx, &csi.NodeGetCapabilitiesRequest{})
 	if err != nil {

@@ -197,11 +197,11 @@ func TestConfigFlags(t *testing.T) {
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	cfg.AddFlags(fs)
-	err := fs.Parse([]string{"--resizer-worker-threads=3", "--resizer-timeout=42s", "--extra-modify-metadata", "--resizer-annotate-fs-resize"})
+	err := fs.Parse([]string{"--extra-modify-metadata", "--resizer-annotate-fs-resize"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{WorkerThreads: 3, Timeout: 42 * time.Second, ExtraModifyMetadata: true, AnnotateFsResize: true, HandleVolumeInUseError: true}
+	want := Config{ExtraModifyMetadata: true, AnnotateFsResize: true, HandleVolumeInUseError: true}
 	if cfg != want {
 		t.Errorf("parsed %+v, want %+v", cfg, want)
 	}

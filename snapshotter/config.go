@@ -20,13 +20,18 @@ const (
 	DefaultGroupSnapshotNamePrefix = "groupsnapshot"
 )
 
+// Defaults are the sidecar's worker count and CSI call timeout, used when
+// neither --snapshotter-worker-threads / --snapshotter-timeout nor the global flags are given
+// (hub.Options.Tune).
+var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout}
+
 // Config is the snapshotter's own configuration.
 type Config struct {
-	// WorkerThreads is --snapshotter-worker-threads; --worker-threads overrides
-	// it unless it was given explicitly.
+	// WorkerThreads is --snapshotter-worker-threads; 0: --worker-threads when
+	// given, else 10.
 	WorkerThreads int
-	// Timeout bounds each CSI call (--snapshotter-timeout; --timeout overrides
-	// it unless it was given explicitly).
+	// Timeout bounds each CSI call (--snapshotter-timeout); 0: --timeout when
+	// given, else 1m.
 	Timeout time.Duration
 	// SnapshotNamePrefix and SnapshotNameUUIDLength shape the name passed to
 	// CreateSnapshot: "<prefix>-<VolumeSnapshot UID>".
@@ -54,15 +59,12 @@ type Config struct {
 	// snapshot.storage.kubernetes.io/managed-by=<NodeName> are handled, as the
 	// sidecar's label-filtered informer does.
 	NodeName string
-
-	workersSet, timeoutSet bool
 }
 
-// DefaultConfig returns the sidecar's defaults.
+// DefaultConfig returns the sidecar's defaults. WorkerThreads and Timeout are
+// left unset so the hub-wide --worker-threads / --timeout can apply.
 func DefaultConfig() Config {
 	return Config{
-		WorkerThreads:               DefaultWorkerThreads,
-		Timeout:                     DefaultTimeout,
 		SnapshotNamePrefix:          DefaultSnapshotNamePrefix,
 		SnapshotNameUUIDLength:      DefaultSnapshotNameUUIDLength,
 		GroupSnapshotNamePrefix:     DefaultGroupSnapshotNamePrefix,
@@ -76,14 +78,11 @@ func DefaultConfig() Config {
 // flag of the same name and meaning.
 const extraCreateMetadataFlag = "extra-create-metadata"
 
-// AddFlags registers the snapshotter's flags. --extra-create-metadata is
+// AddFlags registers the snapshotter's flags (--snapshotter-worker-threads and
+// --snapshotter-timeout come from internal/app's controller registry). --extra-create-metadata is
 // shared with the provisioner: when it is already registered on fs, its value
 // is also delivered to this Config instead of registering it twice.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.Var(&trackedInt{v: &c.WorkerThreads, set: &c.workersSet}, "snapshotter-worker-threads",
-		"Number of snapshotter workers, an `int` (csi-snapshotter's --worker-threads); --worker-threads applies unless this flag is given.")
-	fs.Var(&trackedDuration{v: &c.Timeout, set: &c.timeoutSet}, "snapshotter-timeout",
-		"Timeout of the snapshotter's CSI calls, a `duration` (csi-snapshotter's --timeout); --timeout applies unless this flag is given.")
 	fs.StringVar(&c.SnapshotNamePrefix, "snapshot-name-prefix", c.SnapshotNamePrefix,
 		"Prefix of the name of a created snapshot: <prefix>-<VolumeSnapshot UID>.")
 	fs.IntVar(&c.SnapshotNameUUIDLength, "snapshot-name-uuid-length", c.SnapshotNameUUIDLength,
@@ -136,70 +135,6 @@ func (c Config) validate() error {
 	case c.CRDPollInterval < 0:
 		return fmt.Errorf("--snapshot-crd-poll-interval must be >= 0, got %s", c.CRDPollInterval)
 	}
-	return nil
-}
-
-// workers and timeout resolve the effective values: an explicit snapshotter
-// flag wins, then the global override, then the Config value (default).
-func (c Config) workers(o *hub.Options) int {
-	if c.workersSet && c.WorkerThreads > 0 {
-		return c.WorkerThreads
-	}
-	if c.WorkerThreads <= 0 {
-		return o.WorkersOr(DefaultWorkerThreads)
-	}
-	return o.WorkersOr(c.WorkerThreads)
-}
-
-func (c Config) timeout(o *hub.Options) time.Duration {
-	if c.timeoutSet && c.Timeout > 0 {
-		return c.Timeout
-	}
-	if c.Timeout <= 0 {
-		return o.TimeoutOr(DefaultTimeout)
-	}
-	return o.TimeoutOr(c.Timeout)
-}
-
-type trackedInt struct {
-	v   *int
-	set *bool
-}
-
-func (t *trackedInt) String() string {
-	if t.v == nil {
-		return "0"
-	}
-	return strconv.Itoa(*t.v)
-}
-
-func (t *trackedInt) Set(s string) error {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return err
-	}
-	*t.v, *t.set = n, true
-	return nil
-}
-
-type trackedDuration struct {
-	v   *time.Duration
-	set *bool
-}
-
-func (t *trackedDuration) String() string {
-	if t.v == nil {
-		return "0s"
-	}
-	return t.v.String()
-}
-
-func (t *trackedDuration) Set(s string) error {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*t.v, *t.set = d, true
 	return nil
 }
 

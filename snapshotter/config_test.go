@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 func parse(t *testing.T, fs *flag.FlagSet, args ...string) {
@@ -15,35 +13,6 @@ func parse(t *testing.T, fs *flag.FlagSet, args ...string) {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		t.Fatalf("parse %v: %v", args, err)
-	}
-}
-
-func TestFlagsDefaultsAndOverrides(t *testing.T) {
-	cases := []struct {
-		name        string
-		args        []string
-		global      hub.Options
-		wantWorkers int
-		wantTimeout time.Duration
-	}{
-		{"defaults", nil, hub.Options{}, 10, time.Minute},
-		{"global override", nil, hub.Options{WorkerThreads: 3, Timeout: 5 * time.Second}, 3, 5 * time.Second},
-		{"own flags win", []string{"--snapshotter-worker-threads=7", "--snapshotter-timeout=30s"},
-			hub.Options{WorkerThreads: 3, Timeout: 5 * time.Second}, 7, 30 * time.Second},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
-			cfg.AddFlags(fs)
-			parse(t, fs, tc.args...)
-			if got := cfg.workers(&tc.global); got != tc.wantWorkers {
-				t.Errorf("workers = %d, want %d", got, tc.wantWorkers)
-			}
-			if got := cfg.timeout(&tc.global); got != tc.wantTimeout {
-				t.Errorf("timeout = %s, want %s", got, tc.wantTimeout)
-			}
-		})
 	}
 }
 
@@ -128,7 +97,7 @@ func TestHelpWithSharedFlag(t *testing.T) {
 	var out strings.Builder
 	fs.SetOutput(&out)
 	fs.PrintDefaults()
-	if strings.Contains(out.String(), "panic") || !strings.Contains(out.String(), "-snapshotter-timeout") {
+	if strings.Contains(out.String(), "panic") || !strings.Contains(out.String(), "-snapshot-name-prefix") {
 		t.Errorf("help output:\n%s", out.String())
 	}
 }

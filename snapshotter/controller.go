@@ -62,6 +62,7 @@ type deps struct {
 	events        record.EventRecorder
 	steps         *steps.Recorder
 	opts          hub.Options
+	tuning        hub.Tuning // resolved workers and timeout
 	newQueue      func(name string) hub.Queue
 }
 
@@ -89,6 +90,7 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 		events:        h.Recorder("csi-snapshotter " + h.Driver), // the sidecar's event source
 		steps:         h.Steps,
 		opts:          h.Opts,
+		tuning:        h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults),
 		newQueue:      h.NewQueue,
 	}, cfg)
 }
@@ -103,8 +105,8 @@ func newController(d deps, cfg Config) (*Controller, error) {
 	c := &Controller{
 		deps:    d,
 		cfg:     cfg,
-		workers: cfg.workers(&d.opts),
-		timeout: cfg.timeout(&d.opts),
+		workers: d.tuning.Workers,
+		timeout: d.tuning.Timeout,
 		queue:   d.newQueue("csi-snapshotter-content"), // the sidecar's queue names, for workqueue_* metrics
 		polls:   map[string]int{},
 	}

@@ -118,7 +118,7 @@ func newUnitEnv(t *testing.T, cfg Config, objs ...runtime.Object) *unitEnv {
 	c, err := newController(deps{
 		driver: testDriver, csi: e.csi, listSupported: true, kube: e.kube,
 		api: hub.NewSnapshotAPI(e.snap, 0), events: e.events, steps: e.steps,
-		opts: hub.Options{RetryIntervalStart: time.Second, RetryIntervalMax: 10 * time.Second},
+		opts: hub.Options{RetryIntervalStart: time.Second, RetryIntervalMax: 10 * time.Second}, tuning: Defaults,
 		newQueue: func(string) hub.Queue {
 			return workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 		},

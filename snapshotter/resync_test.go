@@ -53,7 +53,7 @@ func TestResyncPeriod(t *testing.T) {
 		_, err := newController(deps{
 			driver: testDriver, csi: &fakeCSI{}, kube: kubefake.NewClientset(), api: api,
 			events: record.NewFakeRecorder(10), steps: steps.NewRecorder(10),
-			opts: hub.Options{RetryIntervalStart: time.Second, RetryIntervalMax: 10 * time.Second},
+			opts: hub.Options{RetryIntervalStart: time.Second, RetryIntervalMax: 10 * time.Second}, tuning: Defaults,
 			newQueue: func(string) hub.Queue {
 				return countingQueue{workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()), &adds}
 			},

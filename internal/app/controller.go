@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/client-go/rest"
@@ -44,13 +45,15 @@ func DefaultControllerOptions() ControllerOptions {
 }
 
 // AddFlags registers the controllers' flags. The provisioner's go first: the
-// snapshotter shares --extra-create-metadata with it.
+// snapshotter shares --extra-create-metadata with it. Then the settings every
+// controller has (tuning.go), from the registry.
 func (o *ControllerOptions) AddFlags(fs *flag.FlagSet) {
 	o.Provisioner.AddFlags(fs)
 	o.Attacher.AddFlags(fs)
 	o.Snapshotter.AddFlags(fs)
 	o.Resizer.AddFlags(fs)
 	o.Health.AddFlags(fs)
+	addTuningFlags(fs, o)
 }
 
 // controllerSpec says when a controller is called for and how to build it.
@@ -63,31 +66,55 @@ type controllerSpec struct {
 	// needsAny: one of these suffices (the resizer expands or modifies).
 	needsAny []csi.ControllerServiceCapability_RPC_Type
 	// also: a further condition on the capabilities (nil: none).
-	also  func(csiconn.Capabilities) bool
-	build func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
+	also func(csiconn.Capabilities) bool
+	// tuning describes the controller's --<name>-worker-threads and
+	// --<name>-timeout (tuning.go).
+	tuning tuningSpec
+	build  func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
 }
 
 var controllerSpecs = []controllerSpec{
 	{name: "provisioner", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+		tuning: tuningSpec{sidecar: "external-provisioner", defaults: provisioner.Defaults,
+			workers: "Provisioner workers, for PVCs and for PVs each", timeout: "CreateVolume/DeleteVolume calls",
+			own: func(o *ControllerOptions) (*int, *time.Duration) {
+				return &o.Provisioner.WorkerThreads, &o.Provisioner.Timeout
+			}},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
 			return provisioner.New(ctx, h, o.Provisioner)
 		}},
 	{name: "attacher",
+		tuning: tuningSpec{sidecar: "external-attacher", defaults: attacher.Defaults,
+			workers: "Attacher workers per queue", timeout: "ControllerPublish/ControllerUnpublish/ListVolumes calls",
+			own: func(o *ControllerOptions) (*int, *time.Duration) {
+				return &o.Attacher.WorkerThreads, &o.Attacher.Timeout
+			}},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
 			return attacher.New(ctx, h, o.Attacher)
 		}},
 	{name: "resizer", needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME, csi.ControllerServiceCapability_RPC_MODIFY_VOLUME},
+		tuning: tuningSpec{sidecar: "external-resizer", workersFlag: "workers", defaults: resizer.Defaults,
+			workers: "Resizer workers per queue", timeout: "ControllerExpandVolume/ControllerModifyVolume calls",
+			own: func(o *ControllerOptions) (*int, *time.Duration) { return &o.Resizer.WorkerThreads, &o.Resizer.Timeout }},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
 			return resizer.New(ctx, h, o.Resizer)
 		}},
 	{name: "snapshotter", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
+		tuning: tuningSpec{sidecar: "csi-snapshotter", defaults: snapshotter.Defaults,
+			workers: "Snapshotter workers", timeout: "the snapshotter's CSI calls",
+			own: func(o *ControllerOptions) (*int, *time.Duration) {
+				return &o.Snapshotter.WorkerThreads, &o.Snapshotter.Timeout
+			}},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
 			return snapshotter.New(ctx, h, o.Snapshotter)
 		}},
 	{name: healthmonitor.Name, needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH, healthmonitor.CapVolumeCondition},
 		also: func(caps csiconn.Capabilities) bool { return healthmonitor.Capable(caps.Has) },
+		tuning: tuningSpec{sidecar: "external-health-monitor-controller", defaults: healthmonitor.Defaults,
+			workers: "Health monitor's concurrent volume checks", timeout: "the health monitor's CSI calls",
+			own: func(o *ControllerOptions) (*int, *time.Duration) { return &o.Health.WorkerThreads, &o.Health.Timeout }},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
 			return healthmonitor.New(ctx, h, o.Health)
 		}},

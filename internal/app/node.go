@@ -54,7 +54,7 @@ func RunNode(ctx context.Context, common hub.Options, o NodeOptions) error {
 	if o.ConnectionTimeout != 0 {
 		klog.InfoS("--connection-timeout is deprecated and has no effect")
 	}
-	timeout := common.TimeoutOr(registrarTimeout)
+	timeout := common.Tune(hub.Tuning{}, hub.Tuning{Timeout: registrarTimeout}).Timeout
 	// As node-driver-registrar: wait for the socket, then a GetPluginInfo
 	// that gets no answer within --timeout ends the process (non-zero exit).
 	conn, err := csiconn.Connect(ctx, common.CSIAddress, csiconn.Options{CallTimeout: timeout, HungDriverFails: true})

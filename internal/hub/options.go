@@ -55,30 +55,16 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.RetryIntervalStart, "retry-interval-start", time.Second, "Initial retry interval of failed operations; doubles on each failure.")
 	fs.DurationVar(&o.RetryIntervalMax, "retry-interval-max", 5*time.Minute, "Maximum retry interval of failed operations.")
 	fs.DurationVar(&o.Resync, "resync", 10*time.Minute, "Resync period of the shared informers.")
-	fs.Func("controllers", "Comma-separated controllers to run (provisioner,attacher,resizer,snapshotter,health-monitor); default: all that the driver's capabilities call for.", func(s string) error {
+	fs.Func("controllers", "Comma-separated controllers to run; default: all that the driver's capabilities call for.", func(s string) error {
 		o.Controllers = splitList(s)
 		return nil
 	})
-	fs.DurationVar(&o.Timeout, "timeout", 0, "Timeout of CSI calls; when unset each controller uses its sidecar's default (provisioner 10s, attacher 15s, resizer 10s, snapshotter 1m).")
-	fs.IntVar(&o.WorkerThreads, "worker-threads", 0, "Workers per controller; when unset each uses its sidecar's default (provisioner 100, attacher 10, resizer 10, snapshotter 10).")
+	// The usage of --controllers, --timeout and --worker-threads names each
+	// controller: internal/app completes it from its controller registry.
+	fs.DurationVar(&o.Timeout, "timeout", 0, "Timeout of CSI calls; when unset each controller uses its sidecar's default.")
+	fs.IntVar(&o.WorkerThreads, "worker-threads", 0, "Workers per controller; when unset each uses its sidecar's default.")
 	fs.IntVar(&o.StepBuffer, "step-buffer", 2000, "How many recent steps /steps keeps.")
 	o.Compat.addFlags(fs)
-}
-
-// TimeoutOr returns the --timeout override or the controller's default.
-func (o *Options) TimeoutOr(def time.Duration) time.Duration {
-	if o.Timeout > 0 {
-		return o.Timeout
-	}
-	return def
-}
-
-// WorkersOr returns the --worker-threads override or the controller's default.
-func (o *Options) WorkersOr(def int) int {
-	if o.WorkerThreads > 0 {
-		return o.WorkerThreads
-	}
-	return def
 }
 
 func splitList(s string) []string {
