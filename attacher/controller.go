@@ -11,20 +11,48 @@ import (
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	storageinformers "k8s.io/client-go/informers/storage/v1"
+	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/internal/steps"
 )
 
 // Name is the controller's name in logs, steps and --controllers.
 const Name = "attacher"
 
+// Deps is what the attacher uses, built by internal/app (AttacherDeps) from
+// the hub's shared parts; unit tests build it from fakes.
+type Deps struct {
+	Driver string
+	// Caps are the driver's capabilities; they decide the attacher's mode.
+	Caps csiconn.Capabilities
+	CSI  csi.ControllerClient
+	Kube kubernetes.Interface
+	// VAs, PVs and CSINodes are the shared informers the attacher reads.
+	VAs      storageinformers.VolumeAttachmentInformer
+	PVs      coreinformers.PersistentVolumeInformer
+	CSINodes storageinformers.CSINodeInformer
+	// VAsByPV is the VolumeAttachment informer indexed by PV (hub.PVIndex).
+	VAsByPV cache.SharedIndexInformer
+	// Events carry external-attacher's source component, "csi-attacher <driver>".
+	Events   record.EventRecorder
+	Steps    *steps.Recorder
+	NewQueue func(name string) hub.Queue
+	// Tuning is the resolved --attacher-worker-threads / --attacher-timeout.
+	Tuning hub.Tuning
+}
+
 // Controller attaches and detaches the driver's volumes.
 type Controller struct {
-	h         *hub.Hub
+	d         Deps
 	cfg       Config
 	workers   int
 	timeout   time.Duration
@@ -51,40 +79,35 @@ type Controller struct {
 
 // New builds the attacher and registers its informer handlers. The driver's
 // capabilities decide its mode, as in the external-attacher.
-func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
+func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	caps := h.Conn.Caps
+	caps := d.Caps
 	c := &Controller{
-		h:         h,
+		d:         d,
 		cfg:       cfg,
-		finalizer: FinalizerName(h.Driver),
+		workers:   d.Tuning.Workers,
+		timeout:   d.Tuning.Timeout,
+		finalizer: FinalizerName(d.Driver),
 		publish: caps.ControllerService() &&
 			caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME),
 		readOnly:    caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_READONLY),
 		multiWriter: caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER),
-		csi:         h.Conn.Controller(),
-		vaQueue:     h.NewQueue("csi-attacher-va"),
-		pvQueue:     h.NewQueue("csi-attacher-pv"),
+		csi:         d.CSI,
+		vaQueue:     d.NewQueue("csi-attacher-va"),
+		pvQueue:     d.NewQueue("csi-attacher-pv"),
 		stale:       newStaleGuard(),
 		pvStale:     newStaleGuard(),
 		force:       map[string]bool{},
 	}
 	c.reconcile = c.publish && caps.Has(csi.ControllerServiceCapability_RPC_LIST_VOLUMES) &&
 		caps.Has(csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES)
-	t := h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)
-	c.workers, c.timeout = t.Workers, t.Timeout
 
-	vas := h.Informers.Storage().V1().VolumeAttachments()
-	pvs := h.Informers.Core().V1().PersistentVolumes()
-	csiNodes := h.Informers.Storage().V1().CSINodes()
+	vas, pvs, csiNodes := d.VAs, d.PVs, d.CSINodes
 	c.vaLister, c.pvLister, c.csiNodeLister = vas.Lister(), pvs.Lister(), csiNodes.Lister()
 	csiNodes.Informer() // registered so the factory starts it
-	var err error
-	if c.vaByPV, err = h.AttachmentsByPV(); err != nil {
-		return nil, err
-	}
+	c.vaByPV = d.VAsByPV
 	if _, err := vas.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.vaChanged(nil, obj) },
 		UpdateFunc: c.vaChanged,
@@ -118,7 +141,7 @@ func (c *Controller) Mode() string {
 // the reconciler, until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithValues("controller", Name)
-	logger.Info("Starting attacher", "driver", c.h.Driver, "mode", c.Mode(), "workers", c.workers,
+	logger.Info("Starting attacher", "driver", c.d.Driver, "mode", c.Mode(), "workers", c.workers,
 		"timeout", c.timeout, "reconciler", c.reconcile, "reconcileSync", c.cfg.ReconcileSync)
 	var wg sync.WaitGroup
 	wg.Go(func() { hub.RunWorkers(ctx, Name, "VolumeAttachment", c.vaQueue, c.workers, c.syncVA) })
@@ -127,12 +150,12 @@ func (c *Controller) Run(ctx context.Context) {
 		wg.Go(func() { c.runReconciler(ctx) })
 	}
 	wg.Wait()
-	logger.Info("Attacher stopped", "driver", c.h.Driver)
+	logger.Info("Attacher stopped", "driver", c.d.Driver)
 }
 
 func (c *Controller) vaChanged(oldObj, newObj any) {
 	va, ok := newObj.(*storagev1.VolumeAttachment)
-	if !ok || va.Spec.Attacher != c.h.Driver {
+	if !ok || va.Spec.Attacher != c.d.Driver {
 		return
 	}
 	if old, ok := oldObj.(*storagev1.VolumeAttachment); ok && !worthSyncing(old, va) {
@@ -146,7 +169,7 @@ func (c *Controller) vaDeleted(obj any) {
 		obj = tomb.Obj
 	}
 	va, ok := obj.(*storagev1.VolumeAttachment)
-	if !ok || va.Spec.Attacher != c.h.Driver {
+	if !ok || va.Spec.Attacher != c.d.Driver {
 		return
 	}
 	c.stale.forget(va.Name)

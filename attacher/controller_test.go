@@ -37,23 +37,33 @@ func newUnitController(t *testing.T, publish bool, opts hub.Options, cfg Config,
 		Plugin:     rpc.PluginCapabilitySet{csi.PluginCapability_Service_CONTROLLER_SERVICE: true},
 		Controller: rpc.ControllerCapabilitySet{csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME: publish},
 	}
-	h := &hub.Hub{
-		Opts:      opts,
-		Kube:      client,
-		Informers: informers.NewSharedInformerFactory(client, 0),
-		Conn:      &csiconn.Conn{DriverName: unitDriver, Caps: caps},
-		Driver:    unitDriver,
-		Steps:     steps.NewRecorder(100),
-		Events:    record.NewFakeRecorder(100),
+	factory := informers.NewSharedInformerFactory(client, 0)
+	// The hub's informer factory only, for its VolumeAttachment index.
+	parts := &hub.Hub{Opts: opts, Informers: factory}
+	vaByPV, err := parts.AttachmentsByPV()
+	if err != nil {
+		t.Fatal(err)
 	}
-	c, err := New(t.Context(), h, cfg)
+	c, err := New(t.Context(), Deps{
+		Driver:   unitDriver,
+		Caps:     caps,
+		Kube:     client,
+		VAs:      factory.Storage().V1().VolumeAttachments(),
+		PVs:      factory.Core().V1().PersistentVolumes(),
+		CSINodes: factory.Storage().V1().CSINodes(),
+		VAsByPV:  vaByPV,
+		Events:   record.NewFakeRecorder(100),
+		Steps:    steps.NewRecorder(100),
+		NewQueue: parts.NewQueue,
+		Tuning:   opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults),
+	}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	h.Informers.Start(ctx.Done())
-	h.Informers.WaitForCacheSync(ctx.Done())
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
 	return c, client
 }
 
@@ -138,7 +148,7 @@ func TestAttachRefusesPVBeingDeleted(t *testing.T) {
 	if len(va.Finalizers) != 0 {
 		t.Errorf("finalizer added to a VolumeAttachment that cannot attach: %v", va.Finalizers)
 	}
-	events := c.h.Events.(*record.FakeRecorder).Events
+	events := c.d.Events.(*record.FakeRecorder).Events
 	select {
 	case ev := <-events:
 		if !strings.HasPrefix(ev, "Warning AttachFailed") {

@@ -105,14 +105,14 @@ func (c *Controller) nodeID(nodeName string, va *storagev1.VolumeAttachment) (st
 	csiNode, err := c.csiNodeLister.Get(nodeName)
 	switch {
 	case err == nil:
-		if id, ok := nodeIDFromCSINode(c.h.Driver, csiNode); ok {
+		if id, ok := nodeIDFromCSINode(c.d.Driver, csiNode); ok {
 			return id, nil
 		}
 		lookupErr = fmt.Errorf("CSINode %q does not list driver %s: its node plugin has not registered on node %q",
-			nodeName, c.h.Driver, nodeName)
+			nodeName, c.d.Driver, nodeName)
 	case apierrors.IsNotFound(err):
 		lookupErr = fmt.Errorf("CSINode %q not found: driver %s has not registered on node %q (is its node plugin running?)",
-			nodeName, c.h.Driver, nodeName)
+			nodeName, c.d.Driver, nodeName)
 	default:
 		lookupErr = fmt.Errorf("reading CSINode %q: %w", nodeName, err)
 	}
@@ -133,7 +133,7 @@ func (c *Controller) publishSecrets(ctx context.Context, src *v1.CSIPersistentVo
 	if ref.Name == "" {
 		return nil, errors.New("spec.csi.controllerPublishSecretRef has no name")
 	}
-	secrets, err := hub.ReadSecret(ctx, c.h.Kube, ref)
+	secrets, err := hub.ReadSecret(ctx, c.d.Kube, ref)
 	if err != nil {
 		return nil, fmt.Errorf("controllerPublishSecretRef: %w", err)
 	}

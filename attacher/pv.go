@@ -18,7 +18,7 @@ import (
 // attaches it itself again. external-attacher then drops its finalizer once
 // no VolumeAttachment uses the PV, and so does csi-hub.
 func (c *Controller) migrationRolledBack(pv *v1.PersistentVolume) bool {
-	return migration.IsInTree(pv) && pv.Annotations[migration.AnnMigratedTo] != c.h.Driver
+	return migration.IsInTree(pv) && pv.Annotations[migration.AnnMigratedTo] != c.d.Driver
 }
 
 // syncPV releases a PV that is being deleted from our finalizer once no
@@ -52,9 +52,9 @@ func (c *Controller) syncPV(ctx context.Context, name string) error {
 		}
 	}
 	if pv.DeletionTimestamp == nil {
-		c.h.Steps.Trigger(ctx, "in-tree PersistentVolume is no longer migrated to this driver (no "+migration.AnnMigratedTo+" naming it) and no VolumeAttachment uses it: removing the attacher's finalizer")
+		c.d.Steps.Trigger(ctx, "in-tree PersistentVolume is no longer migrated to this driver (no "+migration.AnnMigratedTo+" naming it) and no VolumeAttachment uses it: removing the attacher's finalizer")
 	} else {
-		c.h.Steps.Trigger(ctx, "PersistentVolume is being deleted and no VolumeAttachment uses it any more: removing the attacher's finalizer")
+		c.d.Steps.Trigger(ctx, "PersistentVolume is being deleted and no VolumeAttachment uses it any more: removing the attacher's finalizer")
 	}
 	if _, err := c.patchPVMeta(ctx, pv, edit.RemoveFinalizer(c.finalizer)); err != nil && !apierrors.IsNotFound(err) {
 		c.pvStale.forget(name)

@@ -40,7 +40,7 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 		return err
 	}
 	for _, va := range vas {
-		if va.Spec.Attacher != c.h.Driver {
+		if va.Spec.Attacher != c.d.Driver {
 			continue
 		}
 		nodeID, err := c.nodeID(va.Spec.NodeName, va)
@@ -54,10 +54,10 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 			continue
 		}
 		handle := src.csi().VolumeHandle
-		if src.migrated && migration.InTreePlugin(c.h.Driver) != "" {
+		if src.migrated && migration.InTreePlugin(c.d.Driver) != "" {
 			// The translation may leave parts of the handle to the node
 			// (GCE PD: project and zone), as external-attacher repairs them.
-			if handle, err = migration.RepairVolumeHandle(c.h.Driver, handle, nodeID); err != nil {
+			if handle, err = migration.RepairVolumeHandle(c.d.Driver, handle, nodeID); err != nil {
 				klog.FromContext(ctx).V(4).Info("Reconciler skips VolumeAttachment", "VolumeAttachment", va.Name, "err", err)
 				continue
 			}

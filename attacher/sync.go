@@ -24,7 +24,7 @@ func (c *Controller) syncVA(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if va.Spec.Attacher != c.h.Driver {
+	if va.Spec.Attacher != c.d.Driver {
 		return nil
 	}
 	if c.stale.isStale(name, va.ResourceVersion) {
@@ -52,7 +52,7 @@ func (c *Controller) syncTrivial(ctx context.Context, va *storagev1.VolumeAttach
 		// A finalizer left by an earlier run whose driver could publish would
 		// block the deletion forever; there is nothing to unpublish now.
 		if hasFinalizer(va.Finalizers, c.finalizer) {
-			c.h.Steps.Trigger(ctx, "VolumeAttachment is being deleted and the driver has no attach step: removing the attacher's finalizer")
+			c.d.Steps.Trigger(ctx, "VolumeAttachment is being deleted and the driver has no attach step: removing the attacher's finalizer")
 			_, err := c.patchVAMeta(ctx, va, edit.RemoveFinalizer(c.finalizer))
 			return err
 		}
@@ -61,7 +61,7 @@ func (c *Controller) syncTrivial(ctx context.Context, va *storagev1.VolumeAttach
 	if va.Status.Attached {
 		return nil
 	}
-	c.h.Steps.Trigger(ctx, "VolumeAttachment created; the driver has no ControllerPublish step, so the volume is marked attached at once")
+	c.d.Steps.Trigger(ctx, "VolumeAttachment created; the driver has no ControllerPublish step, so the volume is marked attached at once")
 	_, err := c.writeStatus(ctx, va, storagev1.VolumeAttachmentStatus{Attached: true})
 	return err
 }
@@ -75,7 +75,7 @@ func (c *Controller) syncAttach(ctx context.Context, va *storagev1.VolumeAttachm
 	if force {
 		why = fmt.Sprintf("the driver no longer lists %s as published to node %s: publishing it again", sourceName(va), va.Spec.NodeName)
 	}
-	c.h.Steps.Trigger(ctx, why)
+	c.d.Steps.Trigger(ctx, why)
 	va, publishContext, err := c.attach(ctx, va)
 	if err != nil {
 		c.reportError(ctx, va, err, true)
@@ -96,7 +96,7 @@ func (c *Controller) syncDetach(ctx context.Context, va *storagev1.VolumeAttachm
 	if !hasFinalizer(va.Finalizers, c.finalizer) && !force {
 		return nil // never published by us, or already detached
 	}
-	c.h.Steps.Trigger(ctx, fmt.Sprintf("VolumeAttachment of %s on node %s is being deleted: unpublishing the volume from the node",
+	c.d.Steps.Trigger(ctx, fmt.Sprintf("VolumeAttachment of %s on node %s is being deleted: unpublishing the volume from the node",
 		sourceName(va), va.Spec.NodeName))
 	if err := c.detach(ctx, va); err != nil {
 		c.reportError(ctx, va, err, false)
@@ -153,7 +153,7 @@ func (c *Controller) reportError(ctx context.Context, va *storagev1.VolumeAttach
 		klog.FromContext(ctx).Error(err, "Saving the error in the VolumeAttachment status failed", "VolumeAttachment", va.Name, "error", opErr)
 	}
 	// external-attacher's source component, "csi-attacher <driver>".
-	c.h.Recorder("csi-attacher "+c.h.Driver).Event(va, v1.EventTypeWarning, reason, opErr.Error())
+	c.d.Events.Event(va, v1.EventTypeWarning, reason, opErr.Error())
 }
 
 func sourceName(va *storagev1.VolumeAttachment) string {

@@ -273,7 +273,7 @@ func TestSyncVAErrorPaths(t *testing.T) {
 			if got := fake.Methods(); !slices.Equal(got, tc.calls) {
 				t.Errorf("CSI calls %v, want %v", got, tc.calls)
 			}
-			events := testutil.DrainEvents(c.h.Events.(*record.FakeRecorder))
+			events := testutil.DrainEvents(c.d.Events.(*record.FakeRecorder))
 			if !testutil.EventsHavePrefixes(events, tc.events) {
 				t.Errorf("events %q, want %q", events, tc.events)
 			}

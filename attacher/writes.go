@@ -14,7 +14,7 @@ import (
 // of single finalizers and annotations: no resourceVersion, no conflicts).
 
 func (c *Controller) patchVAMeta(ctx context.Context, va *storagev1.VolumeAttachment, m edit.Meta) (*storagev1.VolumeAttachment, error) {
-	out, err := edit.BuiltIn(ctx, c.h.Kube.StorageV1().VolumeAttachments(), va, m)
+	out, err := edit.BuiltIn(ctx, c.d.Kube.StorageV1().VolumeAttachments(), va, m)
 	if err == nil && out != va {
 		c.stale.wrote(va.Name, va.ResourceVersion)
 	}
@@ -22,7 +22,7 @@ func (c *Controller) patchVAMeta(ctx context.Context, va *storagev1.VolumeAttach
 }
 
 func (c *Controller) patchPVMeta(ctx context.Context, pv *v1.PersistentVolume, m edit.Meta) (*v1.PersistentVolume, error) {
-	out, err := edit.BuiltIn(ctx, c.h.Kube.CoreV1().PersistentVolumes(), pv, m)
+	out, err := edit.BuiltIn(ctx, c.d.Kube.CoreV1().PersistentVolumes(), pv, m)
 	if err == nil && out != pv {
 		c.pvStale.wrote(pv.Name, pv.ResourceVersion)
 	}
@@ -64,7 +64,7 @@ func (c *Controller) writeStatus(ctx context.Context, va *storagev1.VolumeAttach
 	if changes == nil {
 		return va, nil
 	}
-	out, err := edit.Status(ctx, c.h.Kube.StorageV1().VolumeAttachments(), va, changes)
+	out, err := edit.Status(ctx, c.d.Kube.StorageV1().VolumeAttachments(), va, changes)
 	if err != nil {
 		return va, err
 	}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/csi-hub/csi-hub/attacher"
+	"github.com/csi-hub/csi-hub/internal/app"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
 	"github.com/csi-hub/csi-hub/internal/steps"
@@ -119,7 +120,11 @@ func (e *env) registerNode() {
 func (e *env) startHub() {
 	e.t.Helper()
 	e.hub = hubtest.Start(e.t, e.c.RESTConfig(), hubtest.Options(e.socket), func(h *hub.Hub) error {
-		ctrl, err := attacher.New(e.t.Context(), h, e.cfg)
+		d, err := app.AttacherDeps(h, e.cfg)
+		if err != nil {
+			return err
+		}
+		ctrl, err := attacher.New(e.t.Context(), d, e.cfg)
 		if err != nil {
 			return err
 		}

@@ -90,7 +90,11 @@ var controllerSpecs = []controllerSpec{
 				return &o.Attacher.WorkerThreads, &o.Attacher.Timeout
 			}},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return attacher.New(ctx, h, o.Attacher)
+			d, err := AttacherDeps(h, o.Attacher)
+			if err != nil {
+				return nil, err
+			}
+			return attacher.New(ctx, d, o.Attacher)
 		}},
 	{name: "resizer", needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME, csi.ControllerServiceCapability_RPC_MODIFY_VOLUME},

@@ -1,0 +1,40 @@
+package app
+
+import (
+	"time"
+
+	"github.com/csi-hub/csi-hub/attacher"
+	"github.com/csi-hub/csi-hub/internal/hub"
+)
+
+// This file is the one place where controllers' dependencies are taken from
+// the hub: each controller's New gets a struct of exactly what it uses, and no
+// controller sees the hub itself. Integration tests outside the controller's
+// own package build the same way through these functions.
+
+// tune resolves a controller's own workers and timeout (hub.Options.Tune).
+func tune(h *hub.Hub, workers int, timeout time.Duration, def hub.Tuning) hub.Tuning {
+	return h.Opts.Tune(hub.Tuning{Workers: workers, Timeout: timeout}, def)
+}
+
+// AttacherDeps is what the attacher uses of h.
+func AttacherDeps(h *hub.Hub, cfg attacher.Config) (attacher.Deps, error) {
+	byPV, err := h.AttachmentsByPV()
+	if err != nil {
+		return attacher.Deps{}, err
+	}
+	return attacher.Deps{
+		Driver:   h.Driver,
+		Caps:     h.Conn.Caps,
+		CSI:      h.Conn.Controller(),
+		Kube:     h.Kube,
+		VAs:      h.Informers.Storage().V1().VolumeAttachments(),
+		PVs:      h.Informers.Core().V1().PersistentVolumes(),
+		CSINodes: h.Informers.Storage().V1().CSINodes(),
+		VAsByPV:  byPV,
+		Events:   h.Recorder("csi-attacher " + h.Driver), // external-attacher's event source
+		Steps:    h.Steps,
+		NewQueue: h.NewQueue,
+		Tuning:   tune(h, cfg.WorkerThreads, cfg.Timeout, attacher.Defaults),
+	}, nil
+}
