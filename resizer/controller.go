@@ -15,21 +15,55 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	storageinformers "k8s.io/client-go/informers/storage/v1"
+	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/internal/steps"
 )
 
 // Name is the controller's name in logs, steps and --controllers.
 const Name = "resizer"
 
+// Deps is what the resizer uses, built by internal/app (ResizerDeps) from the
+// hub's shared parts; unit tests build it from fakes.
+type Deps struct {
+	Driver string
+	Caps   csiconn.Capabilities
+	CSI    csi.ControllerClient
+	// Node answers NodeGetCapabilities: a driver without controller
+	// EXPAND_VOLUME may expand on the node only.
+	Node csi.NodeClient
+	// Kube writes claims and volumes, reads secrets and asks discovery
+	// whether VolumeAttributesClasses are served.
+	Kube kubernetes.Interface
+	PVCs coreinformers.PersistentVolumeClaimInformer
+	PVs  coreinformers.PersistentVolumeInformer
+	VACs storageinformers.VolumeAttributesClassInformer
+	// PodClaims registers the process's slim Pod informer (hub.PodClaims);
+	// called only with --handle-volume-inuse-error.
+	PodClaims func() (cache.SharedIndexInformer, error)
+	// Events carry external-resizer's source component, "external-resizer <driver>".
+	Events   record.EventRecorder
+	Steps    *steps.Recorder
+	NewQueue func(name string) hub.Queue
+	// RetryStart and RetryMax are --retry-interval-start and -max.
+	RetryStart, RetryMax time.Duration
+	// Tuning is the resolved --resizer-worker-threads / --resizer-timeout.
+	Tuning hub.Tuning
+}
+
 // Controller runs the expansion and the modification sub-controllers, each
 // with its own queue of PVC keys.
 type Controller struct {
-	h       *hub.Hub
+	d       Deps
 	cfg     Config
 	workers int
 	timeout time.Duration
@@ -45,24 +79,23 @@ type Controller struct {
 
 // New registers the resizer's event handlers on the hub's shared PVC informer
 // (and VolumeAttributesClass informer when the driver can modify volumes).
-func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
+func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	t := h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)
 	c := &Controller{
-		h: h, cfg: cfg,
-		workers: t.Workers,
-		timeout: t.Timeout,
-		pvcs:    h.Informers.Core().V1().PersistentVolumeClaims().Lister(),
-		pvs:     h.Informers.Core().V1().PersistentVolumes().Lister(),
-		csi:     h.Conn.Controller(),
+		d: d, cfg: cfg,
+		workers: d.Tuning.Workers,
+		timeout: d.Tuning.Timeout,
+		pvcs:    d.PVCs.Lister(),
+		pvs:     d.PVs.Lister(),
+		csi:     d.CSI,
 	}
 	// The PV informer is read through its lister; it must be part of the
 	// factory before the hub starts it.
-	h.Informers.Core().V1().PersistentVolumes().Informer()
+	d.PVs.Informer()
 
-	canExpand, nodeOnly, err := expansionSupport(ctx, h, c.timeout)
+	canExpand, nodeOnly, err := expansionSupport(ctx, d, c.timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -71,27 +104,27 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 		// A node-only driver gets no ControllerExpandVolume call, so no
 		// in-use error: no need to watch Pods.
 		if cfg.HandleVolumeInUseError && !nodeOnly {
-			if c.expand.users, err = watchClaimUsers(h, c.expand.q.Add); err != nil {
+			if c.expand.users, err = watchClaimUsers(d, c.expand.q.Add); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_MODIFY_VOLUME) {
-		served, err := vacServed(h)
+	if d.Caps.Has(csi.ControllerServiceCapability_RPC_MODIFY_VOLUME) {
+		served, err := vacServed(d.Kube)
 		switch {
 		case err != nil:
 			return nil, err
 		case served:
-			c.vacs = h.Informers.Storage().V1().VolumeAttributesClasses().Lister()
+			c.vacs = d.VACs.Lister()
 			c.modify = newModifier(c)
 		default:
-			klog.FromContext(ctx).Info("Volume modification disabled: the API server does not serve storage.k8s.io/v1 volumeattributesclasses", "driver", h.Driver)
+			klog.FromContext(ctx).Info("Volume modification disabled: the API server does not serve storage.k8s.io/v1 volumeattributesclasses", "driver", d.Driver)
 		}
 	}
 	if c.expand == nil && c.modify == nil {
-		return nil, fmt.Errorf("resizer: driver %s can neither expand volumes (EXPAND_VOLUME) nor modify them (MODIFY_VOLUME)", h.Driver)
+		return nil, fmt.Errorf("resizer: driver %s can neither expand volumes (EXPAND_VOLUME) nor modify them (MODIFY_VOLUME)", d.Driver)
 	}
-	_, err = h.Informers.Core().V1().PersistentVolumeClaims().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, err = d.PVCs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.pvcAdded,
 		UpdateFunc: c.pvcUpdated,
 		DeleteFunc: c.pvcDeleted,
@@ -100,14 +133,14 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	if c.modify != nil {
-		_, err = h.Informers.Storage().V1().VolumeAttributesClasses().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		_, err = d.VACs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: c.modify.classAdded,
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
-	klog.FromContext(ctx).Info("Resizer configured", "driver", h.Driver, "expand", c.expand != nil, "nodeOnlyExpansion", nodeOnly,
+	klog.FromContext(ctx).Info("Resizer configured", "driver", d.Driver, "expand", c.expand != nil, "nodeOnlyExpansion", nodeOnly,
 		"modify", c.modify != nil, "workers", c.workers, "timeout", c.timeout)
 	return c, nil
 }
@@ -116,13 +149,13 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 // sidecar, a driver without controller EXPAND_VOLUME whose node service has
 // EXPAND_VOLUME gets the "trivial resizer": the PV is resized without a CSI
 // call and kubelet does the expansion.
-func expansionSupport(ctx context.Context, h *hub.Hub, timeout time.Duration) (canExpand, nodeOnly bool, err error) {
-	if h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_EXPAND_VOLUME) {
+func expansionSupport(ctx context.Context, d Deps, timeout time.Duration) (canExpand, nodeOnly bool, err error) {
+	if d.Caps.Has(csi.ControllerServiceCapability_RPC_EXPAND_VOLUME) {
 		return true, false, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := h.Conn.Node().NodeGetCapabilities(ctx, &csi.NodeGetCapabilitiesRequest{})
+	resp, err := d.Node.NodeGetCapabilities(ctx, &csi.NodeGetCapabilitiesRequest{})
 	if err != nil {
 		// A controller-only driver need not serve the node service at all.
 		klog.V(2).InfoS("NodeGetCapabilities failed; no node-only expansion", "err", err)
@@ -139,8 +172,8 @@ func expansionSupport(ctx context.Context, h *hub.Hub, timeout time.Duration) (c
 // vacServed reports whether storage.k8s.io/v1 serves VolumeAttributesClasses;
 // starting an informer on a resource that is not served would keep the whole
 // hub waiting for a cache that never syncs.
-func vacServed(h *hub.Hub) (bool, error) {
-	list, err := h.Kube.Discovery().ServerResourcesForGroupVersion("storage.k8s.io/v1")
+func vacServed(kube kubernetes.Interface) (bool, error) {
+	list, err := kube.Discovery().ServerResourcesForGroupVersion("storage.k8s.io/v1")
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
@@ -161,8 +194,8 @@ func (c *Controller) Name() string { return Name }
 // Run processes both queues until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithValues("controller", Name)
-	logger.Info("Starting resizer", "driver", c.h.Driver)
-	defer logger.Info("Resizer stopped", "driver", c.h.Driver)
+	logger.Info("Starting resizer", "driver", c.d.Driver)
+	defer logger.Info("Resizer stopped", "driver", c.d.Driver)
 	var wg sync.WaitGroup
 	if c.expand != nil {
 		wg.Go(func() { c.expand.run(ctx) })
@@ -282,7 +315,7 @@ func (c *Controller) claimAndVolume(ctx context.Context, key string) (*v1.Persis
 	if err != nil {
 		return nil, nil, err
 	}
-	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != c.h.Driver {
+	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != c.d.Driver {
 		return nil, nil, nil // another driver's volume (or not CSI)
 	}
 	if ref := pv.Spec.ClaimRef; ref == nil || ref.Namespace != pvc.Namespace || ref.UID != pvc.UID {
@@ -298,7 +331,7 @@ func (c *Controller) claimAndVolume(ctx context.Context, key string) (*v1.Persis
 // backoff, so no failure goes unseen by the user.
 func (c *Controller) writeFailed(pvc *v1.PersistentVolumeClaim, reason string, err error) error {
 	if apierrors.IsConflict(err) { // also when wrapped with %w
-		return hub.RequeueAfter(c.h.Opts.RetryIntervalStart)
+		return hub.RequeueAfter(c.d.RetryStart)
 	}
 	c.events().Event(pvc, v1.EventTypeWarning, reason, err.Error())
 	return err

@@ -95,7 +95,7 @@ func (c *Controller) secrets(ctx context.Context, ref *v1.SecretReference, field
 	if ref.Name == "" || ref.Namespace == "" {
 		return nil, fmt.Errorf("PV %s names secret %q in namespace %q: both are required", field, ref.Name, ref.Namespace)
 	}
-	secrets, err := hub.ReadSecret(ctx, c.h.Kube, ref)
+	secrets, err := hub.ReadSecret(ctx, c.d.Kube, ref)
 	if err != nil {
 		return nil, fmt.Errorf("PV %s: %w", field, err)
 	}
@@ -105,7 +105,7 @@ func (c *Controller) secrets(ctx context.Context, ref *v1.SecretReference, field
 // volumeCapability describes the PV to the driver (block or mount, access mode).
 func (c *Controller) volumeCapability(pv *v1.PersistentVolume) (*csi.VolumeCapability, error) {
 	mode, err := accessmodes.ToCSIAccessMode(pv.Spec.AccessModes,
-		c.h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER))
+		c.d.Caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER))
 	if err != nil {
 		return nil, fmt.Errorf("PV %s spec.accessModes: %w", pv.Name, err)
 	}

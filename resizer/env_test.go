@@ -77,7 +77,7 @@ func newEnv(t testing.TB, opts fakedriver.Options, cfg Config, eopts ...envOptio
 func (e *env) startHub() {
 	e.t.Helper()
 	e.hub = hubtest.Start(e.t, e.c.RESTConfig(), e.opts, func(h *hub.Hub) error {
-		ctrl, err := New(e.t.Context(), h, e.cfg)
+		ctrl, err := New(e.t.Context(), hubDeps(h, e.cfg), e.cfg)
 		if err != nil {
 			return err
 		}

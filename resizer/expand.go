@@ -35,8 +35,8 @@ type expander struct {
 }
 
 func newExpander(c *Controller, nodeOnly bool) *expander {
-	return &expander{c: c, q: c.h.NewQueue(c.h.Driver + "-pvc"), nodeOnly: nodeOnly,
-		slow: newSlowRetry(c.h.Opts.RetryIntervalMax), finalErr: map[string]bool{}}
+	return &expander{c: c, q: c.d.NewQueue(c.d.Driver + "-pvc"), nodeOnly: nodeOnly,
+		slow: newSlowRetry(c.d.RetryMax), finalErr: map[string]bool{}}
 }
 
 func (e *expander) run(ctx context.Context) {
@@ -174,7 +174,7 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 		return hub.RequeueAfter(wait)
 	}
 	current := pvc.Status.Capacity[v1.ResourceStorage]
-	c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC asks for %s but has %s: expand volume %s to %s",
+	c.d.Steps.Trigger(ctx, fmt.Sprintf("PVC asks for %s but has %s: expand volume %s to %s",
 		pvc.Spec.Resources.Requests.Storage(), current.String(), pv.Name, size.String()))
 
 	marked, err := e.markInProgress(ctx, pvc, size, !sameSize)
@@ -186,7 +186,7 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 		// Upstream's message and reason; retried with backoff, and at once
 		// when the last Pod using the claim goes.
 		msg := fmt.Sprintf("Unable to expand %s because CSI driver %s only supports offline expansion and volume is currently in-use",
-			klog.KObj(pvc), c.h.Driver)
+			klog.KObj(pvc), c.d.Driver)
 		c.events().Event(pvc, v1.EventTypeWarning, reasonResizeFailed, msg)
 		return errors.New(msg)
 	}
@@ -214,7 +214,7 @@ func (e *expander) expand(ctx context.Context, key string, pvc *v1.PersistentVol
 // failed records a failed ControllerExpandVolume on the PVC.
 func (e *expander) failed(ctx context.Context, key string, pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume, callErr error) error {
 	c := e.c
-	err := fmt.Errorf("resize volume %q by resizer %q failed: %w", pv.Name, c.h.Driver, callErr)
+	err := fmt.Errorf("resize volume %q by resizer %q failed: %w", pv.Name, c.d.Driver, callErr)
 	final, infeasible := isFinalError(callErr), isInfeasibleError(callErr)
 	e.setFinalError(key, final)
 	if infeasible {

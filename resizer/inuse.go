@@ -36,8 +36,8 @@ type claimUsers struct {
 // watchClaimUsers registers the handlers on the hub's slim Pod informer; the
 // hub starts and syncs it with the others. It is the process's one Pod watch,
 // there only when a controller needs it (here: the resizer with the flag on).
-func watchClaimUsers(h *hub.Hub, freed func(key string)) (*claimUsers, error) {
-	inf, err := h.PodClaims()
+func watchClaimUsers(d Deps, freed func(key string)) (*claimUsers, error) {
+	inf, err := d.PodClaims()
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func watchClaimUsers(h *hub.Hub, freed func(key string)) (*claimUsers, error) {
 	if err != nil {
 		return nil, err
 	}
-	klog.InfoS("Watching Pods for claims in use (--handle-volume-inuse-error)", "controller", Name, "driver", h.Driver)
+	klog.InfoS("Watching Pods for claims in use (--handle-volume-inuse-error)", "controller", Name, "driver", d.Driver)
 	return u, nil
 }
 

@@ -31,7 +31,7 @@ type modifier struct {
 
 func newModifier(c *Controller) *modifier {
 	// external-resizer's queue name, for the workqueue_* metrics.
-	return &modifier{c: c, q: c.h.NewQueue(c.h.Driver + "-pvc"), slow: newSlowRetry(c.h.Opts.RetryIntervalMax)}
+	return &modifier{c: c, q: c.d.NewQueue(c.d.Driver + "-pvc"), slow: newSlowRetry(c.d.RetryMax)}
 }
 
 func (m *modifier) run(ctx context.Context) {
@@ -103,7 +103,7 @@ func (m *modifier) sync(ctx context.Context, key string) error {
 		if err != nil {
 			return err
 		}
-		m.c.h.Steps.Trigger(ctx, fmt.Sprintf("a modification to class %s may still be running in the driver: retry it", vac.Name))
+		m.c.d.Steps.Trigger(ctx, fmt.Sprintf("a modification to class %s may still be running in the driver: retry it", vac.Name))
 		return m.modifyTo(ctx, key, pvc, pv, vac)
 	}
 	vac, err := m.class(ctx, pvc, want)
@@ -117,9 +117,9 @@ func (m *modifier) sync(ctx context.Context, key string) error {
 		return err
 	}
 	if want == current {
-		m.c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC was set back to its current class %s: re-apply it to clear the failed modification", want))
+		m.c.d.Steps.Trigger(ctx, fmt.Sprintf("PVC was set back to its current class %s: re-apply it to clear the failed modification", want))
 	} else {
-		m.c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC asks for class %s but volume has %q: modify volume %s", want, current, pv.Name))
+		m.c.d.Steps.Trigger(ctx, fmt.Sprintf("PVC asks for class %s but volume has %q: modify volume %s", want, current, pv.Name))
 	}
 	marked, err := m.markStatus(ctx, pvc, v1.PersistentVolumeClaimModifyVolumeInProgress, vac.Name, nil)
 	if err != nil {
@@ -141,8 +141,8 @@ func (m *modifier) class(ctx context.Context, pvc *v1.PersistentVolumeClaim, nam
 		}
 		return nil, fmt.Errorf("VolumeAttributesClass %q: %w", name, err)
 	}
-	if vac.DriverName != m.c.h.Driver {
-		klog.FromContext(ctx).V(2).Info("VolumeAttributesClass names another driver", "class", name, "classDriver", vac.DriverName, "driver", m.c.h.Driver)
+	if vac.DriverName != m.c.d.Driver {
+		klog.FromContext(ctx).V(2).Info("VolumeAttributesClass names another driver", "class", name, "classDriver", vac.DriverName, "driver", m.c.d.Driver)
 	}
 	return vac, nil
 }

@@ -57,7 +57,7 @@ func (m *modifier) rolledBack(ctx context.Context, pvc *v1.PersistentVolumeClaim
 	if !hasCondition(pvc, v1.PersistentVolumeClaimVolumeModifyingVolume) && !hasCondition(pvc, v1.PersistentVolumeClaimVolumeModifyVolumeError) {
 		return nil
 	}
-	m.c.h.Steps.Trigger(ctx, "PVC no longer asks for a class: clear the modification conditions")
+	m.c.d.Steps.Trigger(ctx, "PVC no longer asks for a class: clear the modification conditions")
 	updated := pvc.DeepCopy()
 	updated.Status.Conditions = mergeConditions(updated.Status.Conditions, modifyConditions, false)
 	out, err := m.c.patchClaimStatus(ctx, pvc, updated, true)

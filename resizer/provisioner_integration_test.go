@@ -27,7 +27,7 @@ func TestWithProvisionerInOneHub(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		r, err := New(t.Context(), h, e.cfg)
+		r, err := New(t.Context(), hubDeps(h, e.cfg), e.cfg)
 		if err != nil {
 			return err
 		}

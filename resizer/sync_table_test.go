@@ -69,7 +69,7 @@ func newTableResizer(t *testing.T, objs ...runtime.Object) (*Controller, *fake.C
 	}
 	cfg := DefaultConfig()
 	cfg.HandleVolumeInUseError = false
-	c, err := New(t.Context(), h, cfg)
+	c, err := New(t.Context(), hubDeps(h, cfg), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func TestSyncErrorPaths(t *testing.T) {
 			if got := fake.Methods(); !slices.Equal(got, tc.calls) {
 				t.Errorf("CSI calls %v, want %v", got, tc.calls)
 			}
-			events := testutil.DrainEvents(c.h.Events.(*record.FakeRecorder))
+			events := testutil.DrainEvents(c.d.Events.(*record.FakeRecorder))
 			if !testutil.EventsHavePrefixes(events, tc.events) {
 				t.Errorf("events %q, want %q", events, tc.events)
 			}

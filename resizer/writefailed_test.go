@@ -11,15 +11,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/record"
-
-	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // A failed status write is a Warning event and an error, except a Conflict,
 // which is only the informer lagging behind: a quiet short requeue.
 func TestWriteFailed(t *testing.T) {
 	rec := record.NewFakeRecorder(10)
-	c := &Controller{h: &hub.Hub{Events: rec, Opts: hub.Options{RetryIntervalStart: 250 * time.Millisecond}}}
+	c := &Controller{d: Deps{Events: rec, RetryStart: 250 * time.Millisecond}}
 	pvc := &v1.PersistentVolumeClaim{}
 
 	conflict := apierrors.NewConflict(schema.GroupResource{Resource: "persistentvolumeclaims"}, "data", errors.New("stale"))

@@ -102,7 +102,7 @@ var controllerSpecs = []controllerSpec{
 			workers: "Resizer workers per queue", timeout: "ControllerExpandVolume/ControllerModifyVolume calls",
 			own: func(o *ControllerOptions) (*int, *time.Duration) { return &o.Resizer.WorkerThreads, &o.Resizer.Timeout }},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return resizer.New(ctx, h, o.Resizer)
+			return resizer.New(ctx, ResizerDeps(h, o.Resizer), o.Resizer)
 		}},
 	{name: "snapshotter", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
 		tuning: tuningSpec{sidecar: "csi-snapshotter", defaults: snapshotter.Defaults,

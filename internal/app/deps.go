@@ -5,6 +5,7 @@ import (
 
 	"github.com/csi-hub/csi-hub/attacher"
 	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/resizer"
 )
 
 // This file is the one place where controllers' dependencies are taken from
@@ -37,4 +38,25 @@ func AttacherDeps(h *hub.Hub, cfg attacher.Config) (attacher.Deps, error) {
 		NewQueue: h.NewQueue,
 		Tuning:   tune(h, cfg.WorkerThreads, cfg.Timeout, attacher.Defaults),
 	}, nil
+}
+
+// ResizerDeps is what the resizer uses of h.
+func ResizerDeps(h *hub.Hub, cfg resizer.Config) resizer.Deps {
+	return resizer.Deps{
+		Driver:     h.Driver,
+		Caps:       h.Conn.Caps,
+		CSI:        h.Conn.Controller(),
+		Node:       h.Conn.Node(),
+		Kube:       h.Kube,
+		PVCs:       h.Informers.Core().V1().PersistentVolumeClaims(),
+		PVs:        h.Informers.Core().V1().PersistentVolumes(),
+		VACs:       h.Informers.Storage().V1().VolumeAttributesClasses(),
+		PodClaims:  h.PodClaims,
+		Events:     h.Recorder("external-resizer " + h.Driver), // external-resizer's event source
+		Steps:      h.Steps,
+		NewQueue:   h.NewQueue,
+		RetryStart: h.Opts.RetryIntervalStart,
+		RetryMax:   h.Opts.RetryIntervalMax,
+		Tuning:     tune(h, cfg.WorkerThreads, cfg.Timeout, resizer.Defaults),
+	}
 }

@@ -1,0 +1,16 @@
+package resizer
+
+import "github.com/csi-hub/csi-hub/internal/hub"
+
+// hubDeps is internal/app's ResizerDeps for the tests of this package, which
+// cannot import internal/app (it imports this package).
+func hubDeps(h *hub.Hub, cfg Config) Deps {
+	return Deps{
+		Driver: h.Driver, Caps: h.Conn.Caps, CSI: h.Conn.Controller(), Node: h.Conn.Node(), Kube: h.Kube,
+		PVCs: h.Informers.Core().V1().PersistentVolumeClaims(), PVs: h.Informers.Core().V1().PersistentVolumes(),
+		VACs: h.Informers.Storage().V1().VolumeAttributesClasses(), PodClaims: h.PodClaims,
+		Events: h.Recorder("external-resizer " + h.Driver), Steps: h.Steps, NewQueue: h.NewQueue,
+		RetryStart: h.Opts.RetryIntervalStart, RetryMax: h.Opts.RetryIntervalMax,
+		Tuning: h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults),
+	}
+}
