@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	v1 "k8s.io/api/core/v1"
@@ -52,7 +53,11 @@ func (s *sourceEnv) startHub() {
 		}
 		cfg := snapshotter.DefaultConfig()
 		cfg.CRDPollInterval = time.Second
-		snap, err := snapshotter.New(s.t.Context(), h, cfg)
+		d, err := snapshotterDeps(h)
+		if err != nil {
+			return err
+		}
+		snap, err := snapshotter.New(s.t.Context(), d, cfg)
 		if err != nil {
 			return err
 		}
@@ -173,4 +178,21 @@ func (s *sourceEnv) requireNoVolume(claim string) {
 	if pvc.Spec.VolumeName != "" {
 		s.t.Errorf("claim %s is bound to %s, want it pending", claim, pvc.Spec.VolumeName)
 	}
+}
+
+// snapshotterDeps is internal/app's SnapshotterDeps for this package's tests,
+// which cannot import internal/app (it imports this package).
+func snapshotterDeps(h *hub.Hub) (snapshotter.Deps, error) {
+	api, err := h.Snapshots()
+	if err != nil {
+		return snapshotter.Deps{}, err
+	}
+	d := snapshotter.Deps{Driver: h.Driver, CSI: h.Conn.Controller(), Kube: h.Kube, Snapshots: api,
+		ListSupported: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS),
+		Events:        h.Recorder("csi-snapshotter " + h.Driver), Steps: h.Steps, NewQueue: h.NewQueue,
+		RetryStart: h.Opts.RetryIntervalStart, RetryMax: h.Opts.RetryIntervalMax, Tuning: h.Opts.Tune(hub.Tuning{}, snapshotter.Defaults)}
+	if h.Conn.Caps.Plugin[csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE] {
+		d.GroupCSI = csi.NewGroupControllerClient(h.Conn.ClientConn)
+	}
+	return d, nil
 }

@@ -9,7 +9,6 @@ package snapshotter
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -31,7 +30,7 @@ const Name = "snapshotter"
 
 // Controller is the snapshotter.
 type Controller struct {
-	deps
+	d        Deps
 	cfg      Config
 	workers  int
 	timeout  time.Duration
@@ -49,72 +48,50 @@ type Controller struct {
 	group *groupPath
 }
 
-// deps is what the controller uses from the hub; a struct so unit tests can
-// supply fakes.
-type deps struct {
-	driver string
-	csi    csi.ControllerClient
-	// groupCSI is set when the driver serves the GroupController service.
-	groupCSI      csi.GroupControllerClient
-	listSupported bool
-	kube          kubernetes.Interface
-	api           *hub.SnapshotAPI
-	events        record.EventRecorder
-	steps         *steps.Recorder
-	opts          hub.Options
-	tuning        hub.Tuning // resolved workers and timeout
-	newQueue      func(name string) hub.Queue
+// Deps is what the snapshotter uses, built by internal/app (SnapshotterDeps)
+// from the hub's shared parts; unit tests build it from fakes.
+type Deps struct {
+	Driver string
+	CSI    csi.ControllerClient
+	// GroupCSI is set when the driver serves the GroupController service.
+	GroupCSI      csi.GroupControllerClient
+	ListSupported bool // the driver has LIST_SNAPSHOTS
+	Kube          kubernetes.Interface
+	// Snapshots is the shared snapshot API: client, informers, CRD wait.
+	Snapshots *hub.SnapshotAPI
+	// Events carry csi-snapshotter's source component, "csi-snapshotter <driver>".
+	Events   record.EventRecorder
+	Steps    *steps.Recorder
+	NewQueue func(name string) hub.Queue
+	// RetryStart and RetryMax are --retry-interval-start and -max, which
+	// space the readiness polls.
+	RetryStart, RetryMax time.Duration
+	// Tuning is the resolved --snapshotter-worker-threads / --snapshotter-timeout.
+	Tuning hub.Tuning
 }
 
-// New builds the snapshotter on the hub's shared parts. The driver must
-// advertise CREATE_DELETE_SNAPSHOT.
-func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
-	if !h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT) {
-		return nil, fmt.Errorf("driver %s does not advertise the CREATE_DELETE_SNAPSHOT controller capability; the snapshotter cannot run", h.Driver)
-	}
-	api, err := h.Snapshots()
-	if err != nil {
-		return nil, err
-	}
-	var groupCSI csi.GroupControllerClient
-	if h.Conn.Caps.Plugin[csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE] {
-		groupCSI = csi.NewGroupControllerClient(h.Conn.ClientConn)
-	}
-	return newController(deps{
-		driver:        h.Driver,
-		csi:           h.Conn.Controller(),
-		groupCSI:      groupCSI,
-		listSupported: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS),
-		kube:          h.Kube,
-		api:           api,
-		events:        h.Recorder("csi-snapshotter " + h.Driver), // the sidecar's event source
-		steps:         h.Steps,
-		opts:          h.Opts,
-		tuning:        h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults),
-		newQueue:      h.NewQueue,
-	}, cfg)
-}
-
-func newController(d deps, cfg Config) (*Controller, error) {
+// New builds the snapshotter and registers its informer handlers. The driver
+// must advertise CREATE_DELETE_SNAPSHOT (internal/app checks it).
+func New(_ context.Context, d Deps, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	if cfg.CRDPollInterval > 0 {
-		d.api.PollInterval = cfg.CRDPollInterval
+		d.Snapshots.PollInterval = cfg.CRDPollInterval
 	}
 	c := &Controller{
-		deps:    d,
+		d:       d,
 		cfg:     cfg,
-		workers: d.tuning.Workers,
-		timeout: d.tuning.Timeout,
-		queue:   d.newQueue("csi-snapshotter-content"), // the sidecar's queue names, for workqueue_* metrics
+		workers: d.Tuning.Workers,
+		timeout: d.Tuning.Timeout,
+		queue:   d.NewQueue("csi-snapshotter-content"), // the sidecar's queue names, for workqueue_* metrics
 		polls:   map[string]int{},
 	}
-	if d.groupCSI != nil {
-		c.group = &groupPath{csi: d.groupCSI, queue: d.newQueue("csi-snapshotter-groupsnapshotcontent")}
+	if d.GroupCSI != nil {
+		c.group = &groupPath{csi: d.GroupCSI, queue: d.NewQueue("csi-snapshotter-groupsnapshotcontent")}
 	}
-	contentInformer := d.api.Informers.Snapshot().V1().VolumeSnapshotContents()
-	classInformer := d.api.Informers.Snapshot().V1().VolumeSnapshotClasses()
+	contentInformer := d.Snapshots.Informers.Snapshot().V1().VolumeSnapshotContents()
+	classInformer := d.Snapshots.Informers.Snapshot().V1().VolumeSnapshotClasses()
 	c.contents, c.classes = contentInformer.Lister(), classInformer.Lister()
 	// Every content is synced again each --resync-period, as the sidecar's informer resyncs.
 	_, err := contentInformer.Informer().AddEventHandlerWithResyncPeriod(cache.ResourceEventHandlerFuncs{
@@ -151,17 +128,17 @@ func (c *Controller) Run(ctx context.Context) {
 		go func() { defer close(done); c.runGroups(ctx) }()
 		defer func() { <-done }()
 	}
-	if err := c.api.WaitReady(ctx); err != nil {
+	if err := c.d.Snapshots.WaitReady(ctx); err != nil {
 		if ctx.Err() == nil {
 			klog.ErrorS(err, "Snapshotter cannot start")
 		}
 		c.queue.ShutDown()
 		return
 	}
-	klog.InfoS("Starting snapshotter", "driver", c.driver, "workers", c.workers, "timeout", c.timeout,
+	klog.InfoS("Starting snapshotter", "driver", c.d.Driver, "workers", c.workers, "timeout", c.timeout,
 		"snapshotNamePrefix", c.cfg.SnapshotNamePrefix, "extraCreateMetadata", c.cfg.extraCreateMetadata())
 	hub.RunWorkers(ctx, Name, "VolumeSnapshotContent", c.queue, c.workers, c.sync)
-	klog.InfoS("Snapshotter stopped", "driver", c.driver)
+	klog.InfoS("Snapshotter stopped", "driver", c.d.Driver)
 }
 
 func (c *Controller) enqueue(obj any) {
@@ -169,7 +146,7 @@ func (c *Controller) enqueue(obj any) {
 		obj = tomb.Obj
 	}
 	content, ok := obj.(*snapv1.VolumeSnapshotContent)
-	if !ok || content.Spec.Driver != c.driver || !c.managedHere(content.Labels) {
+	if !ok || content.Spec.Driver != c.d.Driver || !c.managedHere(content.Labels) {
 		return
 	}
 	c.queue.Add(content.Name)
@@ -185,4 +162,4 @@ func (c *Controller) managedHere(labels map[string]string) bool {
 }
 
 // snapClient is the snapshot.storage.k8s.io client.
-func (c *Controller) snapClient() snapclient.Interface { return c.api.Client }
+func (c *Controller) snapClient() snapclient.Interface { return c.d.Snapshots.Client }

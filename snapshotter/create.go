@@ -64,7 +64,7 @@ func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.Volume
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	rsp, err := c.csi.CreateSnapshot(cctx, req)
+	rsp, err := c.d.CSI.CreateSnapshot(cctx, req)
 	if err != nil {
 		if finalError(err) {
 			// The backend answered: nothing is being cut, deletion may proceed.
@@ -111,7 +111,7 @@ func (c *Controller) createRequest(ctx context.Context, content *snapv1.VolumeSn
 	if err != nil {
 		return nil, err
 	}
-	secrets, err := hub.ReadSecret(ctx, c.kube, ref)
+	secrets, err := hub.ReadSecret(ctx, c.d.Kube, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,7 @@ func (c *Controller) checkExisting(ctx context.Context, content *snapv1.VolumeSn
 
 func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
 	handle := *content.Spec.Source.SnapshotHandle
-	if !c.listSupported {
+	if !c.d.ListSupported {
 		return c.recordSnapshot(ctx, content, handle, &csi.Snapshot{SnapshotId: handle, ReadyToUse: true})
 	}
 	var secrets map[string]string
@@ -150,7 +150,7 @@ func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSn
 		if err != nil {
 			return content, err
 		}
-		if secrets, err = hub.ReadSecret(ctx, c.kube, ref); err != nil {
+		if secrets, err = hub.ReadSecret(ctx, c.d.Kube, ref); err != nil {
 			return content, err
 		}
 	}
@@ -162,7 +162,7 @@ func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSn
 func (c *Controller) lookUpAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent, handle string, secrets map[string]string, field string) (*snapv1.VolumeSnapshotContent, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	rsp, err := c.csi.ListSnapshots(cctx, &csi.ListSnapshotsRequest{SnapshotId: handle, Secrets: secrets})
+	rsp, err := c.d.CSI.ListSnapshots(cctx, &csi.ListSnapshotsRequest{SnapshotId: handle, Secrets: secrets})
 	if err != nil {
 		return content, fmt.Errorf("failed to list snapshot %s: %w", handle, err)
 	}
@@ -200,5 +200,5 @@ func creationTime(snap *csi.Snapshot) int64 {
 
 // warn emits a Warning event on the content.
 func (c *Controller) warn(content *snapv1.VolumeSnapshotContent, reason, message string) {
-	c.events.Event(content, v1.EventTypeWarning, reason, message)
+	c.d.Events.Event(content, v1.EventTypeWarning, reason, message)
 }

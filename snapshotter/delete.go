@@ -15,13 +15,13 @@ import (
 // removed so the API server can finish the deletion.
 func (c *Controller) syncDelete(ctx context.Context, content *snapv1.VolumeSnapshotContent) error {
 	if handle := backendHandle(content); handle != "" && content.Spec.DeletionPolicy == snapv1.VolumeSnapshotContentDelete {
-		c.steps.Trigger(ctx, "The VolumeSnapshotContent is being deleted with deletionPolicy Delete: delete snapshot "+handle+" in the backend")
+		c.d.Steps.Trigger(ctx, "The VolumeSnapshotContent is being deleted with deletionPolicy Delete: delete snapshot "+handle+" in the backend")
 		var err error
 		if content, err = c.deleteBackendSnapshot(ctx, content, handle); err != nil {
 			return err
 		}
 	} else if content.Spec.DeletionPolicy == snapv1.VolumeSnapshotContentRetain {
-		c.steps.Trigger(ctx, "The VolumeSnapshotContent is being deleted with deletionPolicy Retain: keep the backend snapshot, release the object")
+		c.d.Steps.Trigger(ctx, "The VolumeSnapshotContent is being deleted with deletionPolicy Retain: keep the backend snapshot, release the object")
 	}
 	return c.removeFinalizer(ctx, content)
 }
@@ -43,7 +43,7 @@ func (c *Controller) deleteBackendSnapshot(ctx context.Context, content *snapv1.
 	ref, err := snapshotterSecretRef(content)
 	var secrets map[string]string
 	if err == nil {
-		secrets, err = hub.ReadSecret(ctx, c.kube, ref)
+		secrets, err = hub.ReadSecret(ctx, c.d.Kube, ref)
 	}
 	if err != nil {
 		c.warn(content, ReasonDeleteError, "Failed to get snapshot credentials")
@@ -51,7 +51,7 @@ func (c *Controller) deleteBackendSnapshot(ctx context.Context, content *snapv1.
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	if _, err := c.csi.DeleteSnapshot(cctx, &csi.DeleteSnapshotRequest{SnapshotId: handle, Secrets: secrets}); err != nil {
+	if _, err := c.d.CSI.DeleteSnapshot(cctx, &csi.DeleteSnapshotRequest{SnapshotId: handle, Secrets: secrets}); err != nil {
 		c.warn(content, ReasonDeleteError, "Failed to delete snapshot")
 		return content, fmt.Errorf("failed to delete snapshot %s of VolumeSnapshotContent %s: %w", handle, content.Name, err)
 	}

@@ -37,7 +37,7 @@ func (c *Controller) runGroups(ctx context.Context) {
 	rsp, err := c.group.csi.GroupControllerGetCapabilities(cctx, &csi.GroupControllerGetCapabilitiesRequest{})
 	cancel()
 	if err != nil {
-		klog.ErrorS(err, "GroupControllerGetCapabilities failed; group snapshots are off", "driver", c.driver)
+		klog.ErrorS(err, "GroupControllerGetCapabilities failed; group snapshots are off", "driver", c.d.Driver)
 		return
 	}
 	supported := false
@@ -45,16 +45,16 @@ func (c *Controller) runGroups(ctx context.Context) {
 		supported = supported || cp.GetRpc().GetType() == csi.GroupControllerServiceCapability_RPC_CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT
 	}
 	if !supported {
-		klog.InfoS("Driver serves the GroupController service without CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT; group snapshots are off", "driver", c.driver)
+		klog.InfoS("Driver serves the GroupController service without CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT; group snapshots are off", "driver", c.d.Driver)
 		return
 	}
-	if err := c.api.WaitGroupReady(ctx, c.registerGroupInformers); err != nil {
+	if err := c.d.Snapshots.WaitGroupReady(ctx, c.registerGroupInformers); err != nil {
 		if ctx.Err() == nil {
 			klog.ErrorS(err, "Group snapshotter cannot start")
 		}
 		return
 	}
-	klog.InfoS("Starting group snapshotter", "driver", c.driver, "workers", c.workers,
+	klog.InfoS("Starting group snapshotter", "driver", c.d.Driver, "workers", c.workers,
 		"groupSnapshotNamePrefix", c.cfg.GroupSnapshotNamePrefix)
 	hub.RunWorkers(ctx, Name, groupKind, c.group.queue, c.workers, c.syncGroup)
 }
@@ -62,7 +62,7 @@ func (c *Controller) runGroups(ctx context.Context) {
 // registerGroupInformers obtains the group informers from the shared factory;
 // called only once the group CRDs are served.
 func (c *Controller) registerGroupInformers() error {
-	inf := c.api.Informers.Groupsnapshot().V1()
+	inf := c.d.Snapshots.Informers.Groupsnapshot().V1()
 	c.group.contents = inf.VolumeGroupSnapshotContents().Lister()
 	c.group.classes = inf.VolumeGroupSnapshotClasses().Lister()
 	_, err := inf.VolumeGroupSnapshotContents().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -89,7 +89,7 @@ func (c *Controller) enqueueGroup(obj any) {
 		obj = tomb.Obj
 	}
 	content, ok := obj.(*groupv1.VolumeGroupSnapshotContent)
-	if !ok || content.Spec.Driver != c.driver || !c.managedHere(content.Labels) {
+	if !ok || content.Spec.Driver != c.d.Driver || !c.managedHere(content.Labels) {
 		return
 	}
 	c.group.queue.Add(content.Name)

@@ -25,14 +25,14 @@ func (c *Controller) checkMember(ctx context.Context, content *snapv1.VolumeSnap
 
 func (c *Controller) listMemberAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
 	handle := *content.Status.SnapshotHandle
-	if !c.listSupported {
+	if !c.d.ListSupported {
 		return c.recordSnapshot(ctx, content, handle, &csi.Snapshot{SnapshotId: handle, ReadyToUse: true})
 	}
 	ref, err := snapshotterSecretRef(content)
 	if err != nil {
 		return content, err
 	}
-	secrets, err := hub.ReadSecret(ctx, c.kube, ref)
+	secrets, err := hub.ReadSecret(ctx, c.d.Kube, ref)
 	if err != nil {
 		return content, err
 	}

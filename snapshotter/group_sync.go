@@ -54,7 +54,7 @@ func (c *Controller) syncGroup(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if cached.Spec.Driver != c.driver {
+	if cached.Spec.Driver != c.d.Driver {
 		return nil
 	}
 	content := cached.DeepCopy()
@@ -68,22 +68,22 @@ func (c *Controller) syncGroup(ctx context.Context, key string) error {
 	src := content.Spec.Source
 	switch {
 	case len(src.VolumeHandles) != 0 && content.Status == nil:
-		c.steps.Trigger(ctx, "A VolumeGroupSnapshotContent asks for a group snapshot of "+strconv.Itoa(len(src.VolumeHandles))+" volumes: cut them together")
+		c.d.Steps.Trigger(ctx, "A VolumeGroupSnapshotContent asks for a group snapshot of "+strconv.Itoa(len(src.VolumeHandles))+" volumes: cut them together")
 		content, err = c.createGroup(ctx, content, ReasonGroupCreationFailed, "Failed to create group snapshot")
 	case groupReady(content):
 		c.forgetPolls(poll)
 		_, err = c.removeGroupBeingCreated(ctx, content)
 		return err
 	case src.GroupSnapshotHandles != nil:
-		c.steps.Trigger(ctx, "A pre-provisioned VolumeGroupSnapshotContent names group snapshot "+src.GroupSnapshotHandles.VolumeGroupSnapshotHandle+": ask the driver for its state")
+		c.d.Steps.Trigger(ctx, "A pre-provisioned VolumeGroupSnapshotContent names group snapshot "+src.GroupSnapshotHandles.VolumeGroupSnapshotHandle+": ask the driver for its state")
 		content, err = c.checkGroup(ctx, content)
 	case content.Status.VolumeGroupSnapshotHandle != nil && len(content.Status.VolumeSnapshotInfoList) > 0:
-		c.steps.Trigger(ctx, "The group snapshot is not ready to use yet: ask the driver again")
+		c.d.Steps.Trigger(ctx, "The group snapshot is not ready to use yet: ask the driver again")
 		content, err = c.checkGroup(ctx, content)
 	default:
 		// CreateVolumeGroupSnapshot is idempotent by name, so the retry finds
 		// a group the failed call may have cut.
-		c.steps.Trigger(ctx, "The last CreateVolumeGroupSnapshot failed: try again")
+		c.d.Steps.Trigger(ctx, "The last CreateVolumeGroupSnapshot failed: try again")
 		content, err = c.createGroup(ctx, content, ReasonGroupCheckFailed, "Failed to check and update group snapshot content")
 	}
 	if err != nil {
@@ -208,7 +208,7 @@ func (c *Controller) groupSecrets(ctx context.Context, content *groupv1.VolumeGr
 	if err != nil {
 		return nil, err
 	}
-	return hub.ReadSecret(ctx, c.kube, ref)
+	return hub.ReadSecret(ctx, c.d.Kube, ref)
 }
 
 // checkGroup asks GetVolumeGroupSnapshot for the state of a group whose
@@ -238,7 +238,7 @@ func (c *Controller) getGroupAndRecord(ctx context.Context, content *groupv1.Vol
 		if err != nil {
 			return content, err
 		}
-		if secrets, err = hub.ReadSecret(ctx, c.kube, ref); err != nil {
+		if secrets, err = hub.ReadSecret(ctx, c.d.Kube, ref); err != nil {
 			return content, err
 		}
 	}
@@ -276,13 +276,13 @@ func groupHandles(content *groupv1.VolumeGroupSnapshotContent) (string, []string
 func (c *Controller) syncGroupDelete(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) error {
 	st := content.Status
 	if content.Spec.DeletionPolicy == snapv1.VolumeSnapshotContentDelete && st != nil && st.VolumeGroupSnapshotHandle != nil {
-		c.steps.Trigger(ctx, "The VolumeGroupSnapshotContent is being deleted with deletionPolicy Delete: delete group snapshot "+*st.VolumeGroupSnapshotHandle+" and its members in the backend")
+		c.d.Steps.Trigger(ctx, "The VolumeGroupSnapshotContent is being deleted with deletionPolicy Delete: delete group snapshot "+*st.VolumeGroupSnapshotHandle+" and its members in the backend")
 		var err error
 		if content, err = c.deleteBackendGroup(ctx, content); err != nil {
 			return err
 		}
 	} else if content.Spec.DeletionPolicy == snapv1.VolumeSnapshotContentRetain {
-		c.steps.Trigger(ctx, "The VolumeGroupSnapshotContent is being deleted with deletionPolicy Retain: keep the backend group snapshot, release the object")
+		c.d.Steps.Trigger(ctx, "The VolumeGroupSnapshotContent is being deleted with deletionPolicy Retain: keep the backend group snapshot, release the object")
 	}
 	return c.removeGroupFinalizer(ctx, content)
 }

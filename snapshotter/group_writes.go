@@ -96,5 +96,5 @@ func (c *Controller) removeGroupFinalizer(ctx context.Context, content *groupv1.
 }
 
 func (c *Controller) warnGroup(content *groupv1.VolumeGroupSnapshotContent, reason, message string) {
-	c.events.Event(content, v1.EventTypeWarning, reason, message)
+	c.d.Events.Event(content, v1.EventTypeWarning, reason, message)
 }

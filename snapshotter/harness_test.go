@@ -115,11 +115,11 @@ func newUnitEnv(t *testing.T, cfg Config, objs ...runtime.Object) *unitEnv {
 		content: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 		class:   cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 	}
-	c, err := newController(deps{
-		driver: testDriver, csi: e.csi, listSupported: true, kube: e.kube,
-		api: hub.NewSnapshotAPI(e.snap, 0), events: e.events, steps: e.steps,
-		opts: hub.Options{RetryIntervalStart: time.Second, RetryIntervalMax: 10 * time.Second}, tuning: Defaults,
-		newQueue: func(string) hub.Queue {
+	c, err := New(t.Context(), Deps{
+		Driver: testDriver, CSI: e.csi, ListSupported: true, Kube: e.kube,
+		Snapshots: hub.NewSnapshotAPI(e.snap, 0), Events: e.events, Steps: e.steps,
+		RetryStart: time.Second, RetryMax: 10 * time.Second, Tuning: Defaults,
+		NewQueue: func(string) hub.Queue {
 			return workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 		},
 	}, cfg)

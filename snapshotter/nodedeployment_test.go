@@ -24,7 +24,7 @@ func TestNodeDeploymentContentFilter(t *testing.T) {
 		want int
 	}{{"", 3}, {"n1", 1}} {
 		q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
-		c := &Controller{deps: deps{driver: "d"}, cfg: Config{NodeName: tc.node}, queue: q}
+		c := &Controller{d: Deps{Driver: "d"}, cfg: Config{NodeName: tc.node}, queue: q}
 		c.enqueue(content("mine", "n1"))
 		c.enqueue(content("other", "n2"))
 		c.enqueue(content("unlabelled", ""))

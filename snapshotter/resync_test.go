@@ -50,11 +50,11 @@ func TestResyncPeriod(t *testing.T) {
 		var adds atomic.Int32
 		cfg := DefaultConfig()
 		cfg.ResyncPeriod = tc.resync
-		_, err := newController(deps{
-			driver: testDriver, csi: &fakeCSI{}, kube: kubefake.NewClientset(), api: api,
-			events: record.NewFakeRecorder(10), steps: steps.NewRecorder(10),
-			opts: hub.Options{RetryIntervalStart: time.Second, RetryIntervalMax: 10 * time.Second}, tuning: Defaults,
-			newQueue: func(string) hub.Queue {
+		_, err := New(t.Context(), Deps{
+			Driver: testDriver, CSI: &fakeCSI{}, Kube: kubefake.NewClientset(), Snapshots: api,
+			Events: record.NewFakeRecorder(10), Steps: steps.NewRecorder(10),
+			RetryStart: time.Second, RetryMax: 10 * time.Second, Tuning: Defaults,
+			NewQueue: func(string) hub.Queue {
 				return countingQueue{workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()), &adds}
 			},
 		}, cfg)

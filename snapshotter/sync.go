@@ -57,7 +57,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		// CreateSnapshot; the snapshot-controller writes its handles next.
 		return nil
 	case content.Spec.Source.VolumeHandle != nil && content.Status == nil:
-		c.steps.Trigger(ctx, "A VolumeSnapshotContent asks for a snapshot of volume "+*content.Spec.Source.VolumeHandle+": cut it")
+		c.d.Steps.Trigger(ctx, "A VolumeSnapshotContent asks for a snapshot of volume "+*content.Spec.Source.VolumeHandle+": cut it")
 		content, err = c.create(ctx, content)
 	case contentReady(content):
 		// Done; only a leftover being-created annotation may need cleaning.
@@ -65,18 +65,18 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		_, err = c.removeBeingCreated(ctx, content)
 		return err
 	case groupMember && content.Spec.Source.SnapshotHandle == nil:
-		c.steps.Trigger(ctx, "A member of a group snapshot is not ready to use yet: ask the driver for snapshot "+*content.Status.SnapshotHandle)
+		c.d.Steps.Trigger(ctx, "A member of a group snapshot is not ready to use yet: ask the driver for snapshot "+*content.Status.SnapshotHandle)
 		content, err = c.checkMember(ctx, content)
 	case content.Spec.Source.SnapshotHandle != nil:
-		c.steps.Trigger(ctx, "A pre-provisioned VolumeSnapshotContent names snapshot "+*content.Spec.Source.SnapshotHandle+": ask the driver for its state")
+		c.d.Steps.Trigger(ctx, "A pre-provisioned VolumeSnapshotContent names snapshot "+*content.Spec.Source.SnapshotHandle+": ask the driver for its state")
 		content, err = c.checkExisting(ctx, content)
 	default:
 		// CreateSnapshot is idempotent by name: asking again is how the
 		// sidecar learns when a cut snapshot becomes ready to use.
 		if content.Status.SnapshotHandle == nil {
-			c.steps.Trigger(ctx, "The last CreateSnapshot failed: try again")
+			c.d.Steps.Trigger(ctx, "The last CreateSnapshot failed: try again")
 		} else {
-			c.steps.Trigger(ctx, "The snapshot is not ready to use yet: ask the driver again")
+			c.d.Steps.Trigger(ctx, "The snapshot is not ready to use yet: ask the driver again")
 		}
 		content, err = c.recheck(ctx, content)
 	}
@@ -99,14 +99,14 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 // isMine: a content of this driver with a source, whose class (if still
 // there) is also this driver's.
 func (c *Controller) isMine(content *snapv1.VolumeSnapshotContent) bool {
-	if content.Spec.Driver != c.driver {
+	if content.Spec.Driver != c.d.Driver {
 		return false
 	}
 	if content.Spec.Source.VolumeHandle == nil && content.Spec.Source.SnapshotHandle == nil {
 		return false
 	}
 	if name := content.Spec.VolumeSnapshotClassName; name != nil {
-		if class, err := c.classes.Get(*name); err == nil && class.Driver != c.driver {
+		if class, err := c.classes.Get(*name); err == nil && class.Driver != c.d.Driver {
 			return false
 		}
 	}
@@ -188,11 +188,11 @@ func (c *Controller) nextPoll(key string) time.Duration {
 	n := c.polls[key]
 	c.polls[key] = n + 1
 	c.pollMu.Unlock()
-	d := c.opts.RetryIntervalStart
+	d := c.d.RetryStart
 	if d <= 0 {
 		d = time.Second
 	}
-	limit := c.opts.RetryIntervalMax
+	limit := c.d.RetryMax
 	if limit <= 0 {
 		limit = 5 * time.Minute
 	}

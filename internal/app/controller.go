@@ -111,7 +111,11 @@ var controllerSpecs = []controllerSpec{
 				return &o.Snapshotter.WorkerThreads, &o.Snapshotter.Timeout
 			}},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return snapshotter.New(ctx, h, o.Snapshotter)
+			d, err := SnapshotterDeps(h, o.Snapshotter)
+			if err != nil {
+				return nil, err
+			}
+			return snapshotter.New(ctx, d, o.Snapshotter)
 		}},
 	{name: healthmonitor.Name, needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH, healthmonitor.CapVolumeCondition},

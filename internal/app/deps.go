@@ -1,11 +1,15 @@
 package app
 
 import (
+	"fmt"
 	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/csi-hub/csi-hub/attacher"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/resizer"
+	"github.com/csi-hub/csi-hub/snapshotter"
 )
 
 // This file is the one place where controllers' dependencies are taken from
@@ -59,4 +63,35 @@ func ResizerDeps(h *hub.Hub, cfg resizer.Config) resizer.Deps {
 		RetryMax:   h.Opts.RetryIntervalMax,
 		Tuning:     tune(h, cfg.WorkerThreads, cfg.Timeout, resizer.Defaults),
 	}
+}
+
+// SnapshotterDeps is what the snapshotter uses of h. The driver must
+// advertise CREATE_DELETE_SNAPSHOT.
+func SnapshotterDeps(h *hub.Hub, cfg snapshotter.Config) (snapshotter.Deps, error) {
+	caps := h.Conn.Caps
+	if !caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT) {
+		return snapshotter.Deps{}, fmt.Errorf("driver %s does not advertise the CREATE_DELETE_SNAPSHOT controller capability; the snapshotter cannot run", h.Driver)
+	}
+	api, err := h.Snapshots()
+	if err != nil {
+		return snapshotter.Deps{}, err
+	}
+	var groupCSI csi.GroupControllerClient
+	if caps.Plugin[csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE] {
+		groupCSI = csi.NewGroupControllerClient(h.Conn.ClientConn)
+	}
+	return snapshotter.Deps{
+		Driver:        h.Driver,
+		CSI:           h.Conn.Controller(),
+		GroupCSI:      groupCSI,
+		ListSupported: caps.Has(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS),
+		Kube:          h.Kube,
+		Snapshots:     api,
+		Events:        h.Recorder("csi-snapshotter " + h.Driver), // csi-snapshotter's event source
+		Steps:         h.Steps,
+		NewQueue:      h.NewQueue,
+		RetryStart:    h.Opts.RetryIntervalStart,
+		RetryMax:      h.Opts.RetryIntervalMax,
+		Tuning:        tune(h, cfg.WorkerThreads, cfg.Timeout, snapshotter.Defaults),
+	}, nil
 }

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/csi-hub/csi-hub/internal/app"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
 	"github.com/csi-hub/csi-hub/snapshotter"
@@ -19,7 +20,7 @@ import (
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
-// TestDriverWithoutSnapshots: New refuses a driver without
+// TestDriverWithoutSnapshots: the snapshotter's dependencies refuse a driver without
 // CREATE_DELETE_SNAPSHOT with an error naming the capability.
 func TestDriverWithoutSnapshots(t *testing.T) {
 	e := newEnv(t, cluster.Shared(t), "nosnap", fakedriver.Options{ControllerCapabilities: []csi.ControllerServiceCapability_RPC_Type{
@@ -30,9 +31,9 @@ func TestDriverWithoutSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = snapshotter.New(ctx, h, snapshotter.DefaultConfig())
+	_, err = app.SnapshotterDeps(h, snapshotter.DefaultConfig())
 	if err == nil || !strings.Contains(err.Error(), "CREATE_DELETE_SNAPSHOT") {
-		t.Errorf("New = %v, want an error naming CREATE_DELETE_SNAPSHOT", err)
+		t.Errorf("SnapshotterDeps = %v, want an error naming CREATE_DELETE_SNAPSHOT", err)
 	}
 }
 

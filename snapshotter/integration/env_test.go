@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/csi-hub/csi-hub/internal/app"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
 	"github.com/csi-hub/csi-hub/internal/testutil"
@@ -88,7 +89,11 @@ func (e *env) startHub(cfg snapshotter.Config, more ...func(h *hub.Hub) error) (
 		restCfg.Wrap(e.wrap)
 	}
 	r := hubtest.Start(e.t, restCfg, hubtest.Options(e.socket), func(h *hub.Hub) error {
-		c, err := snapshotter.New(e.t.Context(), h, cfg)
+		d, err := app.SnapshotterDeps(h, cfg)
+		if err != nil {
+			return err
+		}
+		c, err := snapshotter.New(e.t.Context(), d, cfg)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/csi-hub/csi-hub/internal/app"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
 	"github.com/csi-hub/csi-hub/snapshotter"
@@ -80,7 +81,11 @@ func TestNodeDeploymentSnapshots(t *testing.T) {
 	cfgB := testConfig()
 	cfgB.NodeName = nodeB
 	hubtest.Start(t, c.RESTConfig(), hubtest.Options(sockB), func(h *hub.Hub) error {
-		ctrl, err := snapshotter.New(t.Context(), h, cfgB)
+		d, err := app.SnapshotterDeps(h, cfgB)
+		if err != nil {
+			return err
+		}
+		ctrl, err := snapshotter.New(t.Context(), d, cfgB)
 		if err != nil {
 			return err
 		}
