@@ -10,16 +10,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
@@ -35,9 +39,32 @@ const (
 	uidIndex        = "involvedObject.uid"
 )
 
+// Deps is what the health monitor uses, built by internal/app
+// (HealthMonitorDeps) from the hub's shared parts.
+type Deps struct {
+	Driver string
+	// Caps decide how conditions are read (chooseMode).
+	Caps csiconn.Capabilities
+	CSI  csi.ControllerClient
+	// Kube and Resync serve the monitor's own narrow watch of
+	// VolumeConditionAbnormal Warnings.
+	Kube   kubernetes.Interface
+	Resync time.Duration
+	PVs    coreinformers.PersistentVolumeInformer
+	PVCs   coreinformers.PersistentVolumeClaimInformer
+	// Nodes and PodClaims (hub.PodClaims) are used with --enable-node-watcher only.
+	Nodes     coreinformers.NodeInformer
+	PodClaims func() (cache.SharedIndexInformer, error)
+	// Events carry external-health-monitor's source component,
+	// "csi-pv-monitor-controller-<driver>".
+	Events record.EventRecorder
+	// Tuning is the resolved --health-monitor-worker-threads / --health-monitor-timeout.
+	Tuning hub.Tuning
+}
+
 // Controller checks volume conditions periodically.
 type Controller struct {
-	h       *hub.Hub
+	d       Deps
 	cfg     Config
 	mode    mode
 	timeout time.Duration
@@ -57,24 +84,23 @@ type Controller struct {
 }
 
 // New registers the controller's informers.
-func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
+func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m := chooseMode(h.Conn.Caps.Has)
+	m := chooseMode(d.Caps.Has)
 	if m == modeNone {
-		return nil, fmt.Errorf("health monitor: driver %s reports no volume health (GET_VOLUME_HEALTH, or VOLUME_CONDITION with LIST_VOLUMES or GET_VOLUME)", h.Driver)
+		return nil, fmt.Errorf("health monitor: driver %s reports no volume health (GET_VOLUME_HEALTH, or VOLUME_CONDITION with LIST_VOLUMES or GET_VOLUME)", d.Driver)
 	}
-	t := h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)
-	c := &Controller{h: h, cfg: cfg, mode: m,
-		timeout: t.Timeout, workers: t.Workers,
-		pvs:      h.Informers.Core().V1().PersistentVolumes().Lister(),
-		pvcs:     h.Informers.Core().V1().PersistentVolumeClaims().Lister(),
-		recorder: h.Recorder("csi-pv-monitor-controller-" + h.Driver),
+	c := &Controller{d: d, cfg: cfg, mode: m,
+		timeout: d.Tuning.Timeout, workers: d.Tuning.Workers,
+		pvs:      d.PVs.Lister(),
+		pvcs:     d.PVCs.Lister(),
+		recorder: d.Events,
 	}
-	h.Informers.Core().V1().PersistentVolumes().Informer()
-	h.Informers.Core().V1().PersistentVolumeClaims().Informer()
-	c.events = informers.NewSharedInformerFactoryWithOptions(h.Kube, h.Opts.Resync, informers.WithTransform(hub.DropManagedFields),
+	d.PVs.Informer()
+	d.PVCs.Informer()
+	c.events = informers.NewSharedInformerFactoryWithOptions(d.Kube, d.Resync, informers.WithTransform(hub.DropManagedFields),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = "reason=" + reasonAbnormal + ",type=" + v1.EventTypeWarning
 		}))
@@ -93,7 +119,7 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
-	klog.FromContext(ctx).Info("Health monitor configured", "controller", Name, "driver", h.Driver, "reads", m.String(),
+	klog.FromContext(ctx).Info("Health monitor configured", "controller", Name, "driver", d.Driver, "reads", m.String(),
 		"interval", c.interval())
 	return c, nil
 }
@@ -112,7 +138,7 @@ func (c *Controller) interval() time.Duration {
 
 // Run checks every interval until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	logger := klog.FromContext(ctx).WithValues("controller", Name, "driver", c.h.Driver)
+	logger := klog.FromContext(ctx).WithValues("controller", Name, "driver", c.d.Driver)
 	ctx = klog.NewContext(ctx, logger)
 	c.events.Start(ctx.Done())
 	defer c.events.Shutdown()
@@ -137,14 +163,14 @@ func (c *Controller) checkAll(ctx context.Context) {
 	}
 	var mine []*v1.PersistentVolume
 	for _, pv := range pvs {
-		if pv.Spec.CSI != nil && pv.Spec.CSI.Driver == c.h.Driver && pv.Status.Phase == v1.VolumeBound &&
+		if pv.Spec.CSI != nil && pv.Spec.CSI.Driver == c.d.Driver && pv.Status.Phase == v1.VolumeBound &&
 			pv.Spec.ClaimRef != nil && pv.DeletionTimestamp == nil && pv.Spec.CSI.VolumeHandle != "" {
 			mine = append(mine, pv)
 		}
 	}
 	if c.mode.lists() {
 		cctx, cancel := context.WithTimeout(ctx, c.timeout)
-		conds, err := listConditions(cctx, c.h.Conn.Controller(), c.mode)
+		conds, err := listConditions(cctx, c.d.CSI, c.mode)
 		cancel()
 		if err != nil {
 			logger.Error(err, "Reading volume conditions", "call", c.mode.String())
@@ -163,7 +189,7 @@ func (c *Controller) checkAll(ctx context.Context) {
 		wg.Go(func() {
 			for pv := range work {
 				cctx, cancel := context.WithTimeout(ctx, c.timeout)
-				cond, ok, err := getCondition(cctx, c.h.Conn.Controller(), c.mode, pv.Spec.CSI.VolumeHandle)
+				cond, ok, err := getCondition(cctx, c.d.CSI, c.mode, pv.Spec.CSI.VolumeHandle)
 				cancel()
 				switch {
 				case err != nil:

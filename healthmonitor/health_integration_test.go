@@ -49,7 +49,7 @@ func newEnv(t *testing.T, socket string, tweak ...func(*Config)) *env {
 		f(&cfg)
 	}
 	hubtest.Start(t, c.RESTConfig(), hubtest.Options(socket), func(h *hub.Hub) error {
-		ctrl, err := New(t.Context(), h, cfg)
+		ctrl, err := New(t.Context(), hubDeps(h, cfg), cfg)
 		if err != nil {
 			return err
 		}
@@ -109,7 +109,7 @@ func (e *env) boundClaim(name, driver, handle string) *v1.PersistentVolumeClaim 
 func (e *env) waitEvent(claim, reason, typ, text string) time.Duration {
 	e.t.Helper()
 	start := time.Now()
-	want := "csi-pv-monitor-controller-" + e.ctrl.h.Driver
+	want := "csi-pv-monitor-controller-" + e.ctrl.d.Driver
 	testutil.Eventually(e.t, e.ctx, 4*interval+5*time.Second, claim+": "+typ+" "+reason+" "+text, func() (bool, error) {
 		for _, ev := range testutil.Events(e.t, e.ctx, e.c.Client, e.ns, claim, reason) {
 			if ev.Type == typ && strings.Contains(ev.Message, text) {

@@ -47,11 +47,11 @@ type nodeWatcher struct {
 }
 
 func newNodeWatcher(c *Controller) (*nodeWatcher, error) {
-	pods, err := c.h.PodClaims()
+	pods, err := c.d.PodClaims()
 	if err != nil {
 		return nil, err
 	}
-	inf := c.h.Informers.Core().V1().Nodes()
+	inf := c.d.Nodes
 	w := &nodeWatcher{c: c, nodes: inf.Lister(), nodesSync: inf.Informer().HasSynced, pods: pods,
 		q: workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "health-monitor-nodes"}), notReadyFor: notReadyFor,
 		firstBroken: map[string]time.Time{}, markedDown: map[string]bool{}}
@@ -158,7 +158,7 @@ func (w *nodeWatcher) forEachClaimOnNode(ctx context.Context, node string, f fun
 		return
 	}
 	for _, pv := range pvs {
-		if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != w.c.h.Driver || pv.Status.Phase != v1.VolumeBound || pv.Spec.ClaimRef == nil {
+		if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != w.c.d.Driver || pv.Status.Phase != v1.VolumeBound || pv.Spec.ClaimRef == nil {
 			continue
 		}
 		ref := pv.Spec.ClaimRef

@@ -124,7 +124,7 @@ var controllerSpecs = []controllerSpec{
 			workers: "Health monitor's concurrent volume checks", timeout: "the health monitor's CSI calls",
 			own: func(o *ControllerOptions) (*int, *time.Duration) { return &o.Health.WorkerThreads, &o.Health.Timeout }},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return healthmonitor.New(ctx, h, o.Health)
+			return healthmonitor.New(ctx, HealthMonitorDeps(h, o.Health), o.Health)
 		}},
 }
 

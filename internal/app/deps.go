@@ -7,6 +7,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/csi-hub/csi-hub/attacher"
+	"github.com/csi-hub/csi-hub/healthmonitor"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/resizer"
 	"github.com/csi-hub/csi-hub/snapshotter"
@@ -94,4 +95,21 @@ func SnapshotterDeps(h *hub.Hub, cfg snapshotter.Config) (snapshotter.Deps, erro
 		RetryMax:      h.Opts.RetryIntervalMax,
 		Tuning:        tune(h, cfg.WorkerThreads, cfg.Timeout, snapshotter.Defaults),
 	}, nil
+}
+
+// HealthMonitorDeps is what the health monitor uses of h.
+func HealthMonitorDeps(h *hub.Hub, cfg healthmonitor.Config) healthmonitor.Deps {
+	return healthmonitor.Deps{
+		Driver:    h.Driver,
+		Caps:      h.Conn.Caps,
+		CSI:       h.Conn.Controller(),
+		Kube:      h.Kube,
+		Resync:    h.Opts.Resync,
+		PVs:       h.Informers.Core().V1().PersistentVolumes(),
+		PVCs:      h.Informers.Core().V1().PersistentVolumeClaims(),
+		Nodes:     h.Informers.Core().V1().Nodes(),
+		PodClaims: h.PodClaims,
+		Events:    h.Recorder("csi-pv-monitor-controller-" + h.Driver), // external-health-monitor's event source
+		Tuning:    tune(h, cfg.WorkerThreads, cfg.Timeout, healthmonitor.Defaults),
+	}
 }
