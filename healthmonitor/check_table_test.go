@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/kubernetes-csi/csi-lib-utils/rpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -179,14 +178,6 @@ func abnormalEvent(name string) *v1.Event {
 	}
 }
 
-func withCaps(c ...csi.ControllerServiceCapability_RPC_Type) csiconn.Capabilities {
-	set := rpc.ControllerCapabilitySet{}
-	for _, x := range c {
-		set[x] = true
-	}
-	return csiconn.Capabilities{Controller: set}
-}
-
 // One check of every volume (checkAll), table-driven as external-attacher's
 // framework_test.go: objects in a fake clientset, a scripted driver, then the
 // CSI calls, events, API requests (none: the monitor only reads and emits
@@ -195,10 +186,10 @@ func withCaps(c ...csi.ControllerServiceCapability_RPC_Type) csiconn.Capabilitie
 // driver; these cover driver errors and answers a real driver gives rarely.
 func TestCheckAllTable(t *testing.T) {
 	var (
-		listHealth = withCaps(csi.ControllerServiceCapability_RPC_LIST_VOLUME_HEALTH)
-		getHealth  = withCaps(csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH)
-		listLegacy = withCaps(CapVolumeCondition, csi.ControllerServiceCapability_RPC_LIST_VOLUMES)
-		getLegacy  = withCaps(CapVolumeCondition, csi.ControllerServiceCapability_RPC_GET_VOLUME)
+		listHealth = testutil.ControllerCaps(csi.ControllerServiceCapability_RPC_LIST_VOLUME_HEALTH)
+		getHealth  = testutil.ControllerCaps(csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH)
+		listLegacy = testutil.ControllerCaps(CapVolumeCondition, csi.ControllerServiceCapability_RPC_LIST_VOLUMES)
+		getLegacy  = testutil.ControllerCaps(CapVolumeCondition, csi.ControllerServiceCapability_RPC_GET_VOLUME)
 	)
 	twoClaims := []runtime.Object{boundPV("a", tableDriver), claim("a"), boundPV("b", tableDriver), claim("b")}
 	tests := []struct {

@@ -6,18 +6,13 @@ import (
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/kubernetes-csi/csi-lib-utils/rpc"
 
 	"github.com/csi-hub/csi-hub/internal/csiconn"
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
-func caps(c ...csi.ControllerServiceCapability_RPC_Type) csiconn.Capabilities {
-	set := rpc.ControllerCapabilitySet{}
-	for _, x := range c {
-		set[x] = true
-	}
-	return csiconn.Capabilities{Controller: set}
-}
+// caps is a driver with exactly these controller capabilities.
+var caps = testutil.ControllerCaps
 
 func TestSelectByCapabilities(t *testing.T) {
 	const (
