@@ -29,8 +29,7 @@ func (c *Controller) syncClaim(ctx context.Context, key string) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
-	if v, busy := c.inFlight.Load(key); busy {
-		pending := v.(*v1.PersistentVolumeClaim)
+	if pending, busy := c.inFlight.pendingClaim(key); busy {
 		if claim == nil || claim.UID != pending.UID {
 			// The PVC went away while its volume may exist in the backend:
 			// finish with the last known claim so a PV records the volume;
@@ -84,7 +83,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 	sc, err := c.storageClassFor(claim)
 	if sc == nil {
 		if err == nil {
-			c.inFlight.Delete(key)
+			c.inFlight.donePending(key)
 		}
 		return err
 	}
@@ -106,13 +105,13 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		if err != nil {
 			c.fail(ctx, claim, sc, err)
 		} else {
-			c.inFlight.Delete(key)
+			c.inFlight.donePending(key)
 		}
 		return err
 	}
 	if kind, _, ok := claimDataSource(claim); ok && !handledKind(kind) {
 		// A volume populator owns this PVC, as with the sidecar.
-		if _, seen := c.announced.LoadOrStore(claim.UID, true); !seen {
+		if c.inFlight.announce(claim.UID) {
 			c.events.Event(claim, v1.EventTypeNormal, reasonProvisioning, "Assuming an external populator will provision the volume")
 		}
 		return nil
@@ -146,7 +145,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 
 	c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC %s/%s asks for %s of StorageClass %q, which driver %s provisions: creating volume %s",
 		claim.Namespace, claim.Name, sizeOf(claim), sc.Name, c.h.Driver, pvName))
-	if _, seen := c.announced.LoadOrStore(claim.UID, true); !seen {
+	if c.inFlight.announce(claim.UID) {
 		c.events.Event(claim, v1.EventTypeNormal, reasonProvisioning,
 			fmt.Sprintf("External provisioner is provisioning volume for claim %q", claim.Namespace+"/"+claim.Name))
 	}
@@ -182,7 +181,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		c.fail(ctx, claim, sc, fmt.Errorf("volume %s was created (handle %s) but its PersistentVolume could not be saved, will retry with the same name: %w", pvName, vol.GetVolumeId(), err))
 		return err
 	}
-	c.inFlight.Delete(key)
+	c.inFlight.donePending(key)
 	c.forget(claim.UID)
 	c.events.Event(claim, v1.EventTypeNormal, reasonSucceeded, fmt.Sprintf("Successfully provisioned volume %s", pvName))
 	klog.FromContext(ctx).Info("Provisioned volume", "PVC", klog.KObj(claim), "PV", pvName, "handle", vol.GetVolumeId(), "bytes", capacity)
@@ -193,7 +192,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 // informer, or created by us and not yet seen by it). A PV with the name but
 // bound to another claim is an error: never adopt or overwrite it.
 func (c *Controller) provisionedAlready(claim *v1.PersistentVolumeClaim, pvName string) (bool, error) {
-	if uid, ok := c.created.Load(pvName); ok && uid == claim.UID {
+	if c.inFlight.createdFor(pvName, claim.UID) {
 		return true, nil
 	}
 	pv, err := c.pvLister.Get(pvName)
@@ -212,13 +211,9 @@ func (c *Controller) provisionedAlready(claim *v1.PersistentVolumeClaim, pvName 
 func (c *Controller) fail(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass, err error) {
 	msg := fmt.Sprintf("failed to provision volume with StorageClass %q: %v", sc.Name, err)
 	klog.FromContext(ctx).Error(err, "Provisioning failed; will retry with backoff", "PVC", klog.KObj(claim), "storageClass", sc.Name)
-	now := time.Now()
-	if v, ok := c.lastFailure.Load(claim.UID); ok {
-		if last := v.(failureNote); last.msg == msg && now.Sub(last.when) < failureEventInterval {
-			return // already reported; events share the API budget with real work
-		}
+	if !c.inFlight.reportFailure(claim.UID, msg, time.Now()) {
+		return // already reported; events share the API budget with real work
 	}
-	c.lastFailure.Store(claim.UID, failureNote{msg: msg, when: now})
 	c.events.Event(claim, v1.EventTypeWarning, reasonFailed, msg)
 }
 

@@ -61,29 +61,9 @@ type Controller struct {
 	capacity      *capacityPublisher // nil without --enable-capacity
 	node          *nodeDeployment    // nil without --node-deployment
 
-	// inFlight holds claims whose CreateVolume may have created a backend
-	// volume that no PV records yet (timeout, Unavailable, PV create failed).
-	// Such a claim is provisioned to the end even if the PVC is deleted
-	// meanwhile, so the PV (then Released and deleted) carries the volume
-	// instead of leaking it. Keyed by queue key.
-	inFlight sync.Map // string -> *v1.PersistentVolumeClaim
-	// topologyAsked keeps the topology requirement of a CreateVolume that may
-	// still be running (by claim UID), so its retry asks for the same zone even
-	// if node labels changed meanwhile (external-provisioner v6 does the same).
-	topologyAsked sync.Map // types.UID -> *csi.TopologyRequirement
-	// created bridges the PV informer's lag: PV names this process created
-	// and the informer has not delivered yet, so a PVC update arriving first
-	// does not cause a second CreateVolume.
-	created sync.Map // PV name -> claim UID
-	// finished holds UIDs of PVs whose deletion this process completed, so a
-	// stale informer copy does not cause a second DeleteVolume and patch.
-	finished sync.Map // PV UID -> struct{}
-	// announced remembers claims (by UID) that got their Provisioning event,
-	// so retries do not repeat it: events share the API budget with real work.
-	announced sync.Map
-	// lastFailure (claim UID -> failureNote) suppresses repeats of the same
-	// ProvisioningFailed event within failureEventInterval.
-	lastFailure sync.Map
+	// inFlight is what this process keeps in memory between syncs, per
+	// claim and per PV (inflight.go).
+	inFlight inFlight
 }
 
 // failureEventInterval is how often an unchanged failure is reported again on
@@ -91,17 +71,10 @@ type Controller struct {
 // broken claim whatever its retry rate.
 const failureEventInterval = time.Minute
 
-type failureNote struct {
-	msg  string
-	when time.Time
-}
-
 // forget drops per-claim memory once the claim is provisioned or gone.
 func (c *Controller) forget(uid types.UID) {
-	c.announced.Delete(uid)
-	c.lastFailure.Delete(uid)
+	c.inFlight.forget(uid)
 	c.slow.forget(string(uid))
-	c.topologyAsked.Delete(uid)
 	c.node.forget(uid)
 }
 
@@ -259,7 +232,7 @@ func (c *Controller) claimChanged(obj any) {
 	if claim.Spec.VolumeName != "" {
 		// Bound (or being bound): nothing to provision; forget per-claim memory.
 		c.forget(claim.UID)
-		if _, busy := c.inFlight.Load(key); !busy {
+		if !c.inFlight.isPending(key) {
 			return
 		}
 	}
@@ -279,7 +252,7 @@ func (c *Controller) claimDeleted(obj any) {
 	if err != nil {
 		return
 	}
-	if _, busy := c.inFlight.Load(key); busy {
+	if c.inFlight.isPending(key) {
 		c.claims.Add(key) // finish what CreateVolume may have started
 	}
 }
@@ -302,7 +275,7 @@ func (c *Controller) volumeChanged(obj any) {
 	if !ok {
 		return
 	}
-	c.created.Delete(pv.Name) // the informer has it now
+	c.inFlight.seenPV(pv.Name) // the informer has it now
 	if c.ownsVolume(pv) && c.node.deletesHere(pv) {
 		c.volumes.Add(pv.Name)
 	}
@@ -313,7 +286,6 @@ func (c *Controller) volumeDeleted(obj any) {
 		obj = t.Obj
 	}
 	if pv, ok := obj.(*v1.PersistentVolume); ok {
-		c.created.Delete(pv.Name)
-		c.finished.Delete(pv.UID)
+		c.inFlight.goneVolume(pv.Name, pv.UID)
 	}
 }

@@ -63,20 +63,17 @@ func (c *Controller) createVolume(ctx context.Context, key string, claim *v1.Per
 	if err != nil {
 		switch classify(err, c.topology && nodeSelected) {
 		case inBackground:
-			c.inFlight.Store(key, claim)
-			c.topologyAsked.Store(claim.UID, p.req.AccessibilityRequirements)
+			c.inFlight.mayBeCreating(key, claim, p.req.AccessibilityRequirements)
 			return nil, 0, fmt.Errorf("CreateVolume %s may still be in progress, will call again with the same name: %w", p.pvName, err)
 		case reschedule:
-			c.inFlight.Delete(key)
-			c.topologyAsked.Delete(claim.UID)
+			c.inFlight.createFailed(key, claim.UID)
 			return nil, 0, rescheduleError{fmt.Errorf("CreateVolume %s: %w", p.pvName, err)}
 		default:
-			c.inFlight.Delete(key)
-			c.topologyAsked.Delete(claim.UID)
+			c.inFlight.createFailed(key, claim.UID)
 			return nil, 0, fmt.Errorf("CreateVolume %s: %w", p.pvName, err)
 		}
 	}
-	c.inFlight.Store(key, claim) // created; not safe to forget until a PV records it
+	c.inFlight.setPending(key, claim) // created; not safe to forget until a PV records it
 	vol := resp.GetVolume()
 	if vol.GetVolumeId() == "" {
 		return nil, 0, fmt.Errorf("CreateVolume %s: driver returned no volume_id", p.pvName)
@@ -97,7 +94,7 @@ func (c *Controller) createVolume(ctx context.Context, key string, claim *v1.Per
 		if err := c.cleanup(ctx, vol.GetVolumeId(), p.req.GetSecrets()); err != nil {
 			return nil, 0, fmt.Errorf("%w; deleting the unusable volume %s failed, will retry: %v", problem, vol.GetVolumeId(), err)
 		}
-		c.inFlight.Delete(key)
+		c.inFlight.donePending(key)
 		return nil, 0, problem
 	}
 	return vol, capacity, nil
@@ -130,7 +127,7 @@ func (c *Controller) savePV(ctx context.Context, claim *v1.PersistentVolumeClaim
 	if err != nil {
 		return fmt.Errorf("creating PersistentVolume %s: %w", pv.Name, err)
 	}
-	c.created.Store(pv.Name, claim.UID)
+	c.inFlight.createdPV(pv.Name, claim.UID)
 	return nil
 }
 

@@ -134,6 +134,5 @@ func pending(claim *v1.PersistentVolumeClaim) bool {
 // is being deleted meanwhile: its finalizer is what still holds it.
 func (g *sourceGuard) finishing(claim *v1.PersistentVolumeClaim) bool {
 	key, _ := cache.MetaNamespaceKeyFunc(claim)
-	_, ok := g.c.inFlight.Load(key)
-	return ok
+	return g.c.inFlight.isPending(key)
 }

@@ -38,12 +38,11 @@ func (g *sourceGuard) usersOf(kind schema.GroupKind, ns, name string) ([]string,
 			users = append(users, claim.Name)
 		}
 	}
-	g.c.inFlight.Range(func(_, v any) bool {
-		if claim := v.(*v1.PersistentVolumeClaim); uses(claim) {
+	for _, claim := range g.c.inFlight.pendingClaims() {
+		if uses(claim) {
 			users = append(users, claim.Name+" (being finished)")
 		}
-		return true
-	})
+	}
 	return users, nil
 }
 

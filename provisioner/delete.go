@@ -30,7 +30,7 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 	if !c.ownsVolume(pv) {
 		return nil
 	}
-	if _, done := c.finished.Load(pv.UID); done {
+	if c.inFlight.deletedHere(pv.UID) {
 		return nil // our deletion completed; the informer has not caught up yet
 	}
 	if err := c.fixFinalizer(ctx, pv); err != nil {
@@ -111,7 +111,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 	if err := c.removeFinalizer(ctx, pv); err != nil {
 		return fmt.Errorf("removing finalizer %s from PV %s: %w", finalizerPV, pv.Name, err)
 	}
-	c.finished.Store(pv.UID, struct{}{})
+	c.inFlight.finishedPV(pv.UID)
 	c.capacity.refresh()
 	klog.FromContext(ctx).Info("Deleted volume", "PV", pv.Name, "handle", vol.Spec.CSI.VolumeHandle)
 	return nil

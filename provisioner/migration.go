@@ -69,7 +69,7 @@ func (c *Controller) inTreePV(ctx context.Context, key string, pv *v1.Persistent
 	if cerr := c.cleanup(ctx, handle, secrets); cerr != nil {
 		return nil, fmt.Errorf("%w; deleting the created volume %s failed, will retry: %v", err, handle, cerr)
 	}
-	c.inFlight.Delete(key)
+	c.inFlight.donePending(key)
 	klog.FromContext(ctx).Info("Deleted the volume whose PV could not be translated to the in-tree format", "PV", pv.Name, "handle", handle, "err", err)
 	return nil, fmt.Errorf("%w (the created volume %s was deleted again)", err, handle)
 }

@@ -64,8 +64,8 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 		}
 	}
 
-	if asked, ok := c.topologyAsked.Load(claim.UID); ok && c.topology {
-		req.AccessibilityRequirements = asked.(*csi.TopologyRequirement)
+	if asked, ok := c.inFlight.askedTopology(claim.UID); ok && c.topology {
+		req.AccessibilityRequirements = asked
 	} else if c.topology {
 		req.AccessibilityRequirements, err = accessibilityRequirements(topologyRequest{
 			driver: c.h.Driver, claimName: claim.Name, allowed: sc.AllowedTopologies, selectedNode: node,

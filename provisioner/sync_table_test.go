@@ -197,7 +197,7 @@ func TestSyncClaimErrorPaths(t *testing.T) {
 				if _, err := client.CoreV1().PersistentVolumes().Get(context.Background(), "pvc-uid-1", metav1.GetOptions{}); err != nil {
 					t.Errorf("PV after the retry: %v", err)
 				}
-				if _, busy := c.inFlight.Load(key); busy {
+				if c.inFlight.isPending(key) {
 					t.Error("claim still in flight after its PV was saved")
 				}
 			},
@@ -235,7 +235,7 @@ func TestSyncClaimErrorPaths(t *testing.T) {
 			if !testutil.EventsHavePrefixes(events, tc.events) {
 				t.Errorf("events %q, want %q", events, tc.events)
 			}
-			if _, busy := c.inFlight.Load(key); busy != tc.inFlight {
+			if busy := c.inFlight.isPending(key); busy != tc.inFlight {
 				t.Errorf("claim in flight: %v, want %v", busy, tc.inFlight)
 			}
 			// Every failure that raised a Warning was logged through the
