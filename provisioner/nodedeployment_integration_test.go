@@ -1,13 +1,19 @@
 package provisioner
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -15,7 +21,6 @@ import (
 	"github.com/csi-hub/csi-hub/internal/hubtest"
 	"github.com/csi-hub/csi-hub/plugin"
 	"github.com/csi-hub/csi-hub/plugin/plugintest"
-	"github.com/csi-hub/csi-hub/plugin/transport/loop"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
@@ -284,25 +289,16 @@ func TestNodeDeploymentNodeDown(t *testing.T) {
 }
 
 // The companion plugin with the loop transport, one pool per node: each
-// node's plugin (controller and node service, topology.<driver>/node=<node>)
-// and csi-hub with --node-deployment make a multi-node setup. A claim
+// node's plugin (controller and node service, topology.<driver>/node=<node>,
+// as csi-hub-plugin --mode=all --node-local-pool) and csi-hub with
+// --node-deployment make a multi-node setup. A claim
 // selected for a node, and an Immediate claim a node took, are created in
 // that node's pool only.
 func TestNodeDeploymentCompanionPlugin(t *testing.T) {
 	e := baseEnv(t, ndConfig())
 	e.driver = strings.TrimSuffix(e.driver, ".fake.csi-hub.io") + ".block.csi-hub.io"
 	key := plugin.TopologyNodeKey(e.driver)
-	pools := map[string]*plugintest.Driver{}
-	for _, suffix := range []string{"a", "b"} {
-		name := e.ns + "-" + suffix
-		node, err := plugin.NewNodeServer(plugin.NodeConfig{DriverName: e.driver, NodeID: name, Initiator: loop.NewInitiator(),
-			StateDir: t.TempDir(), Topology: map[string]string{key: name}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pools[name] = plugintest.Start(t, plugintest.Options{DriverName: e.driver, NodeID: name, Capacity: 1 << 30, Node: node})
-		e.startNodeHub(name, pools[name].SocketPath)
-	}
+	pools := e.companionNodes("a", "b")
 	volumesIn := func(d *plugintest.Driver) map[string]bool {
 		resp, err := d.ControllerClient().ListVolumes(e.ctx, &csi.ListVolumesRequest{})
 		if err != nil {
@@ -338,4 +334,103 @@ func TestNodeDeploymentCompanionPlugin(t *testing.T) {
 	if owner := e.pvcNow("selected").Annotations[annSelectedNode]; owner != nodeA {
 		t.Errorf("selected-node of the WaitForFirstConsumer claim changed to %q", owner)
 	}
+}
+
+// companionNodes runs, for each suffix, node <ns>-<suffix>: the companion
+// plugin with its own pool serving Controller and Node (csi-hub-plugin
+// --mode=all --node-local-pool: an empty publish_context is staged from this
+// pool) and a csi-hub with --node-deployment on its socket.
+func (e *env) companionNodes(suffixes ...string) map[string]*plugintest.Driver {
+	e.t.Helper()
+	pools := map[string]*plugintest.Driver{}
+	for _, suffix := range suffixes {
+		name := e.ns + "-" + suffix
+		pools[name] = plugintest.Start(e.t, plugintest.Options{DriverName: e.driver, NodeID: name, Capacity: 1 << 30, LocalNode: true})
+		e.startNodeHub(name, pools[name].SocketPath)
+	}
+	return pools
+}
+
+// The node-local setup end to end, short of a kubelet: the CSIDriver has
+// attachRequired: false, so there is no VolumeAttachment and no
+// ControllerPublishVolume, and the kubelet stages with an empty
+// publish_context. A claim provisioned by node B's csi-hub into node B's pool
+// is staged and published through node B's plugin exactly as the kubelet
+// calls it (volume_context from the PV, no publish_context; real loop device
+// and ext4), bytes are written, it is unpublished and unstaged, staged again
+// and the bytes are there. Node A's plugin refuses it with NotFound naming
+// the volume and node A: its pool does not hold it.
+func TestNodeDeploymentCompanionPluginStage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING: the companion driver's node service needs root for loop devices; run as root")
+	}
+	e := baseEnv(t, ndConfig())
+	e.driver = strings.TrimSuffix(e.driver, ".fake.csi-hub.io") + ".block.csi-hub.io"
+	pools := e.companionNodes("a", "b")
+	nodeA, nodeB := e.ns+"-a", e.ns+"-b"
+	wffc := e.storageClass("local", waitForConsumer)
+	e.createPVC("data", wffc.Name, "64Mi")
+	e.selectNode("data", nodeB)
+	_, pv := e.waitBound("data")
+	id := pv.Spec.CSI.VolumeHandle
+	if _, err := pools[nodeB].ControllerClient().ControllerGetVolume(e.ctx, &csi.ControllerGetVolumeRequest{VolumeId: id}); err != nil {
+		t.Fatalf("volume %s of the claim selected for node B is not in node B's pool: %v", id, err)
+	}
+
+	// What the kubelet sends for this PV with attachRequired: false (RWO with
+	// SINGLE_NODE_MULTI_WRITER support: SINGLE_NODE_MULTI_WRITER).
+	vc := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: pv.Spec.CSI.FSType}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER},
+	}
+	dir := t.TempDir()
+	staging, target := filepath.Join(dir, "globalmount"), filepath.Join(dir, "pods", "mount")
+	t.Cleanup(func() {
+		// A failed test must not leave mounts behind (deepest first).
+		_ = exec.Command("umount", "-l", target).Run()
+		_ = exec.Command("umount", "-l", staging).Run()
+	})
+	up := func(d *plugintest.Driver) error {
+		if _, err := d.NodeClient().NodeStageVolume(e.ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging,
+			VolumeCapability: vc, VolumeContext: pv.Spec.CSI.VolumeAttributes}); err != nil {
+			return fmt.Errorf("NodeStageVolume: %w", err)
+		}
+		if _, err := d.NodeClient().NodePublishVolume(e.ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging,
+			TargetPath: target, VolumeCapability: vc, VolumeContext: pv.Spec.CSI.VolumeAttributes}); err != nil {
+			return fmt.Errorf("NodePublishVolume: %w", err)
+		}
+		return nil
+	}
+	down := func(d *plugintest.Driver) {
+		t.Helper()
+		if _, err := d.NodeClient().NodeUnpublishVolume(e.ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+			t.Fatalf("NodeUnpublishVolume: %v", err)
+		}
+		if _, err := d.NodeClient().NodeUnstageVolume(e.ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+			t.Fatalf("NodeUnstageVolume: %v", err)
+		}
+		if out, _ := exec.Command("losetup", "-a").CombinedOutput(); strings.Contains(string(out), pools[nodeB].PoolDir) {
+			t.Errorf("after unstage a loop device of node B's pool is left: %s", out)
+		}
+	}
+
+	err := up(pools[nodeA])
+	if st, _ := status.FromError(errors.Unwrap(err)); st.Code() != codes.NotFound || !strings.Contains(st.Message(), id) || !strings.Contains(st.Message(), nodeA) {
+		t.Errorf("node A staging node B's volume: %v, want NotFound naming %s and %s", err, id, nodeA)
+	}
+	data := []byte("written on " + nodeB + "\n")
+	if err := up(pools[nodeB]); err != nil {
+		t.Fatalf("node B, empty publish_context: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "data"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	down(pools[nodeB])
+	if err := up(pools[nodeB]); err != nil {
+		t.Fatalf("node B, staging again: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(target, "data")); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("after staging again the file holds %q, %v; want %q", got, err, data)
+	}
+	down(pools[nodeB])
 }
