@@ -31,19 +31,7 @@ type options struct {
 func main() {
 	klog.InitFlags(nil)
 	var o options
-	flag.StringVar(&o.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix socket)")
-	flag.StringVar(&o.mode, "mode", "all", "services to serve: controller, node or all")
-	flag.StringVar(&o.nodeID, "node-id", "", "this node's ID (required); in controller mode, the storage host's node")
-	flag.StringVar(&o.driverName, "driver-name", "block.csi-hub.io", "CSI driver name")
-	flag.StringVar(&o.poolDir, "pool-dir", "/var/lib/csi-hub/pool", "directory of volume backing files and the record store (controller)")
-	flag.StringVar(&o.poolCapacity, "pool-capacity", "", "limit on provisioned bytes of all volumes and snapshots, e.g. 10Gi (default: size of the pool filesystem)")
-	flag.StringVar(&o.nodeStateDir, "node-state-dir", plugin.DefaultNodeStateDir, "directory of the node's per-volume records (node)")
-	flag.Int64Var(&o.maxVolumes, "max-volumes-per-node", 0, "NodeGetInfo max_volumes_per_node (0: no limit)")
-	flag.BoolVar(&o.nodeLocalPool, "node-local-pool", false, "node-local mode: every node runs --mode=all with its own loop pool (csi-hub --node-deployment beside it, "+
-		"CSIDriver attachRequired: false, no ControllerPublishVolume); NodeStageVolume with an empty publish_context stages the volume from this node's own pool, "+
-		"and a volume not in it is NotFound. Needs --mode=all and --transport=loop. Off: an empty publish_context is refused (attachRequired: true)")
-	flag.StringVar(&o.stepsEndpoint, "steps-endpoint", "", "TCP address serving /steps, the calls this driver served (e.g. the kubelet's NodeStageVolume), for csi-hub's /flow page; empty: off")
-	o.transport.addFlags(flag.CommandLine)
+	o.addFlags(flag.CommandLine)
 	flag.Parse()
 	if err := run(o); err != nil {
 		klog.ErrorS(err, "csi-hub-plugin failed")
@@ -52,6 +40,23 @@ func main() {
 		os.Exit(1)
 	}
 	klog.Flush()
+}
+
+// addFlags registers the plugin's flags on fs.
+func (o *options) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix socket)")
+	fs.StringVar(&o.mode, "mode", "all", "services to serve: controller, node or all")
+	fs.StringVar(&o.nodeID, "node-id", "", "this node's ID (required); in controller mode, the storage host's node")
+	fs.StringVar(&o.driverName, "driver-name", "block.csi-hub.io", "CSI driver name")
+	fs.StringVar(&o.poolDir, "pool-dir", "/var/lib/csi-hub/pool", "directory of volume backing files and the record store (controller)")
+	fs.StringVar(&o.poolCapacity, "pool-capacity", "", "limit on provisioned bytes of all volumes and snapshots, e.g. 10Gi (default: size of the pool filesystem)")
+	fs.StringVar(&o.nodeStateDir, "node-state-dir", plugin.DefaultNodeStateDir, "directory of the node's per-volume records (node)")
+	fs.Int64Var(&o.maxVolumes, "max-volumes-per-node", 0, "NodeGetInfo max_volumes_per_node (0: no limit)")
+	fs.BoolVar(&o.nodeLocalPool, "node-local-pool", false, "node-local mode: every node runs --mode=all with its own loop pool (csi-hub --node-deployment beside it, "+
+		"CSIDriver attachRequired: false, no ControllerPublishVolume); NodeStageVolume with an empty publish_context stages the volume from this node's own pool, "+
+		"and a volume not in it is NotFound. Needs --mode=all and --transport=loop. Off: an empty publish_context is refused (attachRequired: true)")
+	fs.StringVar(&o.stepsEndpoint, "steps-endpoint", "", "TCP address serving /steps, the calls this driver served (e.g. the kubelet's NodeStageVolume), for csi-hub's /flow page; empty: off")
+	o.transport.addFlags(fs)
 }
 
 func run(o options) error {
