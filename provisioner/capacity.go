@@ -60,9 +60,9 @@ type capacityPublisher struct {
 }
 
 func newCapacityPublisher(ctx context.Context, c *Controller) (*capacityPublisher, error) {
-	h := c.h
-	if !h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_GET_CAPACITY) {
-		return nil, fmt.Errorf("--enable-capacity: driver %s does not report the GET_CAPACITY capability", h.Driver)
+	d := c.d
+	if !d.Caps.Has(csi.ControllerServiceCapability_RPC_GET_CAPACITY) {
+		return nil, fmt.Errorf("--enable-capacity: driver %s does not report the GET_CAPACITY capability", d.Driver)
 	}
 	ns := os.Getenv("NAMESPACE")
 	if ns == "" {
@@ -71,29 +71,29 @@ func newCapacityPublisher(ctx context.Context, c *Controller) (*capacityPublishe
 	if ns == "" {
 		return nil, fmt.Errorf("--enable-capacity: set NAMESPACE (the namespace for CSIStorageCapacity objects) in the environment")
 	}
-	p := &capacityPublisher{c: c, namespace: ns, queue: h.NewQueue("csistoragecapacity"), created: map[string]*storagev1.CSIStorageCapacity{},
+	p := &capacityPublisher{c: c, namespace: ns, queue: d.NewQueue("csistoragecapacity"), created: map[string]*storagev1.CSIStorageCapacity{},
 		managedBy: managedByValue}
 	if c.node != nil {
 		p.managedBy = c.node.managedBy()
 	}
-	capCfg := rest.CopyConfig(h.RestConfig)
+	capCfg := rest.CopyConfig(d.RestConfig)
 	capCfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(float32(c.cfg.KubeAPICapacityQPS), c.cfg.KubeAPICapacityBurst)
 	kube, err := kubernetes.NewForConfig(capCfg)
 	if err != nil {
 		return nil, err
 	}
 	p.kube = kube
-	if p.metrics, err = registerCapacityMetrics(h); err != nil {
+	if p.metrics, err = registerCapacityMetrics(d.Metrics); err != nil {
 		return nil, err
 	}
 	if c.cfg.CapacityOwnerrefLevel >= 0 {
-		owner, err := ownerOf(ctx, h, ns, os.Getenv("POD_NAME"), c.cfg.CapacityOwnerrefLevel)
+		owner, err := ownerOf(ctx, d.Kube, ns, os.Getenv("POD_NAME"), c.cfg.CapacityOwnerrefLevel)
 		if err != nil {
 			return nil, fmt.Errorf("--capacity-ownerref-level %d: %w", c.cfg.CapacityOwnerrefLevel, err)
 		}
 		p.owner = owner
 	}
-	capInformer := h.Informers.Storage().V1().CSIStorageCapacities()
+	capInformer := d.Capacities
 	p.lister = capInformer.Lister()
 	kick := func(any) { p.queue.Add(capacityKey) }
 	if _, err := capInformer.Informer().AddEventHandler(cache.FilteringResourceEventHandler{
@@ -110,19 +110,19 @@ func newCapacityPublisher(ctx context.Context, c *Controller) (*capacityPublishe
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := h.Informers.Storage().V1().StorageClasses().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := d.Classes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: kick, UpdateFunc: func(_, o any) { kick(o) }, DeleteFunc: kick,
 	}); err != nil {
 		return nil, err
 	}
 	if c.topology && c.node == nil { // a node deployment has one fixed segment
-		if _, err := h.Informers.Storage().V1().CSINodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		if _, err := d.CSINodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: kick, UpdateFunc: func(_, o any) { kick(o) }, DeleteFunc: kick,
 		}); err != nil {
 			return nil, err
 		}
 		// Nodes change status all the time; only label changes move segments.
-		if _, err := h.Informers.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		if _, err := d.Nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: kick, DeleteFunc: kick,
 			UpdateFunc: func(old, cur any) {
 				o, ok1 := old.(*v1.Node)
@@ -139,7 +139,7 @@ func newCapacityPublisher(ctx context.Context, c *Controller) (*capacityPublishe
 }
 
 func (p *capacityPublisher) managed(csc *storagev1.CSIStorageCapacity) bool {
-	return csc.Namespace == p.namespace && csc.Labels[labelDriverName] == p.c.h.Driver && csc.Labels[labelManagedBy] == p.managedBy
+	return csc.Namespace == p.namespace && csc.Labels[labelDriverName] == p.c.d.Driver && csc.Labels[labelManagedBy] == p.managedBy
 }
 
 // refresh asks for GetCapacity again, as the sidecar does after each
@@ -171,7 +171,7 @@ func (p *capacityPublisher) segments() ([]map[string]string, error) {
 	}
 	seen := map[string]map[string]string{}
 	for _, cn := range csiNodes {
-		keys := topologyKeys(cn, p.c.h.Driver)
+		keys := topologyKeys(cn, p.c.d.Driver)
 		if len(keys) == 0 {
 			continue
 		}
@@ -225,7 +225,7 @@ func (p *capacityPublisher) sync(ctx context.Context, _ string) error {
 	}
 	sort.Slice(classes, func(i, j int) bool { return classes[i].Name < classes[j].Name })
 	existing, err := p.lister.CSIStorageCapacities(p.namespace).List(labels.SelectorFromSet(labels.Set{
-		labelDriverName: p.c.h.Driver, labelManagedBy: p.managedBy}))
+		labelDriverName: p.c.d.Driver, labelManagedBy: p.managedBy}))
 	if err != nil {
 		return err
 	}
@@ -259,7 +259,7 @@ func (p *capacityPublisher) sync(ctx context.Context, _ string) error {
 	// --capacity-threads GetCapacity calls at a time.
 	slots := make(chan struct{}, max(1, p.c.cfg.CapacityThreads))
 	for _, sc := range classes {
-		if sc.Provisioner != p.c.h.Driver || (!isWaitForFirstConsumer(sc) && !p.c.cfg.CapacityForImmediateBinding) {
+		if sc.Provisioner != p.c.d.Driver || (!isWaitForFirstConsumer(sc) && !p.c.cfg.CapacityForImmediateBinding) {
 			continue
 		}
 		for _, seg := range segments {
@@ -295,7 +295,7 @@ func (p *capacityPublisher) sync(ctx context.Context, _ string) error {
 	p.mu.Unlock()
 	p.metrics.set(len(want), current, len(obsolete))
 	for _, csc := range obsolete {
-		p.c.h.Steps.Trigger(ctx, fmt.Sprintf("CSIStorageCapacity %s describes a StorageClass or topology segment that is gone: deleting it", csc.Name))
+		p.c.d.Steps.Trigger(ctx, fmt.Sprintf("CSIStorageCapacity %s describes a StorageClass or topology segment that is gone: deleting it", csc.Name))
 		err := p.kube.StorageV1().CSIStorageCapacities(csc.Namespace).Delete(ctx, csc.Name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
@@ -325,7 +325,7 @@ func (p *capacityPublisher) publish(ctx context.Context, key string, sc *storage
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.c.timeout)
 	defer cancel()
-	resp, err := p.c.h.Conn.Controller().GetCapacity(cctx, req)
+	resp, err := p.c.d.CSI.GetCapacity(cctx, req)
 	if err != nil {
 		return fmt.Errorf("GetCapacity for StorageClass %s segment %v: %w", sc.Name, seg, err)
 	}
@@ -338,7 +338,7 @@ func (p *capacityPublisher) publish(ctx context.Context, key string, sc *storage
 		csc := &storagev1.CSIStorageCapacity{
 			ObjectMeta: metav1.ObjectMeta{
 				GenerateName: "csisc-",
-				Labels:       map[string]string{labelDriverName: p.c.h.Driver, labelManagedBy: p.managedBy},
+				Labels:       map[string]string{labelDriverName: p.c.d.Driver, labelManagedBy: p.managedBy},
 			},
 			StorageClassName:  sc.Name,
 			NodeTopology:      &metav1.LabelSelector{MatchLabels: seg},
@@ -348,7 +348,7 @@ func (p *capacityPublisher) publish(ctx context.Context, key string, sc *storage
 		if p.owner != nil {
 			csc.OwnerReferences = []metav1.OwnerReference{*p.owner}
 		}
-		p.c.h.Steps.Trigger(ctx, fmt.Sprintf("publishing the free capacity of StorageClass %s in topology %v for the scheduler", sc.Name, seg))
+		p.c.d.Steps.Trigger(ctx, fmt.Sprintf("publishing the free capacity of StorageClass %s in topology %v for the scheduler", sc.Name, seg))
 		created, err := p.kube.StorageV1().CSIStorageCapacities(p.namespace).Create(ctx, csc, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("creating CSIStorageCapacity for StorageClass %s segment %v: %w", sc.Name, seg, err)
@@ -366,7 +366,7 @@ func (p *capacityPublisher) publish(ctx context.Context, key string, sc *storage
 	if p.owner != nil && !p.ownedByUs(upd) {
 		upd.OwnerReferences = append(upd.OwnerReferences, *p.owner)
 	}
-	p.c.h.Steps.Trigger(ctx, fmt.Sprintf("free capacity of StorageClass %s in topology %v changed to %s", sc.Name, seg, avail.String()))
+	p.c.d.Steps.Trigger(ctx, fmt.Sprintf("free capacity of StorageClass %s in topology %v changed to %s", sc.Name, seg, avail.String()))
 	updated, err := p.kube.StorageV1().CSIStorageCapacities(upd.Namespace).Update(ctx, upd, metav1.UpdateOptions{})
 	if err != nil {
 		return fmt.Errorf("updating CSIStorageCapacity %s: %w", upd.Name, err)

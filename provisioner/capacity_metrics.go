@@ -5,8 +5,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // capacityMetrics are the sidecar's CSIStorageCapacity gauges
@@ -23,7 +21,7 @@ var (
 
 // registerCapacityMetrics returns the gauges, registered on the hub's registry
 // (one set per process, as the sidecar has one capacity controller).
-func registerCapacityMetrics(h *hub.Hub) (*capacityMetrics, error) {
+func registerCapacityMetrics(reg *prometheus.Registry) (*capacityMetrics, error) {
 	capacityGaugesOnce.Do(func() {
 		capacityGauges = &capacityMetrics{
 			goal: prometheus.NewGauge(prometheus.GaugeOpts{Name: "csistoragecapacities_desired_goal",
@@ -34,9 +32,9 @@ func registerCapacityMetrics(h *hub.Hub) (*capacityMetrics, error) {
 				Help: "Number of CSIStorageCapacity objects that exist and will be deleted automatically."}),
 		}
 	})
-	if h.Metrics != nil {
+	if reg != nil {
 		for _, g := range []prometheus.Collector{capacityGauges.goal, capacityGauges.current, capacityGauges.obsolete} {
-			if err := h.Metrics.Register(g); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			if err := reg.Register(g); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 				return nil, err
 			}
 		}

@@ -61,7 +61,7 @@ func (c *Controller) storageClassFor(claim *v1.PersistentVolumeClaim) (*storagev
 	if !ok {
 		by = claim.Annotations[annBetaStorageProvisioner]
 	}
-	if by != c.h.Driver && claim.Annotations[annMigratedTo] != c.h.Driver {
+	if by != c.d.Driver && claim.Annotations[annMigratedTo] != c.d.Driver {
 		return nil, nil
 	}
 	className := claimClass(claim)
@@ -143,8 +143,8 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		}
 	}
 
-	c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC %s/%s asks for %s of StorageClass %q, which driver %s provisions: creating volume %s",
-		claim.Namespace, claim.Name, sizeOf(claim), sc.Name, c.h.Driver, pvName))
+	c.d.Steps.Trigger(ctx, fmt.Sprintf("PVC %s/%s asks for %s of StorageClass %q, which driver %s provisions: creating volume %s",
+		claim.Namespace, claim.Name, sizeOf(claim), sc.Name, c.d.Driver, pvName))
 	if c.inFlight.announce(claim.UID) {
 		c.events.Event(claim, v1.EventTypeNormal, reasonProvisioning,
 			fmt.Sprintf("External provisioner is provisioning volume for claim %q", claim.Namespace+"/"+claim.Name))

@@ -9,26 +9,72 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	storageinformers "k8s.io/client-go/informers/storage/v1"
+	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/migration"
+	"github.com/csi-hub/csi-hub/internal/steps"
 )
 
 // Name is the controller's name in logs, steps and --controllers.
 const Name = "provisioner"
 
+// Deps is what the provisioner uses, built by internal/app (ProvisionerDeps)
+// from the hub's shared parts; unit tests build it from fakes.
+type Deps struct {
+	Driver string
+	Caps   csiconn.Capabilities
+	CSI    csi.ControllerClient
+	// Node answers NodeGetInfo with --node-deployment.
+	Node csi.NodeClient
+	Kube kubernetes.Interface
+	// RestConfig makes the CSIStorageCapacity client with its own budget
+	// (--kube-api-capacity-qps/-burst).
+	RestConfig *rest.Config
+	// Metrics registers the sidecar's metrics; nil: none.
+	Metrics *prometheus.Registry
+	// The shared informers the provisioner reads (Nodes, CSINodes and
+	// CSIStorageCapacities only when topology or capacity calls for them).
+	PVCs       coreinformers.PersistentVolumeClaimInformer
+	PVs        coreinformers.PersistentVolumeInformer
+	Classes    storageinformers.StorageClassInformer
+	Nodes      coreinformers.NodeInformer
+	CSINodes   storageinformers.CSINodeInformer
+	Capacities storageinformers.CSIStorageCapacityInformer
+	// VAsByPV registers the VolumeAttachment informer indexed by PV
+	// (hub.AttachmentsByPV); called only for a driver that attaches.
+	VAsByPV func() (cache.SharedIndexInformer, error)
+	// Snapshots returns the shared snapshot API; called only for a driver
+	// that can restore snapshots.
+	Snapshots func() (*hub.SnapshotAPI, error)
+	// Recorder returns an event recorder with a source component: the
+	// provisioner's is "<driver>_<host>_<uuid>" (eventComponent).
+	Recorder func(component string) record.EventRecorder
+	Steps    *steps.Recorder
+	NewQueue func(name string) hub.Queue
+	// RetryMax is --retry-interval-max.
+	RetryMax time.Duration
+	// Tuning is the resolved --provisioner-worker-threads / --provisioner-timeout.
+	Tuning hub.Tuning
+}
+
 // Controller provisions and deletes volumes for PVCs of the driver.
 type Controller struct {
-	h        *hub.Hub
+	d        Deps
 	cfg      Config
 	workers  int
 	timeout  time.Duration
@@ -79,50 +125,49 @@ func (c *Controller) forget(uid types.UID) {
 }
 
 // New builds the provisioner on the hub's shared informers and connection.
-func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
+func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if !h.Conn.Caps.ControllerService() || !h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME) {
-		return nil, fmt.Errorf("driver %s does not support dynamic provisioning (needs CONTROLLER_SERVICE and CREATE_DELETE_VOLUME)", h.Driver)
+	if !d.Caps.ControllerService() || !d.Caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME) {
+		return nil, fmt.Errorf("driver %s does not support dynamic provisioning (needs CONTROLLER_SERVICE and CREATE_DELETE_VOLUME)", d.Driver)
 	}
 	c := &Controller{
-		h:        h,
+		d:        d,
+		workers:  d.Tuning.Workers,
+		timeout:  d.Tuning.Timeout,
 		cfg:      cfg,
-		identity: newIdentity(h.Driver),
+		identity: newIdentity(d.Driver),
 
-		topology:              h.Conn.Caps.Topology(),
-		singleNodeMultiWriter: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER),
-		checkAttachments:      h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME),
-		migrateFrom:           migration.InTreePlugin(h.Driver),
+		topology:              d.Caps.Topology(),
+		singleNodeMultiWriter: d.Caps.Has(csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER),
+		checkAttachments:      d.Caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME),
+		migrateFrom:           migration.InTreePlugin(d.Driver),
 
 		// The queue names of the sidecar's library, for workqueue_* metrics.
-		claims:      h.NewQueue("claims"),
-		volumes:     h.NewQueue("volumes"),
+		claims:      d.NewQueue("claims"),
+		volumes:     d.NewQueue("volumes"),
 		dataSources: map[schema.GroupKind]DataSource{},
-		events:      h.Recorder(eventComponent(h.Driver)),
-		slow:        newSlowRetry(h.Opts.RetryIntervalMax),
+		events:      d.Recorder(eventComponent(d.Driver)),
+		slow:        newSlowRetry(d.RetryMax),
 	}
 	var statsErr error
-	if c.stats, statsErr = newStats(h); statsErr != nil {
+	if c.stats, statsErr = newStats(d.Metrics); statsErr != nil {
 		return nil, statsErr
 	}
-	t := h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)
-	c.workers, c.timeout = t.Workers, t.Timeout
 
-	core, storage := h.Informers.Core().V1(), h.Informers.Storage().V1()
-	pvcs, pvs := core.PersistentVolumeClaims(), core.PersistentVolumes()
+	pvcs, pvs := d.PVCs, d.PVs
 	c.pvcLister, c.pvLister = pvcs.Lister(), pvs.Lister()
-	c.scLister = storage.StorageClasses().Lister()
+	c.scLister = d.Classes.Lister()
 	// Nodes and CSINodes are watched only when the driver has topology, and
 	// VolumeAttachments only when it attaches: no watch the job does not need.
 	// With --node-deployment the node's own Node and CSINode are static.
 	if c.topology && !cfg.NodeDeployment {
-		c.csiNodeLister = storage.CSINodes().Lister()
-		c.nodeLister = core.Nodes().Lister()
+		c.csiNodeLister = d.CSINodes.Lister()
+		c.nodeLister = d.Nodes.Lister()
 	}
 	if c.checkAttachments {
-		vas, err := h.AttachmentsByPV()
+		vas, err := d.VAsByPV()
 		if err != nil {
 			return nil, err
 		}
@@ -162,7 +207,7 @@ func New(ctx context.Context, h *hub.Hub, cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
-	klog.FromContext(ctx).Info("Provisioner configured", "driver", h.Driver, "identity", c.identity, "workers", c.workers,
+	klog.FromContext(ctx).Info("Provisioner configured", "driver", d.Driver, "identity", c.identity, "workers", c.workers,
 		"timeout", c.timeout, "topology", c.topology, "volumeNamePrefix", cfg.VolumeNamePrefix,
 		"extraCreateMetadata", cfg.ExtraCreateMetadata, "migrateFrom", c.migrateFrom)
 	return c, nil
@@ -190,7 +235,7 @@ func (c *Controller) Name() string { return Name }
 // Run processes claims and volumes until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithValues("controller", Name)
-	logger.Info("Starting provisioner", "driver", c.h.Driver, "workers", c.workers)
+	logger.Info("Starting provisioner", "driver", c.d.Driver, "workers", c.workers)
 	go c.slow.run(ctx)
 	var wg sync.WaitGroup
 	if c.capacity != nil {
@@ -217,7 +262,7 @@ func (c *Controller) Run(ctx context.Context) {
 		hub.RunWorkers(ctx, Name, "PersistentVolume", c.volumes, c.workers, c.syncVolume)
 	}()
 	wg.Wait()
-	logger.Info("Provisioner stopped", "driver", c.h.Driver)
+	logger.Info("Provisioner stopped", "driver", c.d.Driver)
 }
 
 func (c *Controller) claimChanged(obj any) {
@@ -262,12 +307,12 @@ func (c *Controller) claimDeleted(obj any) {
 // created CSI PV of the driver, or an in-tree PV migrated to it.
 func (c *Controller) ownsVolume(pv *v1.PersistentVolume) bool {
 	if by, ok := pv.Annotations[annDynamicallyProvisioned]; ok {
-		return c.knownProvisioner(by) || pv.Annotations[annMigratedTo] == c.h.Driver
+		return c.knownProvisioner(by) || pv.Annotations[annMigratedTo] == c.d.Driver
 	}
 	if pv.Spec.CSI != nil {
-		return pv.Spec.CSI.Driver == c.h.Driver
+		return pv.Spec.CSI.Driver == c.d.Driver
 	}
-	return pv.Annotations[annMigratedTo] == c.h.Driver
+	return pv.Annotations[annMigratedTo] == c.d.Driver
 }
 
 func (c *Controller) volumeChanged(obj any) {

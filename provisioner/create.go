@@ -59,7 +59,7 @@ func (r rescheduleError) Error() string { return r.err.Error() }
 func (c *Controller) createVolume(ctx context.Context, key string, claim *v1.PersistentVolumeClaim, p *plan, nodeSelected bool) (*csi.Volume, int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := c.h.Conn.Controller().CreateVolume(cctx, p.req)
+	resp, err := c.d.CSI.CreateVolume(cctx, p.req)
 	if err != nil {
 		switch classify(err, c.topology && nodeSelected) {
 		case inBackground:
@@ -102,10 +102,10 @@ func (c *Controller) createVolume(ctx context.Context, key string, claim *v1.Per
 
 // cleanup deletes a volume that CreateVolume returned but we cannot use.
 func (c *Controller) cleanup(ctx context.Context, volumeID string, secrets map[string]string) error {
-	c.h.Steps.Trigger(ctx, "the created volume does not match the claim: deleting it again")
+	c.d.Steps.Trigger(ctx, "the created volume does not match the claim: deleting it again")
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	_, err := c.h.Conn.Controller().DeleteVolume(cctx, &csi.DeleteVolumeRequest{VolumeId: volumeID, Secrets: secrets})
+	_, err := c.d.CSI.DeleteVolume(cctx, &csi.DeleteVolumeRequest{VolumeId: volumeID, Secrets: secrets})
 	return err
 }
 
@@ -113,9 +113,9 @@ func (c *Controller) cleanup(ctx context.Context, volumeID string, secrets map[s
 // succeeded but its answer was lost), it is ours when its claimRef names this
 // claim's UID.
 func (c *Controller) savePV(ctx context.Context, claim *v1.PersistentVolumeClaim, pv *v1.PersistentVolume) error {
-	_, err := c.h.Kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{})
+	_, err := c.d.Kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		existing, gerr := c.h.Kube.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+		existing, gerr := c.d.Kube.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
 		if gerr != nil {
 			return fmt.Errorf("creating PersistentVolume %s: %w (and reading it: %v)", pv.Name, err, gerr)
 		}
@@ -140,8 +140,8 @@ func (c *Controller) reschedule(ctx context.Context, claim *v1.PersistentVolumeC
 	if !ok {
 		return cause
 	}
-	c.h.Steps.Trigger(ctx, fmt.Sprintf("node %q cannot get this volume: removing %s so the scheduler picks another node", node, annSelectedNode))
-	err := edit.RemoveAnnotationIf(ctx, c.h.Kube.CoreV1().PersistentVolumeClaims(claim.Namespace), claim, annSelectedNode, node)
+	c.d.Steps.Trigger(ctx, fmt.Sprintf("node %q cannot get this volume: removing %s so the scheduler picks another node", node, annSelectedNode))
+	err := edit.RemoveAnnotationIf(ctx, c.d.Kube.CoreV1().PersistentVolumeClaims(claim.Namespace), claim, annSelectedNode, node)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

@@ -47,7 +47,7 @@ func (s *sourceEnv) startHub() {
 		s.tuneHub(&opts)
 	}
 	s.hub = hubtest.Start(s.t, s.c.RESTConfig(), opts, func(h *hub.Hub) error {
-		ctrl, err := New(s.t.Context(), h, s.cfg)
+		ctrl, err := New(s.t.Context(), hubDeps(h, s.cfg), s.cfg)
 		if err != nil {
 			return err
 		}

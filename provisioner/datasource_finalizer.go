@@ -48,7 +48,7 @@ func (f finalizerTarget) set(ctx context.Context, obj metav1.Object, want bool) 
 }
 
 func (g *sourceGuard) claimTarget(ns, name string) finalizerTarget {
-	claims := g.c.h.Kube.CoreV1().PersistentVolumeClaims(ns)
+	claims := g.c.d.Kube.CoreV1().PersistentVolumeClaims(ns)
 	return finalizerTarget{
 		what:      "PersistentVolumeClaim " + ns + "/" + name,
 		finalizer: finalizerCloneSource,

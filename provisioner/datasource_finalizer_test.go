@@ -11,8 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
-
-	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // claimTarget's writes keep what others wrote meanwhile (the cached copy is
@@ -22,7 +20,7 @@ func TestSetClaimFinalizer(t *testing.T) {
 	ctx := context.Background()
 	stored := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "src", Finalizers: []string{"a", "other/concurrent"}}}
 	cs := fake.NewClientset(stored)
-	g := &sourceGuard{c: &Controller{h: &hub.Hub{Kube: cs}}}
+	g := &sourceGuard{c: &Controller{d: Deps{Kube: cs}}}
 	stale := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "src", Finalizers: []string{"a"}}}
 	finalizers := func() []string {
 		got, err := cs.CoreV1().PersistentVolumeClaims("ns").Get(ctx, "src", metav1.GetOptions{})

@@ -47,18 +47,18 @@ type sourceGuard struct {
 // (CLONE_VOLUME, CREATE_DELETE_SNAPSHOT) or returns nil when it has neither;
 // prepare then reports the missing capability on the claim.
 func newSourceGuard(c *Controller, claims cache.SharedIndexInformer) (*sourceGuard, error) {
-	caps := c.h.Conn.Caps
+	caps := c.d.Caps
 	canClone := caps.Has(csi.ControllerServiceCapability_RPC_CLONE_VOLUME)
 	canRestore := caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT)
 	if !canClone && !canRestore {
 		return nil, nil
 	}
-	g := &sourceGuard{c: c, queue: c.h.NewQueue("claims") /* the sidecar's cloning-protection queue */}
+	g := &sourceGuard{c: c, queue: c.d.NewQueue("claims") /* the sidecar's cloning-protection queue */}
 	if canClone {
 		c.dataSources[KindPVC] = cloneSource{g}
 	}
 	if canRestore {
-		api, err := c.h.Snapshots()
+		api, err := c.d.Snapshots()
 		if err != nil {
 			return nil, err
 		}

@@ -145,7 +145,7 @@ func (g *sourceGuard) sync(ctx context.Context, key string) error {
 		}
 		return err
 	}
-	g.c.h.Steps.Trigger(ctx, fmt.Sprintf("no claim is being provisioned from %s %s/%s any more: removing finalizer %s", parts[0], ns, name, f.finalizer))
+	g.c.d.Steps.Trigger(ctx, fmt.Sprintf("no claim is being provisioned from %s %s/%s any more: removing finalizer %s", parts[0], ns, name, f.finalizer))
 	if err := f.set(ctx, cached, false); err != nil {
 		return err
 	}

@@ -91,7 +91,7 @@ func TestCloningProtectionThreads(t *testing.T) {
 			rc := rest.CopyConfig(e.c.RESTConfig())
 			rc.Wrap(gate.wrap)
 			e.hub = hubtest.Start(t, rc, hubtest.Options(e.socket), func(h *hub.Hub) error {
-				ctrl, err := New(t.Context(), h, e.cfg)
+				ctrl, err := New(t.Context(), hubDeps(h, e.cfg), e.cfg)
 				if err != nil {
 					return err
 				}

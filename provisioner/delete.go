@@ -53,14 +53,14 @@ func (c *Controller) fixFinalizer(ctx context.Context, pv *v1.PersistentVolume) 
 	switch {
 	case !has && policy == v1.PersistentVolumeReclaimDelete && pv.DeletionTimestamp == nil && pv.Status.Phase == v1.VolumeBound:
 		m = edit.AddFinalizer(finalizerPV)
-		c.h.Steps.Trigger(ctx, "bound PV with reclaimPolicy Delete lacks the provisioner finalizer: adding it so the backend volume cannot leak")
+		c.d.Steps.Trigger(ctx, "bound PV with reclaimPolicy Delete lacks the provisioner finalizer: adding it so the backend volume cannot leak")
 	case has && (policy == v1.PersistentVolumeReclaimRetain || policy == v1.PersistentVolumeReclaimRecycle):
 		m = edit.RemoveFinalizer(finalizerPV)
-		c.h.Steps.Trigger(ctx, "PV reclaimPolicy is "+string(policy)+": the provisioner will not delete its volume, removing its finalizer")
+		c.d.Steps.Trigger(ctx, "PV reclaimPolicy is "+string(policy)+": the provisioner will not delete its volume, removing its finalizer")
 	default:
 		return nil
 	}
-	if _, err := edit.BuiltIn(ctx, c.h.Kube.CoreV1().PersistentVolumes(), pv, m); err != nil && !apierrors.IsNotFound(err) {
+	if _, err := edit.BuiltIn(ctx, c.d.Kube.CoreV1().PersistentVolumes(), pv, m); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("updating finalizers of PV %s: %w", pv.Name, err)
 	}
 	return nil
@@ -88,7 +88,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 	}
 	start := time.Now()
 	defer func() { c.stats.deleted(pv, err, start) }()
-	c.h.Steps.Trigger(ctx, fmt.Sprintf("PV %s was released by its claim and its reclaimPolicy is Delete: deleting backend volume %s", pv.Name, vol.Spec.CSI.VolumeHandle))
+	c.d.Steps.Trigger(ctx, fmt.Sprintf("PV %s was released by its claim and its reclaimPolicy is Delete: deleting backend volume %s", pv.Name, vol.Spec.CSI.VolumeHandle))
 	if err := c.callDeleteVolume(markMigrated(ctx, vol != pv), vol); err != nil { // vol: pv translated when in-tree
 		if inUse := (*volumeInUseError)(nil); errors.As(err, &inUse) {
 			// Postponed, not failed: a Normal event, as external-provisioner v6.4 (#1588).
@@ -103,7 +103,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 	}
 	if pv.DeletionTimestamp == nil {
 		uid := pv.UID
-		err := c.h.Kube.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		err := c.d.Kube.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("deleting PV %s: %w", pv.Name, err)
 		}
@@ -122,7 +122,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 // our own Delete just changed the PV, and a stale cached copy cannot undo
 // the attacher's finalizer removal of a moment ago).
 func (c *Controller) removeFinalizer(ctx context.Context, pv *v1.PersistentVolume) error {
-	_, err := edit.BuiltIn(ctx, c.h.Kube.CoreV1().PersistentVolumes(), pv, edit.RemoveFinalizer(finalizerPV))
+	_, err := edit.BuiltIn(ctx, c.d.Kube.CoreV1().PersistentVolumes(), pv, edit.RemoveFinalizer(finalizerPV))
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -149,13 +149,13 @@ func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolu
 	if ref != nil {
 		// A deleted secret must not block deletion forever: call without it
 		// and let the driver say whether it needs it.
-		if req.Secrets, err = hub.ReadSecret(ctx, c.h.Kube, ref); err != nil {
+		if req.Secrets, err = hub.ReadSecret(ctx, c.d.Kube, ref); err != nil {
 			klog.FromContext(ctx).Error(err, "Deletion secret unavailable; calling DeleteVolume without it", "PV", pv.Name)
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	_, err = c.h.Conn.Controller().DeleteVolume(cctx, req)
+	_, err = c.d.CSI.DeleteVolume(cctx, req)
 	return err
 }
 

@@ -81,7 +81,7 @@ func (e *env) startHub() {
 		e.tuneHub(&opts)
 	}
 	e.hub = hubtest.Start(e.t, e.c.RESTConfig(), opts, func(h *hub.Hub) error {
-		ctrl, err := New(e.t.Context(), h, e.cfg)
+		ctrl, err := New(e.t.Context(), hubDeps(h, e.cfg), e.cfg)
 		if err != nil {
 			return err
 		}

@@ -7,8 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	v1 "k8s.io/api/core/v1"
 	libmetrics "sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller/metrics"
-
-	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // stats are the sidecar's controller_persistentvolumeclaim_provision_* and
@@ -16,9 +14,9 @@ import (
 // on (sig-storage-lib-external-provisioner), counted as it counts them.
 type stats struct{ m libmetrics.Metrics }
 
-func newStats(h *hub.Hub) (*stats, error) {
+func newStats(reg *prometheus.Registry) (*stats, error) {
 	s := &stats{m: libmetrics.New("controller")}
-	if h.Metrics == nil {
+	if reg == nil {
 		return s, nil
 	}
 	for _, c := range []prometheus.Collector{
@@ -26,7 +24,7 @@ func newStats(h *hub.Hub) (*stats, error) {
 		s.m.PersistentVolumeClaimProvisionDurationSeconds, s.m.PersistentVolumeDeleteTotal,
 		s.m.PersistentVolumeDeleteFailedTotal, s.m.PersistentVolumeDeleteDurationSeconds,
 	} {
-		if err := h.Metrics.Register(c); err != nil {
+		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}

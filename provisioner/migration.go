@@ -40,7 +40,7 @@ func markMigrated(ctx context.Context, migrated bool) context.Context {
 // knownProvisioner is the library's knownProvisioner: the driver, or the
 // in-tree plugin it replaces.
 func (c *Controller) knownProvisioner(name string) bool {
-	return name == c.h.Driver || (c.migrateFrom != "" && name == c.migrateFrom)
+	return name == c.d.Driver || (c.migrateFrom != "" && name == c.migrateFrom)
 }
 
 // migrateClass translates sc when it is a class of the in-tree plugin this
@@ -82,13 +82,13 @@ func (c *Controller) csiVolume(ctx context.Context, pv *v1.PersistentVolume) (*v
 		return pv, nil
 	}
 	if !migration.IsInTree(pv) {
-		if pv.Annotations[annMigratedTo] == c.h.Driver || (c.migrateFrom != "" && pv.Annotations[annDynamicallyProvisioned] == c.migrateFrom) {
-			return nil, fmt.Errorf("PersistentVolume %s is marked as migrated to %s but has no in-tree volume source csi-translation-lib can translate", pv.Name, c.h.Driver)
+		if pv.Annotations[annMigratedTo] == c.d.Driver || (c.migrateFrom != "" && pv.Annotations[annDynamicallyProvisioned] == c.migrateFrom) {
+			return nil, fmt.Errorf("PersistentVolume %s is marked as migrated to %s but has no in-tree volume source csi-translation-lib can translate", pv.Name, c.d.Driver)
 		}
 		return nil, nil
 	}
 	// Like upstream, any translatable in-tree PV this provisioner owns is
 	// deleted; the driver check only guards against a PV of another plugin
 	// that merely carries our provisioned-by annotation.
-	return migration.PVToCSI(ctx, pv, c.h.Driver)
+	return migration.PVToCSI(ctx, pv, c.d.Driver)
 }

@@ -82,9 +82,9 @@ func newNodeDeployment(ctx context.Context, c *Controller) (*nodeDeployment, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	info, err := c.h.Conn.Node().NodeGetInfo(cctx, &csi.NodeGetInfoRequest{})
+	info, err := c.d.Node.NodeGetInfo(cctx, &csi.NodeGetInfoRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("--node-deployment: NodeGetInfo of driver %s: %w", c.h.Driver, err)
+		return nil, fmt.Errorf("--node-deployment: NodeGetInfo of driver %s: %w", c.d.Driver, err)
 	}
 	n := &nodeDeployment{
 		name: name, info: info, segment: map[string]string{},
@@ -94,7 +94,7 @@ func newNodeDeployment(ctx context.Context, c *Controller) (*nodeDeployment, err
 	}
 	maps.Copy(n.segment, info.GetAccessibleTopology().GetSegments())
 	if c.topology {
-		c.nodeLister, c.csiNodeLister = n.staticListers(c.h.Driver)
+		c.nodeLister, c.csiNodeLister = n.staticListers(c.d.Driver)
 	}
 	return n, nil
 }
@@ -159,14 +159,14 @@ func (n *nodeDeployment) claimIsMine(ctx context.Context, c *Controller, claim *
 		logger.V(5).Info("Not enough capacity on this node for PVC", "PVC", klog.KObj(claim), "node", n.name)
 		return false, hub.RequeueAfter(n.retry(claim.UID))
 	}
-	c.h.Steps.Trigger(ctx, fmt.Sprintf("PVC %s/%s of Immediate StorageClass %q has no node yet: node %s (--node-deployment) claims it by setting %s",
+	c.d.Steps.Trigger(ctx, fmt.Sprintf("PVC %s/%s of Immediate StorageClass %q has no node yet: node %s (--node-deployment) claims it by setting %s",
 		claim.Namespace, claim.Name, sc.Name, n.name, annSelectedNode))
 	upd := claim.DeepCopy()
 	if upd.Annotations == nil {
 		upd.Annotations = map[string]string{}
 	}
 	upd.Annotations[annSelectedNode] = n.name
-	if _, err := c.h.Kube.CoreV1().PersistentVolumeClaims(upd.Namespace).Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+	if _, err := c.d.Kube.CoreV1().PersistentVolumeClaims(upd.Namespace).Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
 		if apierrors.IsConflict(err) {
 			// Another node (or anyone) changed the claim: wait longer, and
 			// stand back once its update shows who owns it.
@@ -231,7 +231,7 @@ func (n *nodeDeployment) forget(uid types.UID) {
 }
 
 func (n *nodeDeployment) topologyRequest(c *Controller, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass, node *v1.Node) topologyRequest {
-	return topologyRequest{driver: c.h.Driver, claimName: claim.Name, allowed: sc.AllowedTopologies, selectedNode: node,
+	return topologyRequest{driver: c.d.Driver, claimName: claim.Name, allowed: sc.AllowedTopologies, selectedNode: node,
 		strict: c.cfg.StrictTopology, immediate: c.cfg.ImmediateTopology, csiNodes: c.csiNodeLister, nodes: c.nodeLister}
 }
 
@@ -241,7 +241,7 @@ func (n *nodeDeployment) topologyRequest(c *Controller, claim *v1.PersistentVolu
 // a claim without a size always fit.
 func (n *nodeDeployment) hasCapacity(ctx context.Context, c *Controller, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass) (bool, error) {
 	size := claim.Spec.Resources.Requests[v1.ResourceStorage]
-	if size.Value() == 0 || !c.h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_GET_CAPACITY) {
+	if size.Value() == 0 || !c.d.Caps.Has(csi.ControllerServiceCapability_RPC_GET_CAPACITY) {
 		return true, nil
 	}
 	fsType, err := fsTypeFor(sc.Parameters, c.cfg.DefaultFSType)
@@ -272,7 +272,7 @@ func (n *nodeDeployment) hasCapacity(ctx context.Context, c *Controller, claim *
 	}
 	for _, t := range topologies {
 		cctx, cancel := context.WithTimeout(ctx, c.timeout)
-		resp, err := c.h.Conn.Controller().GetCapacity(cctx, &csi.GetCapacityRequest{
+		resp, err := c.d.CSI.GetCapacity(cctx, &csi.GetCapacityRequest{
 			VolumeCapabilities: caps, Parameters: params, AccessibleTopology: t})
 		cancel()
 		if err != nil {

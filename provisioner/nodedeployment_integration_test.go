@@ -69,7 +69,7 @@ func (e *env) startNodeHub(node, socket string) *hubtest.Running {
 	cfg := e.cfg
 	cfg.NodeName = node
 	return hubtest.Start(e.t, e.c.RESTConfig(), hubtest.Options(socket), func(h *hub.Hub) error {
-		ctrl, err := New(e.t.Context(), h, cfg)
+		ctrl, err := New(e.t.Context(), hubDeps(h, cfg), cfg)
 		if err != nil {
 			return err
 		}

@@ -5,19 +5,18 @@ import (
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/csi-hub/csi-hub/internal/hub"
+	"k8s.io/client-go/kubernetes"
 )
 
 // ownerOf finds the owner for CSIStorageCapacity objects as the sidecar does:
 // start at the pod $POD_NAME and follow controller references level times
 // (0: the pod, 1: its ReplicaSet/StatefulSet/DaemonSet, 2: a Deployment).
 // The objects are then garbage-collected with the driver's deployment.
-func ownerOf(ctx context.Context, h *hub.Hub, ns, podName string, level int) (*metav1.OwnerReference, error) {
+func ownerOf(ctx context.Context, kube kubernetes.Interface, ns, podName string, level int) (*metav1.OwnerReference, error) {
 	if podName == "" {
 		return nil, fmt.Errorf("POD_NAME is not set (use -1 for no owner)")
 	}
-	pod, err := h.Kube.CoreV1().Pods(ns).Get(ctx, podName, metav1.GetOptions{})
+	pod, err := kube.CoreV1().Pods(ns).Get(ctx, podName, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +33,7 @@ func ownerOf(ctx context.Context, h *hub.Hub, ns, podName string, level int) (*m
 		if i == level {
 			break
 		}
-		apps := h.Kube.AppsV1()
+		apps := kube.AppsV1()
 		switch ctrl.Kind {
 		case "ReplicaSet":
 			o, err := apps.ReplicaSets(ns).Get(ctx, ctrl.Name, metav1.GetOptions{})

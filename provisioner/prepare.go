@@ -68,7 +68,7 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 		req.AccessibilityRequirements = asked
 	} else if c.topology {
 		req.AccessibilityRequirements, err = accessibilityRequirements(topologyRequest{
-			driver: c.h.Driver, claimName: claim.Name, allowed: sc.AllowedTopologies, selectedNode: node,
+			driver: c.d.Driver, claimName: claim.Name, allowed: sc.AllowedTopologies, selectedNode: node,
 			strict: c.cfg.StrictTopology, immediate: c.cfg.ImmediateTopology,
 			csiNodes: c.csiNodeLister, nodes: c.nodeLister,
 		})
@@ -90,10 +90,10 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 	if err != nil {
 		return nil, err
 	}
-	if req.Secrets, err = hub.ReadSecret(ctx, c.h.Kube, provRef); err != nil {
+	if req.Secrets, err = hub.ReadSecret(ctx, c.d.Kube, provRef); err != nil {
 		return nil, err
 	}
-	src := &v1.CSIPersistentVolumeSource{Driver: c.h.Driver}
+	src := &v1.CSIPersistentVolumeSource{Driver: c.d.Driver}
 	for kind, field := range map[string]**v1.SecretReference{
 		secretControllerPublish: &src.ControllerPublishSecretRef,
 		secretNodeStage:         &src.NodeStageSecretRef,
@@ -115,12 +115,12 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 func (c *Controller) requireSourceCapability(kind schema.GroupKind) error {
 	switch kind {
 	case KindVolumeSnapshot:
-		if !c.h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT) {
-			return fmt.Errorf("driver %s cannot restore snapshots: CREATE_DELETE_SNAPSHOT capability is not reported", c.h.Driver)
+		if !c.d.Caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT) {
+			return fmt.Errorf("driver %s cannot restore snapshots: CREATE_DELETE_SNAPSHOT capability is not reported", c.d.Driver)
 		}
 	case KindPVC:
-		if !c.h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_CLONE_VOLUME) {
-			return fmt.Errorf("driver %s cannot clone volumes: CLONE_VOLUME capability is not reported", c.h.Driver)
+		if !c.d.Caps.Has(csi.ControllerServiceCapability_RPC_CLONE_VOLUME) {
+			return fmt.Errorf("driver %s cannot clone volumes: CLONE_VOLUME capability is not reported", c.d.Driver)
 		}
 	}
 	return nil
@@ -129,15 +129,15 @@ func (c *Controller) requireSourceCapability(kind schema.GroupKind) error {
 // mutableParameters reads the PVC's VolumeAttributesClass (one GET, only for
 // PVCs that name one) for CreateVolume's mutable_parameters.
 func (c *Controller) mutableParameters(ctx context.Context, name string) (map[string]string, error) {
-	if !c.h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_MODIFY_VOLUME) {
-		return nil, fmt.Errorf("PVC spec.volumeAttributesClassName %q: driver %s does not support VolumeAttributesClasses (no MODIFY_VOLUME capability)", name, c.h.Driver)
+	if !c.d.Caps.Has(csi.ControllerServiceCapability_RPC_MODIFY_VOLUME) {
+		return nil, fmt.Errorf("PVC spec.volumeAttributesClassName %q: driver %s does not support VolumeAttributesClasses (no MODIFY_VOLUME capability)", name, c.d.Driver)
 	}
-	vac, err := c.h.Kube.StorageV1().VolumeAttributesClasses().Get(ctx, name, metav1.GetOptions{})
+	vac, err := c.d.Kube.StorageV1().VolumeAttributesClasses().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("PVC spec.volumeAttributesClassName %q: %w", name, err)
 	}
-	if vac.DriverName != c.h.Driver {
-		return nil, fmt.Errorf("PVC spec.volumeAttributesClassName %q: class is for driver %q, not %q", name, vac.DriverName, c.h.Driver)
+	if vac.DriverName != c.d.Driver {
+		return nil, fmt.Errorf("PVC spec.volumeAttributesClassName %q: class is for driver %q, not %q", name, vac.DriverName, c.d.Driver)
 	}
 	return vac.Parameters, nil
 }

@@ -76,7 +76,7 @@ func newTableProvisioner(t *testing.T, objs ...runtime.Object) (*Controller, *fa
 		Steps:     steps.NewRecorder(100),
 		Events:    record.NewFakeRecorder(100),
 	}
-	c, err := New(t.Context(), h, DefaultConfig())
+	c, err := New(t.Context(), hubDeps(h, DefaultConfig()), DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestSyncClaimErrorPaths(t *testing.T) {
 			if n := drv.Calls("DeleteVolume"); n != 0 {
 				t.Errorf("%d DeleteVolume calls, want none", n)
 			}
-			events := testutil.DrainEvents(c.h.Events.(*record.FakeRecorder))
+			events := testutil.DrainEvents(c.events.(*record.FakeRecorder))
 			if !testutil.EventsHavePrefixes(events, tc.events) {
 				t.Errorf("events %q, want %q", events, tc.events)
 			}

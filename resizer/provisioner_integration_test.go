@@ -23,7 +23,7 @@ func TestWithProvisionerInOneHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.hub = hubtest.Start(t, e.c.RESTConfig(), e.opts, func(h *hub.Hub) error {
-		p, err := provisioner.New(t.Context(), h, provisioner.DefaultConfig())
+		p, err := provisioner.New(t.Context(), provisionerDeps(h), provisioner.DefaultConfig())
 		if err != nil {
 			return err
 		}
@@ -74,4 +74,16 @@ func TestWithProvisionerInOneHub(t *testing.T) {
 	if n := e.drv.Calls("ControllerModifyVolume"); n != 1 {
 		t.Errorf("ControllerModifyVolume calls = %d, want 1 (none for the class the volume was created with)", n)
 	}
+}
+
+// provisionerDeps is internal/app's ProvisionerDeps with the provisioner's
+// defaults, for this package's tests, which cannot import internal/app (it
+// imports this package).
+func provisionerDeps(h *hub.Hub) provisioner.Deps {
+	core, storage := h.Informers.Core().V1(), h.Informers.Storage().V1()
+	return provisioner.Deps{Driver: h.Driver, Caps: h.Conn.Caps, CSI: h.Conn.Controller(), Node: h.Conn.Node(), Kube: h.Kube,
+		RestConfig: h.RestConfig, Metrics: h.Metrics, PVCs: core.PersistentVolumeClaims(), PVs: core.PersistentVolumes(),
+		Classes: storage.StorageClasses(), Nodes: core.Nodes(), CSINodes: storage.CSINodes(), Capacities: storage.CSIStorageCapacities(),
+		VAsByPV: h.AttachmentsByPV, Snapshots: h.Snapshots, Recorder: h.Recorder, Steps: h.Steps, NewQueue: h.NewQueue,
+		RetryMax: h.Opts.RetryIntervalMax, Tuning: h.Opts.Tune(hub.Tuning{}, provisioner.Defaults)}
 }

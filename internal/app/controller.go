@@ -81,7 +81,7 @@ var controllerSpecs = []controllerSpec{
 				return &o.Provisioner.WorkerThreads, &o.Provisioner.Timeout
 			}},
 		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return provisioner.New(ctx, h, o.Provisioner)
+			return provisioner.New(ctx, ProvisionerDeps(h, o.Provisioner), o.Provisioner)
 		}},
 	{name: "attacher",
 		tuning: tuningSpec{sidecar: "external-attacher", defaults: attacher.Defaults,

@@ -9,6 +9,7 @@ import (
 	"github.com/csi-hub/csi-hub/attacher"
 	"github.com/csi-hub/csi-hub/healthmonitor"
 	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/provisioner"
 	"github.com/csi-hub/csi-hub/resizer"
 	"github.com/csi-hub/csi-hub/snapshotter"
 )
@@ -111,5 +112,32 @@ func HealthMonitorDeps(h *hub.Hub, cfg healthmonitor.Config) healthmonitor.Deps 
 		PodClaims: h.PodClaims,
 		Events:    h.Recorder("csi-pv-monitor-controller-" + h.Driver), // external-health-monitor's event source
 		Tuning:    tune(h, cfg.WorkerThreads, cfg.Timeout, healthmonitor.Defaults),
+	}
+}
+
+// ProvisionerDeps is what the provisioner uses of h.
+func ProvisionerDeps(h *hub.Hub, cfg provisioner.Config) provisioner.Deps {
+	core, storage := h.Informers.Core().V1(), h.Informers.Storage().V1()
+	return provisioner.Deps{
+		Driver:     h.Driver,
+		Caps:       h.Conn.Caps,
+		CSI:        h.Conn.Controller(),
+		Node:       h.Conn.Node(),
+		Kube:       h.Kube,
+		RestConfig: h.RestConfig,
+		Metrics:    h.Metrics,
+		PVCs:       core.PersistentVolumeClaims(),
+		PVs:        core.PersistentVolumes(),
+		Classes:    storage.StorageClasses(),
+		Nodes:      core.Nodes(),
+		CSINodes:   storage.CSINodes(),
+		Capacities: storage.CSIStorageCapacities(),
+		VAsByPV:    h.AttachmentsByPV,
+		Snapshots:  h.Snapshots,
+		Recorder:   h.Recorder,
+		Steps:      h.Steps,
+		NewQueue:   h.NewQueue,
+		RetryMax:   h.Opts.RetryIntervalMax,
+		Tuning:     tune(h, cfg.WorkerThreads, cfg.Timeout, provisioner.Defaults),
 	}
 }

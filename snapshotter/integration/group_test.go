@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/csi-hub/csi-hub/internal/app"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/plugin"
 	"github.com/csi-hub/csi-hub/plugin/plugintest"
@@ -66,7 +67,7 @@ func newGroupEnv(t *testing.T, capacity int64) *groupEnv {
 	cfg := testConfig()
 	cfg.ExtraCreateMetadata = true
 	e.startHub(cfg, func(h *hub.Hub) error {
-		p, err := provisioner.New(e.t.Context(), h, provisioner.DefaultConfig())
+		p, err := provisioner.New(e.t.Context(), app.ProvisionerDeps(h, provisioner.DefaultConfig()), provisioner.DefaultConfig())
 		if err != nil {
 			return err
 		}

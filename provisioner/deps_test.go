@@ -1,0 +1,18 @@
+package provisioner
+
+import "github.com/csi-hub/csi-hub/internal/hub"
+
+// hubDeps is internal/app's ProvisionerDeps for the tests of this package,
+// which cannot import internal/app (it imports this package).
+func hubDeps(h *hub.Hub, cfg Config) Deps {
+	core, storage := h.Informers.Core().V1(), h.Informers.Storage().V1()
+	return Deps{
+		Driver: h.Driver, Caps: h.Conn.Caps, CSI: h.Conn.Controller(), Node: h.Conn.Node(), Kube: h.Kube,
+		RestConfig: h.RestConfig, Metrics: h.Metrics,
+		PVCs: core.PersistentVolumeClaims(), PVs: core.PersistentVolumes(), Classes: storage.StorageClasses(),
+		Nodes: core.Nodes(), CSINodes: storage.CSINodes(), Capacities: storage.CSIStorageCapacities(),
+		VAsByPV: h.AttachmentsByPV, Snapshots: h.Snapshots, Recorder: h.Recorder, Steps: h.Steps, NewQueue: h.NewQueue,
+		RetryMax: h.Opts.RetryIntervalMax,
+		Tuning:   h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults),
+	}
+}
