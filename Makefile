@@ -1,4 +1,4 @@
-# csi-hub Makefile. Targets: build unit lint vet test deps test-deps e2e
+# csi-hub Makefile. Targets: build unit lint vet test deps test-deps e2e nvme-hosts
 # conformance demo cluster-up cluster-down images scale (CONTRIBUTING.md says which
 # test runs where, hack/README.md what each script does).
 
@@ -64,6 +64,17 @@ lint: vet
 # (test/e2e, test/conformance, test/swap) wait for each other, and the wait counts.
 test: deps vet
 	$(GO) test -count=1 -timeout 60m ./...
+
+# ---- NVMe/TCP across hosts ---------------------------------------------------------
+# nvme-hosts: issue 18's three-VM test bed (test/vm TestHosts): a storage host
+#             (controller plugin, nvmet) and two nodes (node plugin, nvme-tcp) as
+#             qemu TCG VMs on private links; the volume moves between nodes,
+#             access control, multi-attach, force detach, storage host reboot,
+#             link cut; and TestHostsStorageAndNode (two VMs). Both are also in
+#             `make test`; this target runs only them (about 1.5 min idle).
+.PHONY: nvme-hosts
+nvme-hosts: test-deps
+	$(GO) test -count=1 -timeout 30m -v -run '^TestHosts' ./test/vm/
 
 # ---- scale ----------------------------------------------------------------------
 # scale: on a test/cluster control plane, BenchmarkScale (N = 0/1,000/5,000/10,000

@@ -141,6 +141,8 @@ type RunOptions struct {
 	MemoryMiB int
 	// UUID is the machine UUID, which becomes the guest's host NQN.
 	UUID string
+	// QemuArgs are appended to qemu's command line (NICs, disks, a monitor).
+	QemuArgs []string
 }
 
 // Result is what a boot reported.
@@ -154,6 +156,28 @@ type Result struct {
 // for the result line. A VM that never prints it (panic, hang, timeout) is an
 // error, not a failed result.
 func Run(ctx context.Context, o RunOptions) (Result, error) {
+	m, err := Start(ctx, o)
+	if err != nil {
+		return Result{}, err
+	}
+	return m.Wait()
+}
+
+// Machine is a running VM (see Start).
+type Machine struct {
+	cmd     *exec.Cmd
+	cancel  context.CancelFunc
+	ctx     context.Context
+	initrd  string
+	timeout time.Duration
+	done    chan struct{}
+	res     Result
+	err     error
+}
+
+// Start boots the VM like Run but returns once qemu runs; Wait collects the
+// result and Kill pulls the plug (a crash or power cut, for fault tests).
+func Start(ctx context.Context, o RunOptions) (*Machine, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Minute
 	}
@@ -163,32 +187,30 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 	if o.UUID == "" {
 		o.UUID = "3f2a6c1e-0c51-4b1d-9a57-c5b0b1ad0001"
 	}
-	initrd, err := guestInitrd(o)
-	if err != nil {
-		return Result{}, err
+	if err := testutil.RefuseInUnitMode("qemu-system-x86_64"); err != nil {
+		return nil, err
 	}
-	defer os.Remove(initrd)
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	if err := testutil.RefuseInUnitMode("qemu-system-x86_64"); err != nil {
-		return Result{}, err
+	initrd, err := guestInitrd(o)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 	// TCG, not KVM: the host's /dev/kvm is a nested software hypervisor that a
 	// stock kernel dies under. -cpu max gives RDRAND, without which mkfs waits
 	// seconds for entropy; -uuid makes a stable DMI UUID, hence host NQN.
-	cmd := exec.CommandContext(ctx, qemu,
-		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", strconv.Itoa(o.MemoryMiB),
+	args := []string{"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", strconv.Itoa(o.MemoryMiB),
 		"-nographic", "-no-reboot", "-nic", "none", "-uuid", o.UUID,
 		"-kernel", o.Image.Kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 quiet")
+		"-append", "console=ttyS0 panic=-1 quiet"}
+	cmd := exec.CommandContext(ctx, qemu, append(args, o.QemuArgs...)...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.WaitDelay = 5 * time.Second
-	res := Result{ExitCode: -1}
+	m := &Machine{cmd: cmd, cancel: cancel, ctx: ctx, initrd: initrd, timeout: o.Timeout, done: make(chan struct{}), res: Result{ExitCode: -1}}
 	found := make(chan struct{})
 	go func() {
 		defer close(found)
@@ -199,24 +221,54 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 			if o.Log != nil {
 				fmt.Fprintln(o.Log, line)
 			}
-			if m := resultLine.FindStringSubmatch(line); m != nil {
-				res.Passed = m[1] == "PASS"
-				res.ExitCode, _ = strconv.Atoi(m[2])
+			if r := resultLine.FindStringSubmatch(line); r != nil {
+				m.res.Passed = r[1] == "PASS"
+				m.res.ExitCode, _ = strconv.Atoi(r[2])
 			}
 		}
 	}()
 	start := time.Now()
-	runErr := cmd.Run()
-	pw.Close()
-	<-found
-	res.Elapsed = time.Since(start)
-	if res.ExitCode == -1 {
-		if ctx.Err() != nil {
-			return res, fmt.Errorf("VM printed no %s line within %v", ResultMarker, o.Timeout)
-		}
-		return res, fmt.Errorf("VM exited (%v) without a %s line", runErr, ResultMarker)
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		<-found
+		cancel()
+		os.Remove(initrd)
+		return nil, err
 	}
-	return res, nil
+	go func() {
+		runErr := cmd.Wait()
+		pw.Close()
+		<-found
+		m.res.Elapsed = time.Since(start)
+		if m.res.ExitCode == -1 {
+			if ctx.Err() != nil {
+				m.err = fmt.Errorf("VM printed no %s line within %v", ResultMarker, o.Timeout)
+			} else {
+				m.err = fmt.Errorf("VM exited (%v) without a %s line", runErr, ResultMarker)
+			}
+		}
+		os.Remove(initrd)
+		cancel()
+		close(m.done)
+	}()
+	return m, nil
+}
+
+// Wait waits for qemu to exit and returns what the VM reported.
+func (m *Machine) Wait() (Result, error) {
+	<-m.done
+	return m.res, m.err
+}
+
+// Done is closed when qemu has exited.
+func (m *Machine) Done() <-chan struct{} { return m.done }
+
+// Kill ends qemu at once, as a power cut would, and waits for it.
+func (m *Machine) Kill() {
+	if m.cmd.Process != nil {
+		m.cmd.Process.Kill()
+	}
+	<-m.done
 }
 
 // guestInitrd writes the base initramfs followed by a cpio with /test and

@@ -276,6 +276,22 @@ func (a *agent) startPlugin(w http.ResponseWriter, r *http.Request) {
 	}()
 	a.plugin, a.exited = cmd, exited
 	log.Printf("csi-hub-plugin started: %s", strings.Join(cmd.Args, " "))
+	// Answer once the socket is there, so the test's first call finds it.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(Socket); err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			http.Error(w, "csi-hub-plugin exited during start-up (see the console)", http.StatusInternalServerError)
+			a.plugin = nil
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			break // the test's Probe says what is wrong
+		}
+	}
 	fmt.Fprintln(w, "started")
 }
 
