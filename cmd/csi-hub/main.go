@@ -73,6 +73,7 @@ func run(args []string) int {
 		return 2
 	}
 	app.ApplySidecarGates(*common, ctrl)
+	hub.SetGCPercentDefault()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	defer klog.Flush()

@@ -52,6 +52,8 @@ type Hub struct {
 	recordersMu  sync.Mutex
 	recorders    map[string]record.EventRecorder
 	controllers  []Controller
+	queuesMu     sync.Mutex
+	queues       []Queue // every queue NewQueue made, for queuedItems
 	synced       atomic.Bool
 	leading      atomic.Bool
 	identity     string
@@ -179,6 +181,7 @@ func (h *Hub) runControllers(ctx context.Context) {
 	}
 	h.synced.Store(true)
 	releaseMemory()
+	go h.releaseAfterInitialWork(ctx, 2*time.Minute)
 	done := make(chan struct{}, len(h.controllers))
 	for _, c := range h.controllers {
 		go func() {

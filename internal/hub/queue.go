@@ -16,10 +16,15 @@ type Queue = workqueue.TypedRateLimitingInterface[string]
 
 // NewQueue returns a queue with the sidecars' retry policy: per-item exponential
 // backoff from --retry-interval-start to --retry-interval-max, so a broken object
-// is retried ever more slowly instead of in a storm.
+// is retried ever more slowly instead of in a storm. A burst of adds is paced
+// (pacedQueue) so the queue's maps stay small.
 func (h *Hub) NewQueue(name string) Queue {
 	rl := workqueue.NewTypedItemExponentialFailureRateLimiter[string](h.Opts.RetryIntervalStart, h.Opts.RetryIntervalMax)
-	return workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[string]{Name: name})
+	q := &pacedQueue{Queue: workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[string]{Name: name})}
+	h.queuesMu.Lock()
+	h.queues = append(h.queues, q)
+	h.queuesMu.Unlock()
+	return q
 }
 
 type requeueAfter struct{ after time.Duration }

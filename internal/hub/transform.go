@@ -2,7 +2,6 @@ package hub
 
 import (
 	"fmt"
-	"runtime/debug"
 	"time"
 
 	storagev1 "k8s.io/api/storage/v1"
@@ -31,12 +30,6 @@ func DropManagedFields(obj any) (any, error) {
 func NewInformerFactory(client kubernetes.Interface, resync time.Duration) informers.SharedInformerFactory {
 	return informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithTransform(Slim))
 }
-
-// releaseMemory runs once the caches are synced: the initial lists were
-// decoded whole (a page of objects at a time) and are garbage now; without
-// a collection and a return of the freed pages, the process would keep that
-// peak as its resident size until the heap grew into it again.
-var releaseMemory = debug.FreeOSMemory
 
 // PVIndex indexes the hub's VolumeAttachments by the name of the
 // PersistentVolume they attach.

@@ -2,7 +2,9 @@ package hub
 
 import (
 	"context"
+	"os"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"testing"
 	"time"
@@ -192,28 +194,59 @@ func TestSlimSharesWhatVolumesHaveAlike(t *testing.T) {
 
 // Once the caches are synced, the garbage of the initial lists is collected
 // and returned to the OS (before the controllers start, after the sync).
-func TestRunControllersReleasesMemoryAfterSync(t *testing.T) {
+// TestRunControllersReleasesMemory: memory goes back to the OS once the
+// caches are synced, and again once the queues have drained the first add
+// event of every object, not before.
+func TestRunControllersReleasesMemory(t *testing.T) {
 	h := &Hub{Informers: NewInformerFactory(fake.NewClientset(boundPV("pv-1", "h")), 0)}
 	pvs := h.Informers.Core().V1().PersistentVolumes()
 	pvs.Informer()
-	calls, syncedThen := 0, false
-	defer func(f func()) { releaseMemory = f }(releaseMemory)
+	q := h.NewQueue("initial")
+	q.Add("pv-1")
+	defer func(f func(), d time.Duration) { releaseMemory, initialDrainPoll = f, d }(releaseMemory, initialDrainPoll)
+	initialDrainPoll = 10 * time.Millisecond
+	type call struct {
+		synced bool
+		queued int
+	}
+	calls := make(chan call, 4)
 	releaseMemory = func() {
-		calls++
 		_, err := pvs.Lister().Get("pv-1")
-		syncedThen = err == nil && h.synced.Load()
+		calls <- call{synced: err == nil && h.synced.Load(), queued: h.queuedItems()}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	done := make(chan struct{})
-	go func() { h.runControllers(ctx); close(done) }()
-	for !h.synced.Load() && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
+	go h.runControllers(ctx)
+	if c := <-calls; !c.synced {
+		t.Fatal("first release before the caches were synced")
 	}
-	cancel()
-	<-done
-	if calls != 1 || !syncedThen {
-		t.Errorf("releaseMemory called %d times (want 1), after the sync: %v", calls, syncedThen)
+	select {
+	case c := <-calls:
+		t.Fatalf("second release while %d keys were still queued", c.queued)
+	case <-time.After(200 * time.Millisecond):
+	}
+	key, _ := q.Get()
+	q.Done(key)
+	select {
+	case c := <-calls:
+		if c.queued != 0 {
+			t.Errorf("second release with %d keys queued", c.queued)
+		}
+	case <-ctx.Done():
+		t.Fatal("no release after the queue drained")
+	}
+}
+
+func TestSetGCPercentDefault(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	if got := SetGCPercentDefault(); got != DefaultGCPercent || debug.SetGCPercent(100) != DefaultGCPercent {
+		t.Errorf("without GOGC: SetGCPercentDefault() = %d, want %d in effect", got, DefaultGCPercent)
+	}
+	t.Setenv("GOGC", "200")
+	if got := SetGCPercentDefault(); got != -1 || debug.SetGCPercent(100) != 100 {
+		t.Errorf("with GOGC=200 the runtime's setting must stay: got %d", got)
 	}
 }
 
