@@ -64,12 +64,21 @@ type process struct {
 
 func startProcess(b testing.TB, bin string, args ...string) *process {
 	b.Helper()
+	return startProcessEnv(b, nil, bin, args...)
+}
+
+// startProcessEnv is startProcess with env added to the test's environment.
+func startProcessEnv(b testing.TB, env []string, bin string, args ...string) *process {
+	b.Helper()
 	log := filepath.Join(b.TempDir(), filepath.Base(bin)+".log")
 	f, err := os.Create(log)
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

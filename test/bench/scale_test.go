@@ -50,6 +50,8 @@ import (
 // CSI_HUB_SCALE_IDLE (default 60s). CSI_HUB_SCALE_PROFILE=dir saves csi-hub's
 // heap profile once synced (heap-N.pb.gz for `go tool pprof`, heap-N.txt with
 // the runtime's MemStats) to see what its resident size is made of.
+// CSI_HUB_SCALE_GOGC100=1 adds a second csi-hub with GOGC=100 (Go's default;
+// csi-hub's own is hub.DefaultGCPercent) to the start-up and idle figures.
 //
 //	go test -run '^$' -bench Scale -benchtime 1x -timeout 60m ./test/bench/
 func BenchmarkScale(b *testing.B) {
@@ -337,7 +339,11 @@ func (e *scaleEnv) startProc(b *testing.B, name string) *scaleProc {
 		"--kube-api-qps=" + strconv.Itoa(e.qps), "--kube-api-burst=" + strconv.Itoa(2*e.qps), "-v=1"}
 	sp := &scaleProc{name: name, proxy: proxy}
 	bin := ""
-	if name == "csi-hub" {
+	var env []string
+	if name == hubGOGC100 {
+		env = []string{"GOGC=100"}
+	}
+	if strings.HasPrefix(name, "csi-hub") {
 		port := freePort(b)
 		sp.readyz = "http://127.0.0.1:" + port + "/readyz"
 		args = append(args, "--http-endpoint=127.0.0.1:"+port, "--health-port=0")
@@ -349,9 +355,12 @@ func (e *scaleEnv) startProc(b *testing.B, name string) *scaleProc {
 		bin = sidecarBinary(b, strings.TrimPrefix(name, "external-"))
 	}
 	sp.start = time.Now()
-	sp.p = startProcess(b, bin, args...)
+	sp.p = startProcessEnv(b, env, bin, args...)
 	return sp
 }
+
+// hubGOGC100 names the second csi-hub of CSI_HUB_SCALE_GOGC100.
+const hubGOGC100 = "csi-hub GOGC=100"
 
 func freePort(b *testing.B) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -415,6 +424,9 @@ func (p *process) cpuSeconds() float64 {
 func (e *scaleEnv) measure(b *testing.B, n int) {
 	b.StopTimer()
 	names := []string{"csi-hub", "external-provisioner", "external-attacher", "external-resizer", "external-snapshotter"}
+	if os.Getenv("CSI_HUB_SCALE_GOGC100") != "" {
+		names = append(names, hubGOGC100)
+	}
 	procs := map[string]*scaleProc{}
 	var order []*scaleProc
 	for _, name := range names {
@@ -464,7 +476,7 @@ func (e *scaleEnv) measure(b *testing.B, n int) {
 	for _, sp := range order {
 		b.Logf("%-22s %8.2f %8.2f %9.1f %9.1f %6d %6d %7d %7d %8.2f %7d", sp.name, sp.ready.Seconds(), sp.synced.Seconds(),
 			sp.rss, sp.peak, sp.lists, sp.watches, sp.streams, sp.writes, sp.idleCPU, sp.idleW)
-		if sp.name != "csi-hub" {
+		if !strings.HasPrefix(sp.name, "csi-hub") {
 			sidecarsRSS += sp.rss
 			sidecarsPeak += sp.peak
 		}
@@ -476,6 +488,9 @@ func (e *scaleEnv) measure(b *testing.B, n int) {
 	// 100 new claims with N present: csi-hub alone as provisioner, then the
 	// official provisioner alone (a fresh one, synced first).
 	procs["external-provisioner"].p.stop()
+	if sp := procs[hubGOGC100]; sp != nil {
+		sp.p.stop() // one csi-hub provisions
+	}
 	hubBound, hubDeleted, hubWrites := e.claims100(b, hub)
 	hub.p.stop()
 	prov := e.startProc(b, "external-provisioner")
