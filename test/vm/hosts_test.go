@@ -81,7 +81,7 @@ func guestBinaries(t testing.TB) (plugin, agent string) {
 
 // hostsImage finds the VM image; only a machine that cannot run the VMs skips,
 // loudly, and under CI=true even that fails.
-func hostsImage(t *testing.T) *Image {
+func hostsImage(t testing.TB) *Image {
 	t.Helper()
 	testutil.SkipUnit(t, "qemu VMs")
 	skip := func(why string) {
@@ -127,7 +127,7 @@ type vmHost struct {
 
 // bed is a storage host and its nodes.
 type bed struct {
-	t              *testing.T
+	t              testing.TB
 	img            *Image
 	plugin, agent  string
 	dir            string
@@ -139,7 +139,7 @@ type bed struct {
 func mac(a, b int) string { return fmt.Sprintf("52:54:00:18:%02x:%02x", a, b) }
 
 // newBed boots a storage host and n nodes and starts their plugins.
-func newBed(t *testing.T, n int) *bed {
+func newBed(t testing.TB, n int) *bed {
 	img := hostsImage(t)
 	plugin, agent := guestBinaries(t)
 	dir, err := os.MkdirTemp("", "csi-hub-hosts-")

@@ -4,6 +4,8 @@
 //
 //	HTTP :7000   GET /ping, POST /exec (a command, its output and exit code),
 //	             POST /plugin/start, /plugin/stop (the csi-hub-plugin process),
+//	             POST /iobench (O_DIRECT sequential write/read and 4 KiB random
+//	             reads on a device, for BenchmarkHostsThroughput),
 //	             POST /poweroff (the agent exits; /init powers the VM off)
 //	TCP  :7001   the plugin's CSI unix socket, byte for byte, so the test
 //	             drives the real gRPC API as csi-hub and the kubelet do.
@@ -61,6 +63,7 @@ func main() {
 	mux.HandleFunc("/exec", a.exec)
 	mux.HandleFunc("/plugin/start", a.startPlugin)
 	mux.HandleFunc("/plugin/stop", a.stopPlugin)
+	mux.HandleFunc("/iobench", a.ioBench)
 	mux.HandleFunc("/poweroff", func(w http.ResponseWriter, r *http.Request) {
 		a.stop(10 * time.Second)
 		fmt.Fprintln(w, "bye")
