@@ -98,32 +98,6 @@ func CachedImage(repo string) (*Image, error) {
 	return nil, fmt.Errorf("%w (looked in %s/vm-*/ for stamp %s)", ErrNoImage, cache, stamp)
 }
 
-// BuildGuest compiles the guest test package as a static test binary.
-func BuildGuest(ctx context.Context, repo, pkg, out string) error {
-	return goStatic(ctx, repo, "test", "-c", "-tags", "vmguest", "-ldflags", "-s -w", "-o", out, pkg)
-}
-
-// BuildCommand compiles a main package (the plugin) as a static binary.
-func BuildCommand(ctx context.Context, repo, pkg, out string) error {
-	return goStatic(ctx, repo, "build", "-ldflags", "-s -w", "-o", out, pkg)
-}
-
-// goStatic runs the go tool without cgo: the initramfs has no Go-compatible
-// libc, and static binaries need none.
-func goStatic(ctx context.Context, repo string, args ...string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, goBin, args...)
-	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
-	}
-	return nil
-}
-
 // RunOptions describes one boot.
 type RunOptions struct {
 	Image *Image

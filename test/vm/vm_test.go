@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +33,7 @@ var (
 	setupErr  error
 )
 
-// setup builds the VM image and the guest test binary once for all tests.
+// setup finds the VM image and the guest binaries once for all tests.
 // Only a machine that cannot provide qemu or the kernel skips, loudly; under
 // CI=true even that fails, so CI never passes without having run the VM.
 func setup(t testing.TB) (*Image, string) {
@@ -54,25 +55,14 @@ func setup(t testing.TB) (*Image, string) {
 			setupSkip = err.Error()
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		dir, err := os.MkdirTemp("", "csi-hub-guest-")
-		if err != nil {
-			setupErr = err
+		// `make test-deps` built the guest test binary and the plugin too
+		// (hack/vm/build-guests.sh); stale ones fail the test.
+		plugin, agent := guestBinaries(t)
+		bin := filepath.Join(filepath.Dir(agent), "guest.test")
+		if _, err := os.Stat(bin); err != nil {
+			setupErr = fmt.Errorf("%w: run `make test-deps` (hack/vm/build-guests.sh)", err)
 			return
 		}
-		bin := filepath.Join(dir, "guest.test")
-		start := time.Now()
-		if err := BuildGuest(ctx, repo, "./test/vm/guest", bin); err != nil {
-			setupErr = err
-			return
-		}
-		plugin := filepath.Join(dir, "csi-hub-plugin")
-		if err := BuildCommand(ctx, repo, "./cmd/csi-hub-plugin", plugin); err != nil {
-			setupErr = err
-			return
-		}
-		t.Logf("guest test binary and csi-hub-plugin built in %v", time.Since(start).Round(time.Millisecond))
 		image, guestBin, pluginBin = img, bin, plugin
 	})
 	if setupSkip != "" {
@@ -83,6 +73,9 @@ func setup(t testing.TB) (*Image, string) {
 	}
 	if setupErr != nil {
 		t.Fatal(setupErr)
+	}
+	if image == nil {
+		t.Fatal("the VM setup failed in an earlier test (see its error)")
 	}
 	return image, guestBin
 }
