@@ -21,7 +21,9 @@ var pumpInterval = 5 * time.Millisecond
 // for the rest of the process's life (BenchmarkScale: about 9 MiB at 10,000
 // volumes). The list is freed once drained. Keys keep their order; a key
 // already queued may be processed once more, which every sync allows.
-// Retries (AddRateLimited, AddAfter) go to the queue directly.
+// Retries (AddRateLimited, AddAfter) go to the queue directly. The
+// workqueue_depth metric counts the workqueue only, so in a burst it shows at
+// most queueHighWater while more keys wait (Len counts both).
 type pacedQueue struct {
 	Queue
 	mu       sync.Mutex
