@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRunRejectsBadFlags(t *testing.T) {
@@ -23,6 +24,12 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"transport", func(o *options) { o.transport.name = "iscsi" }, "--transport"},
 		{"nvme zone", func(o *options) { o.transport.name = "nvme" }, "--nvme-zone"},
 		{"nvme listen", func(o *options) { o.transport = transportOptions{name: "nvme", nvmeZone: "z1"} }, "--nvme-listen-address"},
+		{"nvme ctrl loss timeout", func(o *options) {
+			o.mode, o.transport = "node", transportOptions{name: "nvme", nvmeZone: "z1", nvmeCtrlLoss: 1500 * time.Millisecond}
+		}, "--nvme-ctrl-loss-timeout"},
+		{"nvme reconnect delay", func(o *options) {
+			o.mode, o.transport = "node", transportOptions{name: "nvme", nvmeZone: "z1", nvmeReconnectDelay: -time.Second}
+		}, "--nvme-reconnect-delay"},
 		{"node-local pool without the node", func(o *options) { o.nodeLocalPool = true }, "--node-local-pool needs --mode=all"},
 		{"node-local pool over nvme", func(o *options) {
 			o.mode, o.nodeLocalPool, o.transport = "all", true, transportOptions{name: "nvme", nvmeZone: "z1"}

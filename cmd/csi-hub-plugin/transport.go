@@ -20,6 +20,7 @@ type transportOptions struct {
 	nvmePort                              int
 	nvmeZone, nvmeConfigfs, nvmeBuffered  string
 	nvmeAttachTimeout                     time.Duration
+	nvmeCtrlLoss, nvmeReconnectDelay      time.Duration
 }
 
 func (t *transportOptions) addFlags(fs *flag.FlagSet) {
@@ -32,6 +33,8 @@ func (t *transportOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&t.nvmeConfigfs, "nvme-configfs-root", nvme.DefaultConfigfsRoot, "nvme, controller: the nvmet configfs directory")
 	fs.StringVar(&t.nvmeBuffered, "nvme-buffered-io", string(nvme.BufferedIOAuto), "nvme, controller: nvmet buffered_io: auto, always or never")
 	fs.DurationVar(&t.nvmeAttachTimeout, "nvme-attach-timeout", 30*time.Second, "nvme, node: how long NodeStage waits for the namespace's block device")
+	fs.DurationVar(&t.nvmeCtrlLoss, "nvme-ctrl-loss-timeout", 0, "nvme, node: how long the kernel keeps reconnecting to a lost storage host before failing I/O (nvme connect --ctrl-loss-tmo, whole seconds; 0: the kernel's default, 600s). Writes issued meanwhile wait, and complete if it comes back in time")
+	fs.DurationVar(&t.nvmeReconnectDelay, "nvme-reconnect-delay", 0, "nvme, node: time between reconnect attempts (nvme connect --reconnect-delay, whole seconds; 0: the kernel's default, 10s)")
 }
 
 // target builds the storage-host side of the chosen transport.
@@ -63,6 +66,14 @@ func (t *transportOptions) initiator(driver, nodeID string) (ini transport.Initi
 		if t.nvmeZone == "" {
 			return nil, "", nil, fmt.Errorf("--nvme-zone is required with --transport=nvme")
 		}
+		lossSecs, err := wholeSeconds("--nvme-ctrl-loss-timeout", t.nvmeCtrlLoss)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		delaySecs, err := wholeSeconds("--nvme-reconnect-delay", t.nvmeReconnectDelay)
+		if err != nil {
+			return nil, "", nil, err
+		}
 		hostNQN, err := nvme.HostNQN()
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("host NQN: %w", err)
@@ -70,8 +81,17 @@ func (t *transportOptions) initiator(driver, nodeID string) (ini transport.Initi
 		if nodeID != "" && nodeID != hostNQN {
 			return nil, "", nil, fmt.Errorf("--node-id %q: with --transport=nvme the node ID is the host NQN %q; leave --node-id empty", nodeID, hostNQN)
 		}
-		ini, err := nvme.NewInitiator(nvme.InitiatorConfig{HostNQN: hostNQN, AttachTimeout: t.nvmeAttachTimeout})
+		ini, err := nvme.NewInitiator(nvme.InitiatorConfig{HostNQN: hostNQN, AttachTimeout: t.nvmeAttachTimeout,
+			CtrlLossTimeout: lossSecs, ReconnectDelay: delaySecs})
 		return ini, hostNQN, map[string]string{nvme.ZoneTopologyKey(driver): t.nvmeZone}, err
 	}
 	return nil, "", nil, fmt.Errorf("--transport %q: want loop or nvme", t.name)
+}
+
+// wholeSeconds converts a duration flag nvme connect takes in seconds.
+func wholeSeconds(flag string, d time.Duration) (int, error) {
+	if d < 0 || d%time.Second != 0 {
+		return 0, fmt.Errorf("%s %v: want a whole number of seconds, 0 or more", flag, d)
+	}
+	return int(d / time.Second), nil
 }
