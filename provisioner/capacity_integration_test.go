@@ -9,13 +9,14 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csi-hub/csi-hub/provisioner/capacity"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
 func (e *env) capacities() []storagev1.CSIStorageCapacity {
 	e.t.Helper()
 	list, err := e.kube.StorageV1().CSIStorageCapacities(e.ns).List(e.ctx, metav1.ListOptions{
-		LabelSelector: labelDriverName + "=" + e.driver + "," + labelManagedBy + "=" + managedByValue})
+		LabelSelector: capacity.LabelDriverName + "=" + e.driver + "," + capacity.LabelManagedBy + "=" + capacity.ManagedByValue})
 	if err != nil {
 		e.t.Fatal(err)
 	}

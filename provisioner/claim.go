@@ -127,7 +127,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 	start := time.Now()
 	defer func() {
 		c.stats.provisioned(claim, err, start)
-		c.capacity.refresh() // the free space may have changed, as after the sidecar's Provision
+		c.capacity.Refresh() // the free space may have changed, as after the sidecar's Provision
 
 	}()
 

@@ -28,6 +28,7 @@ import (
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/migration"
 	"github.com/csi-hub/csi-hub/internal/steps"
+	"github.com/csi-hub/csi-hub/provisioner/capacity"
 )
 
 // Name is the controller's name in logs, steps and --controllers.
@@ -103,9 +104,9 @@ type Controller struct {
 	nodeLister    corelisters.NodeLister
 	vas           cache.SharedIndexInformer // VolumeAttachments indexed by PV (hub.PVIndex)
 	dataSources   map[schema.GroupKind]DataSource
-	sources       *sourceGuard       // clone/restore and their finalizers; nil if the driver has neither
-	capacity      *capacityPublisher // nil without --enable-capacity
-	node          *nodeDeployment    // nil without --node-deployment
+	sources       *sourceGuard        // clone/restore and their finalizers; nil if the driver has neither
+	capacity      *capacity.Publisher // nil without --enable-capacity
+	node          *nodeDeployment     // nil without --node-deployment
 
 	// inFlight is what this process keeps in memory between syncs, per
 	// claim and per PV (inflight.go).
@@ -203,7 +204,7 @@ func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	if cfg.EnableCapacity {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if c.capacity, err = newCapacityPublisher(cctx, c); err != nil {
+		if c.capacity, err = newCapacity(cctx, c); err != nil {
 			return nil, err
 		}
 	}
@@ -242,7 +243,7 @@ func (c *Controller) Run(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.capacity.run(ctx)
+			c.capacity.Run(ctx)
 		}()
 	}
 	if c.sources != nil {

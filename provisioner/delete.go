@@ -112,7 +112,7 @@ func (c *Controller) deleteVolume(ctx context.Context, pv *v1.PersistentVolume) 
 		return fmt.Errorf("removing finalizer %s from PV %s: %w", finalizerPV, pv.Name, err)
 	}
 	c.inFlight.finishedPV(pv.UID)
-	c.capacity.refresh()
+	c.capacity.Refresh()
 	klog.FromContext(ctx).Info("Deleted volume", "PV", pv.Name, "handle", vol.Spec.CSI.VolumeHandle)
 	return nil
 }

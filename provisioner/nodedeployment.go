@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/provisioner/capacity"
 )
 
 // EnvNodeName is the environment variable naming this node with
@@ -115,7 +116,7 @@ func (n *nodeDeployment) staticListers(driver string) (corelisters.NodeLister, s
 
 // managedBy is the managed-by label of this node's CSIStorageCapacity objects.
 func (n *nodeDeployment) managedBy() string {
-	return nameWithMaxLength(managedByValue, n.name, 63)
+	return nameWithMaxLength(capacity.ManagedByValue, n.name, 63)
 }
 
 // claimIsMine says whether this node provisions the claim now. For a claim of

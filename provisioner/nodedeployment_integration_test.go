@@ -21,6 +21,7 @@ import (
 	"github.com/csi-hub/csi-hub/internal/hubtest"
 	"github.com/csi-hub/csi-hub/plugin"
 	"github.com/csi-hub/csi-hub/plugin/plugintest"
+	"github.com/csi-hub/csi-hub/provisioner/capacity"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
@@ -169,14 +170,14 @@ func TestNodeDeploymentSelectedNode(t *testing.T) {
 
 	// Capacity: one object per node, its segment, its managed-by.
 	e.eventually(30*time.Second, "one CSIStorageCapacity per node", func() (bool, error) {
-		list, err := e.kube.StorageV1().CSIStorageCapacities(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: labelDriverName + "=" + e.driver})
+		list, err := e.kube.StorageV1().CSIStorageCapacities(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: capacity.LabelDriverName + "=" + e.driver})
 		if err != nil {
 			return false, err
 		}
 		seen := map[string]bool{}
 		for _, csc := range list.Items {
 			node := csc.NodeTopology.MatchLabels[ndTopologyKey]
-			if csc.Labels[labelManagedBy] != managedByValue+"-"+node || len(csc.NodeTopology.MatchLabels) != 1 || csc.StorageClassName != sc.Name {
+			if csc.Labels[capacity.LabelManagedBy] != capacity.ManagedByValue+"-"+node || len(csc.NodeTopology.MatchLabels) != 1 || csc.StorageClassName != sc.Name {
 				return false, fmt.Errorf("CSIStorageCapacity %s: labels %v, topology %v, class %s", csc.Name, csc.Labels, csc.NodeTopology, csc.StorageClassName)
 			}
 			seen[node] = true

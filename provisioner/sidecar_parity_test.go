@@ -115,7 +115,7 @@ func TestCapacityThreads(t *testing.T) {
 				t.Fatal(err)
 			}
 			// CSIStorageCapacity writes have their own budget, not the hub's.
-			if qps := e.ctrl.capacity.kube.StorageV1().RESTClient().GetRateLimiter().QPS(); qps != 1 {
+			if qps := e.ctrl.capacity.Writer().StorageV1().RESTClient().GetRateLimiter().QPS(); qps != 1 {
 				t.Errorf("capacity client QPS %v, want --kube-api-capacity-qps 1 (hub: %v)", qps, e.hub.Opts.KubeAPIQPS)
 			}
 			time.Sleep(time.Second) // room for more calls to arrive

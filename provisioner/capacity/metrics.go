@@ -1,4 +1,4 @@
-package provisioner
+package capacity
 
 import (
 	"errors"
@@ -7,23 +7,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// capacityMetrics are the sidecar's CSIStorageCapacity gauges
+// gauges are the sidecar's CSIStorageCapacity gauges
 // (external-provisioner pkg/capacity: csistoragecapacities_desired_goal,
 // _desired_current and _obsolete), as of the last sync.
-type capacityMetrics struct {
+type gauges struct {
 	goal, current, obsolete prometheus.Gauge
 }
 
 var (
-	capacityGaugesOnce sync.Once
-	capacityGauges     *capacityMetrics
+	gaugesOnce sync.Once
+	theGauges  *gauges
 )
 
-// registerCapacityMetrics returns the gauges, registered on the hub's registry
+// registerGauges returns the gauges, registered on the hub's registry
 // (one set per process, as the sidecar has one capacity controller).
-func registerCapacityMetrics(reg *prometheus.Registry) (*capacityMetrics, error) {
-	capacityGaugesOnce.Do(func() {
-		capacityGauges = &capacityMetrics{
+func registerGauges(reg *prometheus.Registry) (*gauges, error) {
+	gaugesOnce.Do(func() {
+		theGauges = &gauges{
 			goal: prometheus.NewGauge(prometheus.GaugeOpts{Name: "csistoragecapacities_desired_goal",
 				Help: "Number of CSIStorageCapacity objects that are supposed to be managed automatically."}),
 			current: prometheus.NewGauge(prometheus.GaugeOpts{Name: "csistoragecapacities_desired_current",
@@ -33,16 +33,16 @@ func registerCapacityMetrics(reg *prometheus.Registry) (*capacityMetrics, error)
 		}
 	})
 	if reg != nil {
-		for _, g := range []prometheus.Collector{capacityGauges.goal, capacityGauges.current, capacityGauges.obsolete} {
+		for _, g := range []prometheus.Collector{theGauges.goal, theGauges.current, theGauges.obsolete} {
 			if err := reg.Register(g); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 				return nil, err
 			}
 		}
 	}
-	return capacityGauges, nil
+	return theGauges, nil
 }
 
-func (m *capacityMetrics) set(goal, current, obsolete int) {
+func (m *gauges) set(goal, current, obsolete int) {
 	if m == nil {
 		return
 	}
