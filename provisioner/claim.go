@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 )
 
 // syncClaim provisions a volume for the PVC under key if it is this driver's
@@ -64,7 +65,7 @@ func (c *Controller) storageClassFor(claim *v1.PersistentVolumeClaim) (*storagev
 	if by != c.d.Driver && claim.Annotations[annMigratedTo] != c.d.Driver {
 		return nil, nil
 	}
-	className := claimClass(claim)
+	className := datasource.ClaimClass(claim)
 	sc, err := c.scLister.Get(className)
 	if err != nil {
 		// kube-controller-manager already reports a missing class on the PVC.
@@ -109,7 +110,7 @@ func (c *Controller) provision(ctx context.Context, key string, claim *v1.Persis
 		}
 		return err
 	}
-	if kind, _, ok := claimDataSource(claim); ok && !handledKind(kind) {
+	if kind, _, ok := datasource.Of(claim); ok && !datasource.Handled(kind) {
 		// A volume populator owns this PVC, as with the sidecar.
 		if c.inFlight.announce(claim.UID) {
 			c.events.Event(claim, v1.EventTypeNormal, reasonProvisioning, "Assuming an external populator will provision the volume")

@@ -29,6 +29,7 @@ import (
 	"github.com/csi-hub/csi-hub/internal/migration"
 	"github.com/csi-hub/csi-hub/internal/steps"
 	"github.com/csi-hub/csi-hub/provisioner/capacity"
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 )
 
 // Name is the controller's name in logs, steps and --controllers.
@@ -104,7 +105,7 @@ type Controller struct {
 	nodeLister    corelisters.NodeLister
 	vas           cache.SharedIndexInformer // VolumeAttachments indexed by PV (hub.PVIndex)
 	dataSources   map[schema.GroupKind]DataSource
-	sources       *sourceGuard        // clone/restore and their finalizers; nil if the driver has neither
+	sources       *datasource.Guard   // clone/restore and their finalizers; nil if the driver has neither
 	capacity      *capacity.Publisher // nil without --enable-capacity
 	node          *nodeDeployment     // nil without --node-deployment
 
@@ -198,8 +199,15 @@ func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 		}
 		c.identity += "-" + c.node.name // as the sidecar's identity in node deployment
 	}
-	if c.sources, err = newSourceGuard(c, pvcs.Informer()); err != nil {
+	if c.sources, err = datasource.New(datasource.Deps{Caps: d.Caps, Kube: d.Kube, PVCs: pvcs, PVs: pvs,
+		Snapshots: d.Snapshots, Claims: claimsView{c}, Steps: d.Steps, NewQueue: d.NewQueue},
+		datasource.Config{PreventVolumeModeConversion: cfg.PreventVolumeModeConversion, Controller: Name}); err != nil {
 		return nil, err
+	}
+	if c.sources != nil {
+		for kind, src := range c.sources.Sources() {
+			c.dataSources[kind] = src
+		}
 	}
 	if cfg.EnableCapacity {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -250,7 +258,7 @@ func (c *Controller) Run(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.sources.run(ctx, max(1, c.cfg.CloningProtectionThreads))
+			c.sources.Run(ctx, max(1, c.cfg.CloningProtectionThreads))
 		}()
 	}
 	wg.Add(2)

@@ -8,18 +8,20 @@ import (
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 )
 
 // Data source kinds the provisioner itself handles (all others belong to
 // volume populators and are left alone, as the sidecar does).
 var (
-	KindVolumeSnapshot = schema.GroupKind{Group: "snapshot.storage.k8s.io", Kind: "VolumeSnapshot"}
-	KindPVC            = schema.GroupKind{Group: "", Kind: "PersistentVolumeClaim"}
+	KindVolumeSnapshot = datasource.KindVolumeSnapshot
+	KindPVC            = datasource.KindPVC
 )
 
 // DataSource turns a PVC's dataSource into CreateVolume's volume_content_source
 // (restore from a VolumeSnapshot, clone of a PVC). New registers the built-in
-// handlers (datasource_clone.go, datasource_restore.go) for the kinds the
+// handlers (package datasource) for the kinds the
 // driver supports; Controller.SetDataSource may replace them. Without a
 // handler for a kind, PVCs with that kind of source get a ProvisioningFailed
 // event and are retried, never provisioned empty. A handler also owns the protection of its
@@ -37,30 +39,6 @@ type DataSource interface {
 func (c *Controller) SetDataSource(kind schema.GroupKind, ds DataSource) {
 	c.dataSources[kind] = ds
 }
-
-// claimDataSource returns the PVC's data source kind and name (dataSourceRef
-// wins over dataSource, as in the API's own defaulting), or ok=false.
-func claimDataSource(claim *v1.PersistentVolumeClaim) (kind schema.GroupKind, name string, ok bool) {
-	ref := claim.Spec.DataSourceRef
-	if ref != nil {
-		group := ""
-		if ref.APIGroup != nil {
-			group = *ref.APIGroup
-		}
-		return schema.GroupKind{Group: group, Kind: ref.Kind}, ref.Name, true
-	}
-	if ds := claim.Spec.DataSource; ds != nil {
-		group := ""
-		if ds.APIGroup != nil {
-			group = *ds.APIGroup
-		}
-		return schema.GroupKind{Group: group, Kind: ds.Kind}, ds.Name, true
-	}
-	return schema.GroupKind{}, "", false
-}
-
-// handledKind reports whether the provisioner (not a populator) owns kind.
-func handledKind(kind schema.GroupKind) bool { return kind == KindVolumeSnapshot || kind == KindPVC }
 
 // contentSource resolves a handled data source or explains why it cannot.
 func (c *Controller) contentSource(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass, kind schema.GroupKind, name string) (*csi.VolumeContentSource, error) {
@@ -80,3 +58,12 @@ func (c *Controller) contentSource(ctx context.Context, claim *v1.PersistentVolu
 	}
 	return src, nil
 }
+
+// claimsView is what the data source guard sees of the claims in flight.
+type claimsView struct{ c *Controller }
+
+func (v claimsView) IsPending(key string) bool { return v.c.inFlight.isPending(key) }
+func (v claimsView) PendingClaims() []*v1.PersistentVolumeClaim {
+	return v.c.inFlight.pendingClaims()
+}
+func (v claimsView) Retry(key string) { v.c.claims.Add(key) }

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
@@ -56,10 +57,10 @@ func BenchmarkDataSources(b *testing.B) {
 			})
 			elapsed := time.Since(start)
 			b.StopTimer()
-			protected := finalizerCloneSource
+			protected := datasource.FinalizerCloneSource
 			list := func() []string { return s.claimFinalizers("src") }
 			if kind == "restore" {
-				protected, list = finalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") }
+				protected, list = datasource.FinalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") }
 			}
 			s.waitNoFinalizer("the source", protected, list)
 			// Let the queued events (Provisioning, ProvisioningSucceeded) drain into the count.

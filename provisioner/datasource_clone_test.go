@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
@@ -32,8 +33,8 @@ func TestCloneProtectsSource(t *testing.T) {
 	if err := gate.WaitArrived(s.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if f := s.claimFinalizers("src"); !slices.Contains(f, finalizerCloneSource) {
-		t.Errorf("source finalizers during the clone's CreateVolume: %v, want %s", f, finalizerCloneSource)
+	if f := s.claimFinalizers("src"); !slices.Contains(f, datasource.FinalizerCloneSource) {
+		t.Errorf("source finalizers during the clone's CreateVolume: %v, want %s", f, datasource.FinalizerCloneSource)
 	}
 	s.deletePVC("src")
 	time.Sleep(time.Second) // give kube-controller-manager the chance to remove it
@@ -79,8 +80,8 @@ func TestCloneRefusals(t *testing.T) {
 	s.waitEvent("small", reasonFailed, v1.EventTypeWarning, "smaller than the source PVC "+s.ns+"/src (1Gi)")
 	s.createPVC("raw", sc.Name, "1Gi", fromClaim("src"), blockMode)
 	s.waitEvent("raw", reasonFailed, v1.EventTypeWarning, "spec.volumeMode Block differs from the source PVC")
-	if f := s.claimFinalizers("src"); slices.Contains(f, finalizerCloneSource) {
-		t.Errorf("refused clones left %s on the source: %v", finalizerCloneSource, f)
+	if f := s.claimFinalizers("src"); slices.Contains(f, datasource.FinalizerCloneSource) {
+		t.Errorf("refused clones left %s on the source: %v", datasource.FinalizerCloneSource, f)
 	}
 
 	// A source bound to a PV of another driver (statically; the test marks
@@ -141,15 +142,15 @@ func TestCloneRefusals(t *testing.T) {
 		s.requireNoVolume(name)
 	}
 	// "small" and "raw" are still pending on src: its protection stays.
-	if f := s.claimFinalizers("src"); !slices.Contains(f, finalizerCloneSource) {
-		t.Errorf("source finalizers with clones pending: %v, want %s", f, finalizerCloneSource)
+	if f := s.claimFinalizers("src"); !slices.Contains(f, datasource.FinalizerCloneSource) {
+		t.Errorf("source finalizers with clones pending: %v, want %s", f, datasource.FinalizerCloneSource)
 	}
 	s.deletePVC("small")
 	s.deletePVC("raw")
-	s.waitNoFinalizer("PVC src", finalizerCloneSource, func() []string { return s.claimFinalizers("src") })
+	s.waitNoFinalizer("PVC src", datasource.FinalizerCloneSource, func() []string { return s.claimFinalizers("src") })
 	for _, name := range []string{"foreign", "unbound"} {
-		if f := s.claimFinalizers(name); slices.Contains(f, finalizerCloneSource) {
-			t.Errorf("refused source %s got %s: %v", name, finalizerCloneSource, f)
+		if f := s.claimFinalizers(name); slices.Contains(f, datasource.FinalizerCloneSource) {
+			t.Errorf("refused source %s got %s: %v", name, datasource.FinalizerCloneSource, f)
 		}
 	}
 }
@@ -167,8 +168,8 @@ func TestCloneNeedsCapability(t *testing.T) {
 	s.createPVC("copy", sc.Name, "1Gi", fromClaim("src"))
 	s.waitEvent("copy", reasonFailed, v1.EventTypeWarning, "CLONE_VOLUME capability is not reported")
 	s.requireNoVolume("copy")
-	if f := s.claimFinalizers("src"); slices.Contains(f, finalizerCloneSource) {
-		t.Errorf("source got %s without a clone: %v", finalizerCloneSource, f)
+	if f := s.claimFinalizers("src"); slices.Contains(f, datasource.FinalizerCloneSource) {
+		t.Errorf("source got %s without a clone: %v", datasource.FinalizerCloneSource, f)
 	}
 }
 
@@ -181,11 +182,11 @@ func TestOrphanedSourceFinalizersRemoved(t *testing.T) {
 	s.waitBound("src")
 	_, _ = s.takeSnapshot("snap", "src", s.snapshotClass())
 
-	add := []byte(`[{"op":"add","path":"/metadata/finalizers/-","value":"` + finalizerCloneSource + `"}]`)
+	add := []byte(`[{"op":"add","path":"/metadata/finalizers/-","value":"` + datasource.FinalizerCloneSource + `"}]`)
 	if _, err := s.kube.CoreV1().PersistentVolumeClaims(s.ns).Patch(s.ctx, "src", types.JSONPatchType, add, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	s.waitNoFinalizer("PVC src", finalizerCloneSource, func() []string { return s.claimFinalizers("src") })
+	s.waitNoFinalizer("PVC src", datasource.FinalizerCloneSource, func() []string { return s.claimFinalizers("src") })
 
 	// While the hub is down, then at start-up.
 	if err := s.hub.Stop(); err != nil {
@@ -195,10 +196,10 @@ func TestOrphanedSourceFinalizersRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs.Finalizers = append(vs.Finalizers, finalizerSnapshotSource)
+	vs.Finalizers = append(vs.Finalizers, datasource.FinalizerSnapshotSource)
 	if _, err := s.snaps.SnapshotV1().VolumeSnapshots(s.ns).Update(s.ctx, vs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	s.startHub()
-	s.waitNoFinalizer("VolumeSnapshot snap", finalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
+	s.waitNoFinalizer("VolumeSnapshot snap", datasource.FinalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
 }

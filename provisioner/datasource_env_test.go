@@ -16,6 +16,7 @@ import (
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 	"github.com/csi-hub/csi-hub/snapshotter"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
@@ -106,7 +107,7 @@ func (s *sourceEnv) waitSnapshotReady(name string) (*snapv1.VolumeSnapshot, *sna
 	s.eventually(90*time.Second, "VolumeSnapshot "+name+" to be readyToUse", func() (bool, error) {
 		var err error
 		vs, err = s.snaps.SnapshotV1().VolumeSnapshots(s.ns).Get(s.ctx, name, metav1.GetOptions{})
-		return err == nil && snapshotReady(vs), nil
+		return err == nil && datasource.SnapshotReady(vs), nil
 	})
 	content, err := s.snaps.SnapshotV1().VolumeSnapshotContents().Get(s.ctx, *vs.Status.BoundVolumeSnapshotContentName, metav1.GetOptions{})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
@@ -38,8 +39,8 @@ func TestRestoreFromSnapshot(t *testing.T) {
 	if err := gate.WaitArrived(s.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if f := s.snapshotFinalizers("snap"); !slices.Contains(f, finalizerSnapshotSource) {
-		t.Errorf("snapshot finalizers during CreateVolume: %v, want %s", f, finalizerSnapshotSource)
+	if f := s.snapshotFinalizers("snap"); !slices.Contains(f, datasource.FinalizerSnapshotSource) {
+		t.Errorf("snapshot finalizers during CreateVolume: %v, want %s", f, datasource.FinalizerSnapshotSource)
 	}
 	// Deleting the snapshot now must not pull it from under CreateVolume.
 	if err := s.snaps.SnapshotV1().VolumeSnapshots(s.ns).Delete(s.ctx, "snap", metav1.DeleteOptions{}); err != nil {
@@ -64,11 +65,11 @@ func TestRestoreFromSnapshot(t *testing.T) {
 	}
 	s.requireNoVolume("small")
 	// "small" is still pending on the snapshot: protection stays.
-	if f := s.snapshotFinalizers("snap"); !slices.Contains(f, finalizerSnapshotSource) {
-		t.Errorf("snapshot finalizers with a claim still pending on it: %v, want %s", f, finalizerSnapshotSource)
+	if f := s.snapshotFinalizers("snap"); !slices.Contains(f, datasource.FinalizerSnapshotSource) {
+		t.Errorf("snapshot finalizers with a claim still pending on it: %v, want %s", f, datasource.FinalizerSnapshotSource)
 	}
 	s.deletePVC("small")
-	s.waitNoFinalizer("VolumeSnapshot snap", finalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
+	s.waitNoFinalizer("VolumeSnapshot snap", datasource.FinalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
 	s.eventually(60*time.Second, "the deleted VolumeSnapshot to go", func() (bool, error) {
 		_, err := s.snaps.SnapshotV1().VolumeSnapshots(s.ns).Get(s.ctx, "snap", metav1.GetOptions{})
 		return err != nil, nil
@@ -88,7 +89,7 @@ func TestRestoreWaitsForSnapshot(t *testing.T) {
 	s.createSnapshot("later", "data", s.snapshotClass())
 	s.waitEvent("restored", reasonFailed, v1.EventTypeWarning, "is not ready to use yet")
 	s.requireNoVolume("restored")
-	if f := s.snapshotFinalizers("later"); slices.Contains(f, finalizerSnapshotSource) {
+	if f := s.snapshotFinalizers("later"); slices.Contains(f, datasource.FinalizerSnapshotSource) {
 		t.Errorf("unready snapshot got the protection finalizer: %v", f)
 	}
 
@@ -115,7 +116,7 @@ func TestRestoreWaitsForSnapshot(t *testing.T) {
 	if vol, _ := s.drv.Volume(pv.Spec.CSI.VolumeHandle); vol.SourceSnapshotID != handle {
 		t.Errorf("backend volume %+v, want one restored from %s", vol, handle)
 	}
-	s.waitNoFinalizer("VolumeSnapshot later", finalizerSnapshotSource, func() []string { return s.snapshotFinalizers("later") })
+	s.waitNoFinalizer("VolumeSnapshot later", datasource.FinalizerSnapshotSource, func() []string { return s.snapshotFinalizers("later") })
 }
 
 // Refusals: a snapshot taken by another driver, and a volume mode change
@@ -152,14 +153,14 @@ func TestRestoreRefusals(t *testing.T) {
 		t.Fatalf("content sourceVolumeMode %v, want Filesystem (set by the snapshot-controller)", content.Spec.SourceVolumeMode)
 	}
 	s.createPVC("raw", sc.Name, "1Gi", fromSnapshot("snap"), blockMode)
-	s.waitEvent("raw", reasonFailed, v1.EventTypeWarning, "annotate VolumeSnapshotContent "+content.Name+" with "+annAllowVolumeModeChange)
+	s.waitEvent("raw", reasonFailed, v1.EventTypeWarning, "annotate VolumeSnapshotContent "+content.Name+" with "+datasource.AnnAllowVolumeModeChange)
 	s.requireNoVolume("other")
 	s.requireNoVolume("raw")
-	if f := s.snapshotFinalizers("snap"); slices.Contains(f, finalizerSnapshotSource) {
+	if f := s.snapshotFinalizers("snap"); slices.Contains(f, datasource.FinalizerSnapshotSource) {
 		t.Errorf("refused restore left finalizer on the snapshot: %v", f)
 	}
 
-	patch := []byte(`{"metadata":{"annotations":{"` + annAllowVolumeModeChange + `":"true"}}}`)
+	patch := []byte(`{"metadata":{"annotations":{"` + datasource.AnnAllowVolumeModeChange + `":"true"}}}`)
 	if _, err := s.snaps.SnapshotV1().VolumeSnapshotContents().Patch(s.ctx, content.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +169,8 @@ func TestRestoreRefusals(t *testing.T) {
 		t.Errorf("backend volume %+v, want a block volume restored from %s", vol, *content.Status.SnapshotHandle)
 	}
 	s.deletePVC("other")
-	s.waitNoFinalizer("VolumeSnapshot snap", finalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
-	if f := s.snapshotFinalizers("foreign"); slices.Contains(f, finalizerSnapshotSource) {
+	s.waitNoFinalizer("VolumeSnapshot snap", datasource.FinalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
+	if f := s.snapshotFinalizers("foreign"); slices.Contains(f, datasource.FinalizerSnapshotSource) {
 		t.Errorf("foreign snapshot got the finalizer: %v", f)
 	}
 }
@@ -199,7 +200,7 @@ func TestRestoreFinishesAfterRestartWhileSnapshotDeleted(t *testing.T) {
 	gate.Release()
 	s.startHub()
 	s.waitBound("restored")
-	s.waitNoFinalizer("VolumeSnapshot snap", finalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
+	s.waitNoFinalizer("VolumeSnapshot snap", datasource.FinalizerSnapshotSource, func() []string { return s.snapshotFinalizers("snap") })
 	s.eventually(60*time.Second, "the deleted VolumeSnapshot to go", func() (bool, error) {
 		_, err := s.snaps.SnapshotV1().VolumeSnapshots(s.ns).Get(s.ctx, "snap", metav1.GetOptions{})
 		return err != nil, nil

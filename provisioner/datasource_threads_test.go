@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/hubtest"
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 	"github.com/csi-hub/csi-hub/test/fakedriver"
 )
 
@@ -104,7 +106,7 @@ func TestCloningProtectionThreads(t *testing.T) {
 			// nobody's, so nothing else writes them.
 			for i := range sources {
 				pvc := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("src-%d", i), Namespace: e.ns,
-					Finalizers: []string{finalizerCloneSource}},
+					Finalizers: []string{datasource.FinalizerCloneSource}},
 					Spec: v1.PersistentVolumeClaimSpec{StorageClassName: ptr.To(e.ns + "-nobodys"),
 						AccessModes: []v1.PersistentVolumeAccessMode{v1.ReadWriteOnce},
 						Resources:   v1.VolumeResourceRequirements{Requests: v1.ResourceList{v1.ResourceStorage: resource.MustParse("1Gi")}}}}
@@ -117,7 +119,7 @@ func TestCloningProtectionThreads(t *testing.T) {
 				name := fmt.Sprintf("src-%d", i)
 				e.eventually(time.Minute, "the protection finalizer removed from "+name, func() (bool, error) {
 					got, err := e.kube.CoreV1().PersistentVolumeClaims(e.ns).Get(e.ctx, name, metav1.GetOptions{})
-					return err == nil && !hasFinalizer(got.Finalizers, finalizerCloneSource), err
+					return err == nil && !slices.Contains(got.Finalizers, datasource.FinalizerCloneSource), err
 				})
 			}
 			gate.mu.Lock()

@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	v1 "k8s.io/api/core/v1"
 	libmetrics "sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller/metrics"
+
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 )
 
 // stats are the sidecar's controller_persistentvolumeclaim_provision_* and
@@ -36,7 +38,7 @@ func (s *stats) provisioned(claim *v1.PersistentVolumeClaim, err error, start ti
 	if s == nil {
 		return
 	}
-	class, source := claimClass(claim), ""
+	class, source := datasource.ClaimClass(claim), ""
 	if claim.Spec.DataSource != nil {
 		source = claim.Spec.DataSource.Kind
 	}

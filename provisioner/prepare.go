@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/csi-hub/csi-hub/internal/hub"
-
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 )
 
 // plan is everything decided before CreateVolume: the request and the parts
@@ -55,7 +56,7 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 		CapacityRange:      &csi.CapacityRange{RequiredBytes: size.Value()},
 	}
 
-	if kind, name, ok := claimDataSource(claim); ok {
+	if kind, name, ok := datasource.Of(claim); ok {
 		if err := c.requireSourceCapability(kind); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,8 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/csi-hub/csi-hub/provisioner/datasource"
 )
 
 // buildPV is the PV the sidecar would create for claim after CreateVolume
@@ -57,7 +59,7 @@ func (c *Controller) buildPV(claim *v1.PersistentVolumeClaim, sc *storagev1.Stor
 				UID:             claim.UID,
 				ResourceVersion: claim.ResourceVersion,
 			},
-			StorageClassName: claimClass(claim),
+			StorageClassName: datasource.ClaimClass(claim),
 			VolumeMode:       claim.Spec.VolumeMode,
 		},
 	}

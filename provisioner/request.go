@@ -124,17 +124,6 @@ func addExtraMetadata(params map[string]string, claim *v1.PersistentVolumeClaim,
 	return out
 }
 
-// claimClass is the PVC's StorageClass name (spec or the beta annotation).
-func claimClass(claim *v1.PersistentVolumeClaim) string {
-	if c, ok := claim.Annotations[annBetaStorageClass]; ok {
-		return c
-	}
-	if claim.Spec.StorageClassName != nil {
-		return *claim.Spec.StorageClassName
-	}
-	return ""
-}
-
 func isWaitForFirstConsumer(sc *storagev1.StorageClass) bool {
 	return sc.VolumeBindingMode != nil && *sc.VolumeBindingMode == storagev1.VolumeBindingWaitForFirstConsumer
 }

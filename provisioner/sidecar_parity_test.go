@@ -2,9 +2,8 @@ package provisioner
 
 import (
 	"fmt"
-	"time"
-
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	v1 "k8s.io/api/core/v1"

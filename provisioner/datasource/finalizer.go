@@ -1,4 +1,4 @@
-package provisioner
+package datasource
 
 import (
 	"context"
@@ -47,13 +47,13 @@ func (f finalizerTarget) set(ctx context.Context, obj metav1.Object, want bool) 
 	}
 }
 
-func (g *sourceGuard) claimTarget(ns, name string) finalizerTarget {
-	claims := g.c.d.Kube.CoreV1().PersistentVolumeClaims(ns)
+func (g *Guard) claimTarget(ns, name string) finalizerTarget {
+	claims := g.d.Kube.CoreV1().PersistentVolumeClaims(ns)
 	return finalizerTarget{
 		what:      "PersistentVolumeClaim " + ns + "/" + name,
-		finalizer: finalizerCloneSource,
+		finalizer: FinalizerCloneSource,
 		cached: func() (metav1.Object, error) {
-			claim, err := g.c.pvcLister.PersistentVolumeClaims(ns).Get(name)
+			claim, err := g.pvcs.PersistentVolumeClaims(ns).Get(name)
 			if apierrors.IsNotFound(err) {
 				return nil, nil
 			}
@@ -69,11 +69,11 @@ func (g *sourceGuard) claimTarget(ns, name string) finalizerTarget {
 	}
 }
 
-func (g *sourceGuard) snapshotTarget(ns, name string) finalizerTarget {
+func (g *Guard) snapshotTarget(ns, name string) finalizerTarget {
 	snaps := g.snapshots.Client.SnapshotV1().VolumeSnapshots(ns)
 	return finalizerTarget{
 		what:      "VolumeSnapshot " + ns + "/" + name,
-		finalizer: finalizerSnapshotSource,
+		finalizer: FinalizerSnapshotSource,
 		cached: func() (metav1.Object, error) {
 			vs, err := g.snapshotLister.VolumeSnapshots(ns).Get(name)
 			if apierrors.IsNotFound(err) {

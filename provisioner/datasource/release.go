@@ -1,4 +1,4 @@
-package provisioner
+package datasource
 
 import (
 	"context"
@@ -23,8 +23,8 @@ import (
 
 // usersOf lists the claims still being provisioned from the source: pending
 // ones in its namespace and deleted ones whose CreateVolume is being finished.
-func (g *sourceGuard) usersOf(kind schema.GroupKind, ns, name string) ([]string, error) {
-	claims, err := g.c.pvcLister.PersistentVolumeClaims(ns).List(labels.Everything())
+func (g *Guard) usersOf(kind schema.GroupKind, ns, name string) ([]string, error) {
+	claims, err := g.pvcs.PersistentVolumeClaims(ns).List(labels.Everything())
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func (g *sourceGuard) usersOf(kind schema.GroupKind, ns, name string) ([]string,
 			users = append(users, claim.Name)
 		}
 	}
-	for _, claim := range g.c.inFlight.pendingClaims() {
+	for _, claim := range g.d.Claims.PendingClaims() {
 		if uses(claim) {
 			users = append(users, claim.Name+" (being finished)")
 		}
@@ -48,25 +48,25 @@ func (g *sourceGuard) usersOf(kind schema.GroupKind, ns, name string) ([]string,
 
 // kickClaims retries at once the pending claims waiting for a source that
 // just became usable, instead of leaving them to their backoff.
-func (g *sourceGuard) kickClaims(kind schema.GroupKind, ns, name string) {
-	claims, err := g.c.pvcLister.PersistentVolumeClaims(ns).List(labels.Everything())
+func (g *Guard) kickClaims(kind schema.GroupKind, ns, name string) {
+	claims, err := g.pvcs.PersistentVolumeClaims(ns).List(labels.Everything())
 	if err != nil {
 		return
 	}
 	for _, claim := range claims {
 		if k, n, s, ok := claimSource(claim); ok && k == kind && n == ns && s == name && pending(claim) {
-			g.c.claims.Add(claim.Namespace + "/" + claim.Name)
+			g.d.Claims.Retry(claim.Namespace + "/" + claim.Name)
 		}
 	}
 }
 
-func (g *sourceGuard) claimChanged(oldObj, obj any) {
+func (g *Guard) claimChanged(oldObj, obj any) {
 	claim, ok := obj.(*v1.PersistentVolumeClaim)
 	if !ok {
 		return
 	}
 	old, _ := oldObj.(*v1.PersistentVolumeClaim)
-	if hasFinalizer(claim.Finalizers, finalizerCloneSource) {
+	if hasFinalizer(claim.Finalizers, FinalizerCloneSource) {
 		g.queue.Add(sourceKey(KindPVC, claim.Namespace, claim.Name))
 	}
 	// A claim that stopped being pending may release its source.
@@ -79,7 +79,7 @@ func (g *sourceGuard) claimChanged(oldObj, obj any) {
 	}
 }
 
-func (g *sourceGuard) claimDeleted(obj any) {
+func (g *Guard) claimDeleted(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
@@ -92,27 +92,28 @@ func (g *sourceGuard) claimDeleted(obj any) {
 	}
 }
 
-func (g *sourceGuard) snapshotChanged(oldObj, obj any) {
+func (g *Guard) snapshotChanged(oldObj, obj any) {
 	vs, ok := obj.(*snapv1.VolumeSnapshot)
 	if !ok {
 		return
 	}
-	if hasFinalizer(vs.Finalizers, finalizerSnapshotSource) {
+	if hasFinalizer(vs.Finalizers, FinalizerSnapshotSource) {
 		g.queue.Add(sourceKey(KindVolumeSnapshot, vs.Namespace, vs.Name))
 	}
 	old, _ := oldObj.(*snapv1.VolumeSnapshot)
-	if old != nil && !snapshotReady(old) && snapshotReady(vs) {
+	if old != nil && !SnapshotReady(old) && SnapshotReady(vs) {
 		g.kickClaims(KindVolumeSnapshot, vs.Namespace, vs.Name)
 	}
 }
 
-func snapshotReady(vs *snapv1.VolumeSnapshot) bool {
+// SnapshotReady: the VolumeSnapshot says readyToUse.
+func SnapshotReady(vs *snapv1.VolumeSnapshot) bool {
 	return vs.Status != nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse
 }
 
 // sync removes the protection finalizer from a source that no claim is
 // being provisioned from any more.
-func (g *sourceGuard) sync(ctx context.Context, key string) error {
+func (g *Guard) sync(ctx context.Context, key string) error {
 	parts := strings.SplitN(key, "/", 3)
 	if len(parts) != 3 {
 		return nil
@@ -145,7 +146,7 @@ func (g *sourceGuard) sync(ctx context.Context, key string) error {
 		}
 		return err
 	}
-	g.c.d.Steps.Trigger(ctx, fmt.Sprintf("no claim is being provisioned from %s %s/%s any more: removing finalizer %s", parts[0], ns, name, f.finalizer))
+	g.d.Steps.Trigger(ctx, fmt.Sprintf("no claim is being provisioned from %s %s/%s any more: removing finalizer %s", parts[0], ns, name, f.finalizer))
 	if err := f.set(ctx, cached, false); err != nil {
 		return err
 	}

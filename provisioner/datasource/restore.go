@@ -1,4 +1,4 @@
-package provisioner
+package datasource
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // snapshotHandle; the claim asks for at least restoreSize; a volume mode
 // change needs annotation snapshot.storage.kubernetes.io/allow-volume-mode-change
 // "true" on the content. It reads the shared snapshot informers.
-type restoreSource struct{ g *sourceGuard }
+type restoreSource struct{ g *Guard }
 
 func (s restoreSource) ContentSource(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass) (*csi.VolumeContentSource, error) {
 	g := s.g
@@ -28,7 +28,7 @@ func (s restoreSource) ContentSource(ctx context.Context, claim *v1.PersistentVo
 	if err != nil {
 		return nil, err
 	}
-	_, name, _ := claimDataSource(claim)
+	_, name, _ := Of(claim)
 	if !g.snapshotsSynced.Load() {
 		return nil, fmt.Errorf("the %s API is not served or not synced yet (are the snapshot CRDs installed?)", hub.SnapshotGroupVersion)
 	}
@@ -42,7 +42,7 @@ func (s restoreSource) ContentSource(ctx context.Context, claim *v1.PersistentVo
 	// A snapshot being deleted still serves claims it is protected for: our
 	// finalizer on it is the durable sign (it survives a restart of csi-hub,
 	// or a switch from the sidecar, which does the same since v6.2).
-	if vs.DeletionTimestamp != nil && !g.finishing(claim) && !hasFinalizer(vs.Finalizers, finalizerSnapshotSource) {
+	if vs.DeletionTimestamp != nil && !g.finishing(claim) && !hasFinalizer(vs.Finalizers, FinalizerSnapshotSource) {
 		return nil, fmt.Errorf("VolumeSnapshot %s/%s is being deleted", ns, name)
 	}
 	if vs.Status == nil || vs.Status.BoundVolumeSnapshotContentName == nil {
@@ -60,7 +60,7 @@ func (s restoreSource) ContentSource(ctx context.Context, claim *v1.PersistentVo
 		return nil, fmt.Errorf("VolumeSnapshot %s/%s was taken by driver %s, but StorageClass %q provisions with %s",
 			ns, name, content.Spec.Driver, sc.Name, sc.Provisioner)
 	}
-	if !snapshotReady(vs) {
+	if !SnapshotReady(vs) {
 		return nil, fmt.Errorf("VolumeSnapshot %s/%s is not ready to use yet", ns, name)
 	}
 	if content.Status == nil || content.Status.SnapshotHandle == nil {
@@ -74,12 +74,12 @@ func (s restoreSource) ContentSource(ctx context.Context, claim *v1.PersistentVo
 		}
 	}
 	// --prevent-volume-mode-conversion=false allows every change, as the sidecar.
-	if from := content.Spec.SourceVolumeMode; g.c.cfg.PreventVolumeModeConversion && from != nil && claim.Spec.VolumeMode != nil && *from != *claim.Spec.VolumeMode {
+	if from := content.Spec.SourceVolumeMode; g.cfg.PreventVolumeModeConversion && from != nil && claim.Spec.VolumeMode != nil && *from != *claim.Spec.VolumeMode {
 		// Changing the mode can expose what the source's filesystem had
 		// freed, so only the content's owner may allow it.
-		if ok, _ := strconv.ParseBool(content.Annotations[annAllowVolumeModeChange]); !ok {
+		if ok, _ := strconv.ParseBool(content.Annotations[AnnAllowVolumeModeChange]); !ok {
 			return nil, fmt.Errorf("spec.volumeMode %s differs from the snapshot's source volume (%s); annotate VolumeSnapshotContent %s with %s: \"true\" to allow the change",
-				*claim.Spec.VolumeMode, *from, contentName, annAllowVolumeModeChange)
+				*claim.Spec.VolumeMode, *from, contentName, AnnAllowVolumeModeChange)
 		}
 	}
 	if err := g.snapshotTarget(ns, name).set(ctx, vs, true); err != nil {

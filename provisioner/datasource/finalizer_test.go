@@ -1,4 +1,4 @@
-package provisioner
+package datasource
 
 import (
 	"context"
@@ -20,7 +20,7 @@ func TestSetClaimFinalizer(t *testing.T) {
 	ctx := context.Background()
 	stored := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "src", Finalizers: []string{"a", "other/concurrent"}}}
 	cs := fake.NewClientset(stored)
-	g := &sourceGuard{c: &Controller{d: Deps{Kube: cs}}}
+	g := &Guard{d: Deps{Kube: cs}}
 	stale := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "src", Finalizers: []string{"a"}}}
 	finalizers := func() []string {
 		got, err := cs.CoreV1().PersistentVolumeClaims("ns").Get(ctx, "src", metav1.GetOptions{})
@@ -33,12 +33,12 @@ func TestSetClaimFinalizer(t *testing.T) {
 	if err := g.claimTarget("ns", "src").set(ctx, stale, true); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := finalizers(), []string{"a", "other/concurrent", finalizerCloneSource}; !slices.Equal(got, want) {
+	if got, want := finalizers(), []string{"a", "other/concurrent", FinalizerCloneSource}; !slices.Equal(got, want) {
 		t.Errorf("finalizers %v, want %v", got, want)
 	}
 	cs.ClearActions()
 	present := stored.DeepCopy()
-	present.Finalizers = []string{"a", finalizerCloneSource}
+	present.Finalizers = []string{"a", FinalizerCloneSource}
 	if err := g.claimTarget("ns", "src").set(ctx, present, true); err != nil || len(cs.Actions()) != 0 {
 		t.Errorf("adding a present finalizer: err %v, %d writes; want none", err, len(cs.Actions()))
 	}

@@ -1,4 +1,4 @@
-package provisioner
+package datasource
 
 import (
 	"context"
@@ -17,16 +17,15 @@ import (
 // least the source's requested size and keeps its volume mode. The
 // StorageClass may differ (allowed since external-provisioner v3.2): the
 // driver judges whether the two classes are compatible.
-type cloneSource struct{ g *sourceGuard }
+type cloneSource struct{ g *Guard }
 
 func (s cloneSource) ContentSource(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass) (*csi.VolumeContentSource, error) {
-	c := s.g.c
 	ns, err := sourceNamespace(claim)
 	if err != nil {
 		return nil, err
 	}
-	_, name, _ := claimDataSource(claim)
-	src, err := c.pvcLister.PersistentVolumeClaims(ns).Get(name)
+	_, name, _ := Of(claim)
+	src, err := s.g.pvcs.PersistentVolumeClaims(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("source PVC %s/%s not found", ns, name)
 	}
@@ -39,7 +38,7 @@ func (s cloneSource) ContentSource(ctx context.Context, claim *v1.PersistentVolu
 	if src.Status.Phase != v1.ClaimBound || src.Spec.VolumeName == "" {
 		return nil, fmt.Errorf("source PVC %s/%s must be Bound to be cloned, its phase is %q", ns, name, src.Status.Phase)
 	}
-	if claimClass(src) == "" {
+	if ClaimClass(src) == "" {
 		return nil, fmt.Errorf("source PVC %s/%s has no storageClassName", ns, name)
 	}
 	want, have := claim.Spec.Resources.Requests[v1.ResourceStorage], src.Spec.Resources.Requests[v1.ResourceStorage]
@@ -47,7 +46,7 @@ func (s cloneSource) ContentSource(ctx context.Context, claim *v1.PersistentVolu
 		return nil, fmt.Errorf("spec.resources.requests.storage %s is smaller than the source PVC %s/%s (%s): a clone must be at least as large as its source",
 			want.String(), ns, name, have.String())
 	}
-	pv, err := c.pvLister.Get(src.Spec.VolumeName)
+	pv, err := s.g.pvs.Get(src.Spec.VolumeName)
 	if err != nil {
 		return nil, fmt.Errorf("PersistentVolume %s of source PVC %s/%s: %w", src.Spec.VolumeName, ns, name, err)
 	}
