@@ -114,10 +114,6 @@ func (m *markString) String() string {
 // validate reports the first bad setting, naming its flag.
 func (c Config) validate() error {
 	switch {
-	case c.WorkerThreads < 0:
-		return fmt.Errorf("--attacher-worker-threads must not be negative, got %d", c.WorkerThreads)
-	case c.Timeout < 0:
-		return fmt.Errorf("--attacher-timeout must not be negative, got %s", c.Timeout)
 	case c.ReconcileSync <= 0:
 		return fmt.Errorf("--reconcile-sync must be positive, got %s", c.ReconcileSync)
 	case c.MaxEntries < 0:

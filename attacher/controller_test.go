@@ -127,7 +127,7 @@ func TestConfigFlagsAndFallbacks(t *testing.T) {
 	if c.workers != 2 || c.timeout != 9*time.Second {
 		t.Errorf("own flags: workers %d timeout %s", c.workers, c.timeout)
 	}
-	for _, bad := range []Config{{ReconcileSync: 0}, {ReconcileSync: time.Second, MaxEntries: -1}, {ReconcileSync: time.Second, WorkerThreads: -2}} {
+	for _, bad := range []Config{{ReconcileSync: 0}, {ReconcileSync: time.Second, MaxEntries: -1}} {
 		if err := bad.validate(); err == nil || !strings.Contains(err.Error(), "--") {
 			t.Errorf("config %+v: err %v, want one naming the flag", bad, err)
 		}

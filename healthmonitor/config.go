@@ -72,10 +72,6 @@ func (c Config) validate() error {
 		return fmt.Errorf("--list-volumes-interval must be positive, got %s", c.ListVolumesInterval)
 	case c.NodeListAddInterval <= 0:
 		return fmt.Errorf("--node-list-add-interval must be positive, got %s", c.NodeListAddInterval)
-	case c.Timeout < 0:
-		return fmt.Errorf("--health-monitor-timeout must not be negative, got %s", c.Timeout)
-	case c.WorkerThreads < 0:
-		return fmt.Errorf("--health-monitor-worker-threads must not be negative, got %d", c.WorkerThreads)
 	}
 	return nil
 }

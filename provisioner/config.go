@@ -152,8 +152,5 @@ func (c Config) validate() error {
 	if c.EnableCapacity && (c.KubeAPICapacityQPS <= 0 || c.KubeAPICapacityBurst < 1) {
 		return errorf("--kube-api-capacity-qps and --kube-api-capacity-burst must be positive, got %v and %d", c.KubeAPICapacityQPS, c.KubeAPICapacityBurst)
 	}
-	if c.WorkerThreads < 0 {
-		return errorf("--provisioner-worker-threads must not be negative, got %d", c.WorkerThreads)
-	}
 	return nil
 }

@@ -2,7 +2,6 @@ package resizer
 
 import (
 	"flag"
-	"fmt"
 	"time"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
@@ -55,15 +54,4 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"Record the PVC's previous capacity on the PV (volume.alpha.kubernetes.io/pre-resize-capacity) while a node expansion is pending (external-resizer's AnnotateFsResize feature gate).")
 	fs.BoolVar(&c.HandleVolumeInUseError, "handle-volume-inuse-error", c.HandleVolumeInUseError,
 		"After ControllerExpandVolume fails with FailedPrecondition, expand the volume again only once no Pod uses its claim (watches Pods, keeping only their claim names).")
-}
-
-// validate reports the first bad setting, naming its flag.
-func (c Config) validate() error {
-	switch {
-	case c.WorkerThreads < 0:
-		return fmt.Errorf("--resizer-worker-threads must not be negative, got %d", c.WorkerThreads)
-	case c.Timeout < 0:
-		return fmt.Errorf("--resizer-timeout must not be negative, got %s", c.Timeout)
-	}
-	return nil
 }

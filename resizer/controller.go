@@ -80,9 +80,6 @@ type Controller struct {
 // New registers the resizer's event handlers on the hub's shared PVC informer
 // (and VolumeAttributesClass informer when the driver can modify volumes).
 func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
 	c := &Controller{
 		d: d, cfg: cfg,
 		workers: d.Tuning.Workers,

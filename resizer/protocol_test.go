@@ -5,7 +5,6 @@ import (
 	"flag"
 	"reflect"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -204,11 +203,6 @@ func TestConfigFlags(t *testing.T) {
 	want := Config{ExtraModifyMetadata: true, AnnotateFsResize: true, HandleVolumeInUseError: true}
 	if cfg != want {
 		t.Errorf("parsed %+v, want %+v", cfg, want)
-	}
-	for _, bad := range []Config{{WorkerThreads: -1}, {Timeout: -time.Second}} {
-		if err := bad.validate(); err == nil {
-			t.Errorf("validate(%+v) = nil, want an error naming the flag", bad)
-		}
 	}
 	// external-resizer's default: wait for Pods to go after FailedPrecondition.
 	if f := fs.Lookup("handle-volume-inuse-error"); f == nil || f.DefValue != "true" {

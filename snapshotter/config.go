@@ -118,10 +118,6 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 // validate reports a bad setting by the flag's name.
 func (c Config) validate() error {
 	switch {
-	case c.WorkerThreads < 0:
-		return fmt.Errorf("--snapshotter-worker-threads must be >= 0, got %d", c.WorkerThreads)
-	case c.Timeout < 0:
-		return fmt.Errorf("--snapshotter-timeout must be >= 0, got %s", c.Timeout)
 	case c.SnapshotNamePrefix == "":
 		return fmt.Errorf("--snapshot-name-prefix must not be empty")
 	case c.SnapshotNameUUIDLength < -1 || c.SnapshotNameUUIDLength == 0:

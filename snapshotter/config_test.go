@@ -5,7 +5,6 @@ import (
 	"io"
 	"strings"
 	"testing"
-	"time"
 )
 
 func parse(t *testing.T, fs *flag.FlagSet, args ...string) {
@@ -74,8 +73,6 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		"--snapshot-name-prefix":           func(c *Config) { c.SnapshotNamePrefix = "" },
 		"--groupsnapshot-name-uuid-length": func(c *Config) { c.GroupSnapshotNameUUIDLength = -2 },
 		"--groupsnapshot-name-prefix":      func(c *Config) { c.GroupSnapshotNamePrefix = "" },
-		"--snapshotter-worker-threads":     func(c *Config) { c.WorkerThreads = -1 },
-		"--snapshotter-timeout":            func(c *Config) { c.Timeout = -time.Second },
 	} {
 		cfg := DefaultConfig()
 		mutate(&cfg)

@@ -186,6 +186,9 @@ func Select(requested []string, caps csiconn.Capabilities, driver string) ([]str
 
 // AddControllers builds the selected controllers on h.
 func AddControllers(ctx context.Context, h *hub.Hub, o *ControllerOptions) error {
+	if err := validateTuning(o); err != nil {
+		return err
+	}
 	names, err := Select(h.Opts.Controllers, h.Conn.Caps, h.Driver)
 	if err != nil {
 		return err

@@ -62,6 +62,21 @@ func addTuningFlags(fs *flag.FlagSet, o *ControllerOptions) {
 	}
 }
 
+// validateTuning refuses a negative --<controller>-worker-threads or
+// --<controller>-timeout, naming the flag (0 is unset).
+func validateTuning(o *ControllerOptions) error {
+	for _, s := range controllerSpecs {
+		w, d := s.tuning.own(o)
+		if *w < 0 {
+			return fmt.Errorf("--%s-worker-threads must not be negative, got %d", s.name, *w)
+		}
+		if *d < 0 {
+			return fmt.Errorf("--%s-timeout must not be negative, got %s", s.name, *d)
+		}
+	}
+	return nil
+}
+
 // TuningTable is the README's table of the per-controller settings, made from
 // the registry (TestREADMETuningTable keeps the README's copy identical).
 func TuningTable() string {

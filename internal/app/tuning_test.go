@@ -94,9 +94,24 @@ func TestTuningFlags(t *testing.T) {
 					t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 				}
 			}
+			for _, bad := range []string{"--" + s.name + "-worker-threads=-1", "--" + s.name + "-timeout=-1s"} {
+				o := DefaultControllerOptions()
+				fs := flag.NewFlagSet("test", flag.ContinueOnError)
+				o.AddFlags(fs)
+				if err := fs.Parse([]string{bad}); err != nil {
+					t.Fatal(err)
+				}
+				flagName, _, _ := strings.Cut(bad, "=")
+				if err := validateTuning(&o); err == nil || !strings.Contains(err.Error(), flagName) {
+					t.Errorf("%s: validateTuning = %v, want an error naming %s", bad, err, flagName)
+				}
+			}
 			fs := flag.NewFlagSet("test", flag.ContinueOnError)
 			o := DefaultControllerOptions()
 			o.AddFlags(fs)
+			if err := validateTuning(&o); err != nil {
+				t.Errorf("defaults: validateTuning = %v", err)
+			}
 			for _, name := range []string{s.name + "-worker-threads", s.name + "-timeout"} {
 				f := fs.Lookup(name)
 				if f == nil {
