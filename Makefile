@@ -91,9 +91,10 @@ nvme-bench: test-deps
 #        resizer and snapshotter side by side: start-up, RSS, LIST/WATCH, idle CPU,
 #        100 new claims) then BenchmarkScaleKill (kill -9 of csi-hub during 500
 #        creations and 500 deletions with 5,000 volumes present: 0 leaked, 0
-#        duplicated backend volumes). About 20 minutes; needs test-deps.
+#        duplicated backend volumes). About 20 minutes; needs test-deps. The
+#        benchmarks measure _output/bin/csi-hub (make build), or CSI_HUB_BENCH_BINARY.
 .PHONY: scale
-scale:
+scale: build
 	$(GO) test -run '^$$' -bench 'Scale$$' -benchtime 1x -timeout 60m ./test/bench/
 	$(GO) test -run '^$$' -bench 'ScaleKill$$' -benchtime 1x -timeout 30m ./test/bench/
 

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,35 +14,28 @@ import (
 	"github.com/csi-hub/csi-hub/test/cluster"
 )
 
-var (
-	buildOnce sync.Once
-	hubBinary string
-	buildErr  error
-)
-
-// csiHubBinary builds cmd/csi-hub once per test binary, unless
-// CSI_HUB_BENCH_BINARY names one already built (to measure another revision).
+// csiHubBinary is the csi-hub binary under measurement: CSI_HUB_BENCH_BINARY
+// (to measure another revision), else the one `make build` leaves in
+// _output/bin (make scale builds it first). Benchmarks never build it
+// themselves: a build would compete with the measurement for the CPU.
 func csiHubBinary(b testing.TB) string {
-	if bin := os.Getenv("CSI_HUB_BENCH_BINARY"); bin != "" {
-		return bin
+	bin := os.Getenv("CSI_HUB_BENCH_BINARY")
+	if bin == "" {
+		bin = filepath.Join(repoRoot(b), "_output", "bin", "csi-hub")
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "csi-hub-bench-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		hubBinary = filepath.Join(dir, "csi-hub")
-		out, err := exec.Command("go", "build", "-o", hubBinary, "github.com/csi-hub/csi-hub/cmd/csi-hub").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			hubBinary = string(out)
-		}
-	})
-	if buildErr != nil {
-		b.Fatalf("building csi-hub: %v\n%s", buildErr, hubBinary)
+	if _, err := os.Stat(bin); err != nil {
+		b.Fatalf("csi-hub binary: %v (run `make build` first, or set CSI_HUB_BENCH_BINARY)", err)
 	}
-	return hubBinary
+	return bin
+}
+
+// repoRoot is the module root: test/bench's parent's parent.
+func repoRoot(b testing.TB) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return filepath.Dir(filepath.Dir(wd))
 }
 
 // sidecarBinary builds (once per machine, cached) the official sidecar
