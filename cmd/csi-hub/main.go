@@ -74,6 +74,7 @@ func run(args []string) int {
 	}
 	app.ApplySidecarGates(*common, ctrl)
 	hub.SetGCPercentDefault()
+	hub.SetMemProfiling(common.Compat.EnablePprof)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	defer klog.Flush()

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -26,6 +27,19 @@ func SetGCPercentDefault() int {
 	}
 	debug.SetGCPercent(DefaultGCPercent)
 	return DefaultGCPercent
+}
+
+// SetMemProfiling turns the runtime's heap profiling off unless pprof is
+// served (--enable-pprof), as nobody could read the profile. Go samples an
+// allocation every 512 KiB by default: it keeps a record per sampled call
+// stack for the life of the process (MemStats.BuckHashSys, 1.5 MiB at 10,000
+// volumes) and unwinds each sampled stack, which pages in the binary's pc
+// tables. BenchmarkScale at 10,000 volumes: RSS 99.9-104.2 MiB with it, 89.2
+// and 90.2 without. Call once, first thing, before the informers allocate.
+func SetMemProfiling(pprof bool) {
+	if !pprof {
+		runtime.MemProfileRate = 0
+	}
 }
 
 // releaseMemory returns the freed heap to the OS (a collection first). The

@@ -263,6 +263,20 @@ func TestSetGCPercentDefault(t *testing.T) {
 	}
 }
 
+// Heap profiling stays on only when pprof is served.
+func TestSetMemProfiling(t *testing.T) {
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = 512 * 1024
+	SetMemProfiling(true)
+	if runtime.MemProfileRate != 512*1024 {
+		t.Errorf("--enable-pprof: MemProfileRate %d, want the runtime's 512 KiB", runtime.MemProfileRate)
+	}
+	SetMemProfiling(false)
+	if runtime.MemProfileRate != 0 {
+		t.Errorf("without --enable-pprof: MemProfileRate %d, want 0 (off)", runtime.MemProfileRate)
+	}
+}
+
 // TestSlimNodeKeepsWhatControllersRead: the image and volume lists go, the
 // labels, taints and conditions the provisioner and health monitor read stay.
 func TestSlimNodeKeepsWhatControllersRead(t *testing.T) {

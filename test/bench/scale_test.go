@@ -39,8 +39,8 @@ import (
 // attacher, resizer, snapshotter), each through its own counting proxy, and
 // prints per process: time from start to caches synced (csi-hub: /readyz;
 // sidecars: the end of their last initial list, seen by the proxy), RSS
-// after sync and peak, LIST/WATCH requests at start-up, CPU seconds over an
-// idle minute. Then it times 100 new claims to Bound and to deleted
+// at that moment, at the end of an idle minute (the steady state) and peak,
+// LIST/WATCH requests at start-up, CPU seconds over the idle minute. Then it times 100 new claims to Bound and to deleted
 // (backend volume gone) with N present, first with csi-hub alone as
 // provisioner, then with the official external-provisioner alone.
 //
@@ -324,6 +324,7 @@ type scaleProc struct {
 	ready   time.Duration
 	synced  time.Duration
 	rss     float64
+	rssIdle float64 // VmRSS at the end of the idle window: the steady state
 	lists   int
 	watches int
 	streams int
@@ -465,25 +466,27 @@ func (e *scaleEnv) measure(b *testing.B, n int) {
 		sp.idleCPU = sp.p.cpuSeconds() - cpu0[sp.name]
 		sp.idleW = sp.proxy.Writes() - sp.writes
 		sp.peak = sp.p.peakRSSMiB()
+		sp.rssIdle = sp.p.rssMiB("VmRSS:")
 		if !sp.p.alive() {
 			b.Fatalf("%s exited:\n%s", sp.name, sp.p.tail())
 		}
 	}
 
 	b.Logf("N=%d volumes (%d snapshots, %d Pods), QPS %d/burst %d, idle window %v", n, (n+9)/10, (n+9)/10, e.qps, 2*e.qps, e.idle)
-	b.Logf("%-22s %8s %8s %9s %9s %6s %6s %7s %7s %8s %7s", "process", "ready-s", "synced-s", "RSS-MiB", "peak-MiB", "LIST", "WATCH", "stream", "writes", "idleCPU", "idleW")
-	sidecarsRSS, sidecarsPeak := 0.0, 0.0
+	b.Logf("%-22s %8s %8s %9s %9s %9s %6s %6s %7s %7s %8s %7s", "process", "ready-s", "synced-s", "RSS-MiB", "idleRSS", "peak-MiB", "LIST", "WATCH", "stream", "writes", "idleCPU", "idleW")
+	sidecarsRSS, sidecarsIdle, sidecarsPeak := 0.0, 0.0, 0.0
 	for _, sp := range order {
-		b.Logf("%-22s %8.2f %8.2f %9.1f %9.1f %6d %6d %7d %7d %8.2f %7d", sp.name, sp.ready.Seconds(), sp.synced.Seconds(),
-			sp.rss, sp.peak, sp.lists, sp.watches, sp.streams, sp.writes, sp.idleCPU, sp.idleW)
+		b.Logf("%-22s %8.2f %8.2f %9.1f %9.1f %9.1f %6d %6d %7d %7d %8.2f %7d", sp.name, sp.ready.Seconds(), sp.synced.Seconds(),
+			sp.rss, sp.rssIdle, sp.peak, sp.lists, sp.watches, sp.streams, sp.writes, sp.idleCPU, sp.idleW)
 		if !strings.HasPrefix(sp.name, "csi-hub") {
 			sidecarsRSS += sp.rss
+			sidecarsIdle += sp.rssIdle
 			sidecarsPeak += sp.peak
 		}
 	}
 	hub := procs["csi-hub"]
-	b.Logf("%-22s %8s %8s %9.1f %9.1f   csi-hub/sidecars RSS %.2f, peak %.2f", "4 sidecars summed", "", "", sidecarsRSS, sidecarsPeak,
-		hub.rss/sidecarsRSS, hub.peak/sidecarsPeak)
+	b.Logf("%-22s %8s %8s %9.1f %9.1f %9.1f   csi-hub/sidecars RSS %.2f, after idle %.2f, peak %.2f", "4 sidecars summed", "", "",
+		sidecarsRSS, sidecarsIdle, sidecarsPeak, hub.rss/sidecarsRSS, hub.rssIdle/sidecarsIdle, hub.peak/sidecarsPeak)
 
 	// 100 new claims with N present: csi-hub alone as provisioner, then the
 	// official provisioner alone (a fresh one, synced first).
@@ -506,6 +509,7 @@ func (e *scaleEnv) measure(b *testing.B, n int) {
 
 	b.ReportMetric(hub.ready.Seconds(), "hub-ready-s")
 	b.ReportMetric(hub.rss, "hub-RSS-MiB")
+	b.ReportMetric(hub.rssIdle, "hub-idle-RSS-MiB")
 	b.ReportMetric(hub.peak, "hub-peak-MiB")
 	b.ReportMetric(sidecarsRSS, "sidecars-RSS-MiB")
 	b.ReportMetric(hub.rss/sidecarsRSS, "RSS-ratio")
