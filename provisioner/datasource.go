@@ -19,7 +19,7 @@ var (
 	KindPVC            = datasource.KindPVC
 )
 
-// DataSource turns a PVC's dataSource into CreateVolume's volume_content_source
+// DataSource (datasource.Source) turns a PVC's dataSource into CreateVolume's volume_content_source
 // (restore from a VolumeSnapshot, clone of a PVC). New registers the built-in
 // handlers (package datasource) for the kinds the
 // driver supports; Controller.SetDataSource may replace them. Without a
@@ -28,12 +28,7 @@ var (
 // sources (finalizers provisioner.storage.kubernetes.io/cloning-protection and
 // .../volumesnapshot-as-source-protection) and their removal once no pending
 // claim uses the source.
-type DataSource interface {
-	// ContentSource validates the source (bound, ready, same driver, size...)
-	// and returns what CreateVolume needs. An error is reported on the PVC and
-	// the PVC is retried with backoff.
-	ContentSource(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass) (*csi.VolumeContentSource, error)
-}
+type DataSource = datasource.Source
 
 // SetDataSource registers the handler for a data source kind; call before Run.
 func (c *Controller) SetDataSource(kind schema.GroupKind, ds DataSource) {

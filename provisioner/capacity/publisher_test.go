@@ -144,7 +144,7 @@ func TestSync(t *testing.T) {
 			p, client := newTestPublisher(t, tc.segments, tc.forImmediateBinding, &tc.driver, tc.objs...)
 			client.ClearActions()
 			err := p.sync(t.Context(), capacityKey)
-			var after interface{ Error() string } = hub.RequeueAfter(time.Hour)
+			after := hub.RequeueAfter(time.Hour)
 			switch {
 			case tc.wantErr == "" && (err == nil || err.Error() != after.Error()):
 				t.Errorf("sync: %v, want a requeue after the poll interval", err)

@@ -88,9 +88,12 @@ type Guard struct {
 	snapshotsSynced atomic.Bool
 }
 
-// Source turns a claim's data source into CreateVolume's content source (the
-// provisioner's DataSource).
+// Source turns a claim's data source into CreateVolume's content source; the
+// provisioner's DataSource is this interface.
 type Source interface {
+	// ContentSource validates the source (bound, ready, same driver, size...)
+	// and returns what CreateVolume needs. An error is reported on the PVC and
+	// the PVC is retried with backoff.
 	ContentSource(ctx context.Context, claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass) (*csi.VolumeContentSource, error)
 }
 
