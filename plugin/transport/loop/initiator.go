@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"k8s.io/klog/v2"
 
@@ -107,7 +108,7 @@ func (i *Initiator) Detach(ctx context.Context, volumeID string, publishContext 
 		return err
 	}
 	for _, d := range devs {
-		if err := i.detach(ctx, d.path); err != nil {
+		if err := i.detach(ctx, d.path, backing); err != nil {
 			return err
 		}
 		klog.V(2).InfoS("Detached loop device", "volumeID", volumeID, "device", d.path)
@@ -132,10 +133,19 @@ func (i *Initiator) DetachDevice(ctx context.Context, volumeID string, publishCo
 	if got != backing {
 		return fmt.Errorf("%w: refusing to detach %s: backed by %q, volume %s is %q", ErrWrongDevice, devicePath, got, volumeID, backing)
 	}
-	return i.detach(ctx, devicePath)
+	return i.detach(ctx, devicePath, backing)
 }
 
-func (i *Initiator) detach(ctx context.Context, dev string) error {
+// detachSettle is how long detach waits for the kernel to unbind a device
+// that was open elsewhere when it was detached.
+const detachSettle = 3 * time.Second
+
+// detach unbinds dev from backing. While anything still has the device open
+// (a blkid or mkfs of another process, a mount), the kernel only marks it
+// autoclear and unbinds at the last close; detach waits for that, so that
+// success means the device no longer reaches the file, and reports a device
+// still held after detachSettle as an error the caller retries.
+func (i *Initiator) detach(ctx context.Context, dev, backing string) error {
 	if _, err := i.run(ctx, "--detach", dev); err != nil {
 		// A concurrent detach or autoclear may have won the race.
 		if _, _, statErr := i.backingFileOf(dev); errors.Is(statErr, os.ErrNotExist) {
@@ -143,7 +153,21 @@ func (i *Initiator) detach(ctx context.Context, dev string) error {
 		}
 		return err
 	}
-	return nil
+	deadline := time.Now().Add(detachSettle)
+	for {
+		got, _, err := i.backingFileOf(dev)
+		if err != nil || got != backing {
+			return nil // unbound (or already bound to another volume's file)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("detach %s: still bound to %s %v after the detach: another process holds it open", dev, backing, detachSettle)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Device returns the read-write loop device bound to the volume's backing file,

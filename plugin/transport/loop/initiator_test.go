@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/csi-hub/csi-hub/plugin/transport"
 )
@@ -183,5 +184,39 @@ func TestInitiatorReadOnlyAndDeletedFile(t *testing.T) {
 		if _, _, err := i.BackingFileOf(d); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("%s still bound after Detach (err %v)", d, err)
 		}
+	}
+}
+
+// A device that another process has open when it is detached stays bound
+// until the last close (the kernel's autoclear); Detach waits for that rather
+// than answering success while the device still reaches the volume's file.
+func TestDetachWaitsForAnotherOpener(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	i := NewInitiator()
+	backing := newBackingFile(t, 64<<20)
+	pc := publishContext("vol-held", backing)
+	dev, err := i.Attach(ctx, "vol-held", pc)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	held, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hold = 300 * time.Millisecond
+	start := time.Now()
+	go func() {
+		time.Sleep(hold)
+		held.Close()
+	}()
+	if err := i.Detach(ctx, "vol-held", pc); err != nil {
+		t.Fatalf("Detach while another opener holds %s for %v: %v", dev, hold, err)
+	}
+	if took := time.Since(start); took < hold {
+		t.Errorf("Detach returned after %v, before the other opener closed the device (%v)", took, hold)
+	}
+	if cur, err := i.Device(ctx, "vol-held", pc); err != nil || cur != "" {
+		t.Fatalf("Device right after Detach = %q, %v; want none", cur, err)
 	}
 }
