@@ -49,7 +49,7 @@ test-deps:
 # lint: gofmt -l, go vet, staticcheck (staticcheck.conf says what is off and why).
 .PHONY: unit lint vet
 unit:
-	hack/unit.sh ./...
+	hack/unit.sh
 
 vet:
 	$(GO) vet ./...

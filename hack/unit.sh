@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # make unit: every test that needs no control plane, kubelet or VM.
 #
-# Runs `go test -short -vet=off` with CSI_HUB_UNIT=1: the starters (test/cluster's Main,
-# Shared, StartT; hack/cluster/up.sh through testutil.LockLocalCluster;
-# test/vm) skip their tests loudly, and refuse to start anything if reached
-# anyway, writing the attempt to $CSI_HUB_UNIT_SPAWN_LOG. Two checks make
-# that a failure rather than a quiet skip:
+# Builds the test binaries with `go test -c`, then runs each with -test.short
+# and CSI_HUB_UNIT=1: the starters (test/cluster's Main, Shared, StartT;
+# hack/cluster/up.sh through testutil.LockLocalCluster; test/vm) skip their
+# tests loudly, and refuse to start anything if reached anyway, writing the
+# attempt to $CSI_HUB_UNIT_SPAWN_LOG. Two checks make that a failure rather
+# than a quiet skip:
 #   1. the spawn log must be empty at the end;
 #   2. a watcher samples the process table every 0.2 s and fails the run if a
-#      descendant of `go test` is etcd, kube-apiserver, kube-controller-manager,
-#      kube-scheduler, kubelet, containerd or qemu.
-# Prints the wall time. Usage: hack/unit.sh [go test args, default: the packages below]
+#      descendant of this script is etcd, kube-apiserver,
+#      kube-controller-manager, kube-scheduler, kubelet, containerd or qemu.
+# Prints the wall time. Usage: hack/unit.sh [packages, default: the ones below]
 set -uo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${REPO_ROOT}"
 GO="${GO:-go}"
+JOBS="${CSI_HUB_UNIT_JOBS:-4}"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
@@ -23,33 +25,52 @@ export CSI_HUB_UNIT=1 CSI_HUB_UNIT_SPAWN_LOG="${tmp}/spawns"
 # By default every package but the integration-only ones: */integration,
 # test/swap, test/bench and test/sanity hold no test that runs without a
 # cluster (each skips in unit mode), and linking their ~80 MB test binaries
-# only to skip was ~10 s of make unit. CONTRIBUTING.md: unit tests go
-# elsewhere. make test runs them all.
-if [[ $# -eq 0 ]]; then
-	mapfile -t pkgs < <("${GO}" list ./... | grep -Ev '/integration$|/test/(swap|bench|sanity)$')
-	set -- "${pkgs[@]}"
-fi
-
+# only to skip cost seconds each. CONTRIBUTING.md: unit tests go elsewhere.
+# make test runs them all.
+[[ $# -gt 0 ]] || set -- ./...
+mapfile -t pkgs < <("${GO}" list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}} {{.Name}}{{end}}' "$@" |
+	grep -Ev '/integration |/test/(swap|bench|sanity) ')
 start=${SECONDS}
-# -vet=off: make lint and make vet run the whole of go vet; here it would only
-# repeat a subset of it for every package.
-# -ldflags=-w: no DWARF in the test binaries, one per package and about
-# 100 MB each (resizer's: 122 -> 101 MB); less to link and write every run.
-# Stack traces keep their symbols. Measured 2026-12-03 on the 2-core machine,
-# warm cache: building and starting every test binary with no test run takes
-# 51 s of make unit's 83 s.
-# -p 4 (go test's default is GOMAXPROCS, 2 here): several unit tests mostly
-# wait (a hung driver's --timeout, a resync period, a helm subprocess), and
-# with -p 2 such a test held one of the two build slots while it waited.
-# Measured 2026-12-03 on the 2-core machine, warm cache: 90 s -> 67 s.
-"${GO}" test -short -count=1 -vet=off -ldflags=-w -p 4 -timeout 5m "$@" &
-gopid=$!
 
-# watch: processes below gopid whose name is a cluster component or qemu
-# (comm is cut at 15 characters: kube-controller, qemu-system-x86).
+# Build: `go test -c` into _output/unit/, where each binary stays: go build
+# links again only a binary whose package or dependencies changed (its build
+# ID no longer matches). go test links every binary again on every run: ~4 s
+# of CPU for each of the ~100 MB binaries, 31 of them, which was most of
+# make unit's 90 s.
+# -vet=off: make lint and make vet run the whole of go vet.
+# -ldflags=-w: no DWARF; less to link and write. Stack traces keep symbols.
+bindir="${REPO_ROOT}/_output/unit"
+mkdir -p "${bindir}" "${tmp}/out"
+if ! "${GO}" test -c -vet=off -ldflags=-w -o "${bindir}/" $(printf '%s\n' "${pkgs[@]}" | cut -d' ' -f1); then
+	echo "make unit: FAIL: building the test binaries" >&2
+	exit 1
+fi
+built=$((SECONDS - start))
+
+# Run: each binary in its package's directory, as go test does, JOBS at a
+# time (more than the 2 cores: several tests mostly wait on a timeout, a
+# resync period or a helm subprocess).
+run_one() {
+	local pkg=$1 dir=$2 name=$3 bin t0 rc
+	bin="${UNIT_BIN}/$(basename "${pkg}").test"
+	[[ -x "${bin}" ]] || bin="${UNIT_BIN}/${name}.test"
+	t0=${EPOCHREALTIME}
+	(cd "${dir}" && "${bin}" -test.short -test.timeout=5m -test.paniconexit0) >"${UNIT_TMP}/out/${pkg//\//_}" 2>&1
+	rc=$?
+	awk -v rc="${rc}" -v pkg="${pkg}" -v t0="${t0}" -v t1="${EPOCHREALTIME}" \
+		'BEGIN { printf "%s %s %.3f\n", rc, pkg, t1 - t0 }' >>"${UNIT_TMP}/results"
+}
+export -f run_one
+export UNIT_TMP="${tmp}" UNIT_BIN="${bindir}"
+: >"${tmp}/results"
+printf '%s\n' "${pkgs[@]}" | xargs -P "${JOBS}" -L 1 bash -c 'run_one "$@"' _ &
+runner=$!
+
+# watch: processes below this script whose name is a cluster component or
+# qemu (comm is cut at 15 characters: kube-controller, qemu-system-x86).
 watch() {
-	while kill -0 "${gopid}" 2>/dev/null; do
-		ps -eo pid=,ppid=,comm= | awk -v root="${gopid}" '
+	while kill -0 "${runner}" 2>/dev/null; do
+		ps -eo pid=,ppid=,comm= | awk -v root="$$" '
 			{ parent[$1] = $2; name[$1] = $3 }
 			END {
 				for (p in name) {
@@ -63,10 +84,26 @@ watch() {
 }
 watch &
 watcher=$!
-wait "${gopid}"
-rc=$?
+wait "${runner}"
 wait "${watcher}"
 elapsed=$((SECONDS - start))
+
+# Report as go test does: the output of a failed package, a line each.
+rc=0
+while read -r code pkg took; do
+	if [[ ${code} == 0 ]]; then
+		printf 'ok  \t%s\t%ss\n' "${pkg}" "${took}"
+	else
+		cat "${tmp}/out/${pkg//\//_}"
+		printf 'FAIL\t%s\t%ss (exit %s)\n' "${pkg}" "${took}" "${code}"
+		rc=1
+	fi
+done < <(sort -k2 "${tmp}/results")
+ran=$(wc -l <"${tmp}/results")
+if [[ ${ran} -ne ${#pkgs[@]} ]]; then
+	echo "make unit: FAIL: ${ran} of ${#pkgs[@]} test binaries reported" >&2
+	rc=1
+fi
 
 fail=0
 if [[ -s "${CSI_HUB_UNIT_SPAWN_LOG}" ]]; then
@@ -75,9 +112,9 @@ if [[ -s "${CSI_HUB_UNIT_SPAWN_LOG}" ]]; then
 	fail=1
 fi
 if [[ -s "${tmp}/seen" ]]; then
-	echo "make unit: FAIL: cluster or VM processes started under go test:" >&2
+	echo "make unit: FAIL: cluster or VM processes started under make unit:" >&2
 	sort -u "${tmp}/seen" >&2
 	fail=1
 fi
-echo "make unit: go test exit ${rc}, ${elapsed}s wall, no cluster or VM process: $([[ ${fail} == 0 ]] && echo yes || echo NO)" >&2
+echo "make unit: ${#pkgs[@]} packages, tests exit ${rc}, ${elapsed}s wall (${built}s building), no cluster or VM process: $([[ ${fail} == 0 ]] && echo yes || echo NO)" >&2
 [[ ${rc} -eq 0 && ${fail} -eq 0 ]]
