@@ -199,7 +199,7 @@ func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 		}
 		c.identity += "-" + c.node.name // as the sidecar's identity in node deployment
 	}
-	if c.sources, err = datasource.New(datasource.Deps{Caps: d.Caps, Kube: d.Kube, PVCs: pvcs, PVs: pvs,
+	if c.sources, err = datasource.New(ctx, datasource.Deps{Caps: d.Caps, Kube: d.Kube, PVCs: pvcs, PVs: pvs,
 		Snapshots: d.Snapshots, Claims: claimsView{c}, Steps: d.Steps, NewQueue: d.NewQueue},
 		datasource.Config{PreventVolumeModeConversion: cfg.PreventVolumeModeConversion, Controller: Name}); err != nil {
 		return nil, err

@@ -99,8 +99,9 @@ type Source interface {
 
 // New makes the guard for the kinds the driver supports (CLONE_VOLUME,
 // CREATE_DELETE_SNAPSHOT), or returns nil when it has neither; the
-// provisioner then reports the missing capability on the claim.
-func New(d Deps, cfg Config) (*Guard, error) {
+// provisioner then reports the missing capability on the claim. It does no
+// I/O: ctx is there as for every controller constructor.
+func New(_ context.Context, d Deps, cfg Config) (*Guard, error) {
 	canClone := d.Caps.Has(csi.ControllerServiceCapability_RPC_CLONE_VOLUME)
 	canRestore := d.Caps.Has(csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT)
 	if !canClone && !canRestore {
