@@ -8,28 +8,15 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/csi-hub/csi-hub/test/vm/agentapi"
 )
 
-// benchResult is the agent's POST /iobench answer (hostagent IOBenchResult).
-type benchResult struct {
-	Path          string  `json:"path"`
-	SizeBytes     int64   `json:"sizeBytes"`
-	Bytes         int64   `json:"bytes"`
-	WriteSeconds  float64 `json:"writeSeconds"`
-	WriteMiBps    float64 `json:"writeMiBps"`
-	ReadSeconds   float64 `json:"readSeconds"`
-	ReadMiBps     float64 `json:"readMiBps"`
-	RandomReads   int64   `json:"randomReads"`
-	RandomSeconds float64 `json:"randomSeconds"`
-	RandomIOPS    float64 `json:"randomIOPS"`
-	Err           string  `json:"err"`
-}
-
 // ioBench runs the agent's O_DIRECT I/O benchmark on path in h.
-func (h *vmHost) ioBench(t testing.TB, path string, mib int, random time.Duration) benchResult {
+func (h *vmHost) ioBench(t testing.TB, path string, mib int, random time.Duration) agentapi.IOBenchResult {
 	t.Helper()
-	var r benchResult
-	h.post(t, "/iobench", map[string]any{"path": path, "mib": mib, "randomSeconds": random.Seconds()}, &r)
+	var r agentapi.IOBenchResult
+	h.post(t, "/iobench", agentapi.IOBenchRequest{Path: path, MiB: mib, RandomSeconds: random.Seconds()}, &r)
 	if r.Err != "" {
 		t.Fatalf("%s: iobench on %s: %s", h.name, path, r.Err)
 	}
@@ -81,7 +68,7 @@ func BenchmarkHostsThroughput(b *testing.B) {
 	loop := strings.TrimSpace(bd.storage.sh(b, "/usr/sbin/losetup --direct-io=on -f --show "+backing))
 	dio := strings.TrimSpace(bd.storage.sh(b, "cat /sys/block/"+strings.TrimPrefix(loop, "/dev/")+"/loop/dio"))
 
-	var over, local benchResult
+	var over, local agentapi.IOBenchResult
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		o := n1.ioBench(b, a.target, sizeMiB, random)

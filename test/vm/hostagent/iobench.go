@@ -11,33 +11,9 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/csi-hub/csi-hub/test/vm/agentapi"
 )
-
-// IOBenchRequest and IOBenchResult are POST /iobench's JSON: the figures
-// fio would give for one job at queue depth 1, since busybox has no fio.
-type IOBenchRequest struct {
-	// Path is a block device (or a file on one), opened O_DIRECT.
-	Path string `json:"path"`
-	// MiB is how much is written then read sequentially, in 1 MiB blocks,
-	// from offset 0; the random reads stay within it.
-	MiB int `json:"mib"`
-	// RandomSeconds is how long the 4 KiB random reads run.
-	RandomSeconds float64 `json:"randomSeconds"`
-}
-
-type IOBenchResult struct {
-	Path          string  `json:"path"`
-	SizeBytes     int64   `json:"sizeBytes"`
-	Bytes         int64   `json:"bytes"`
-	WriteSeconds  float64 `json:"writeSeconds"`
-	WriteMiBps    float64 `json:"writeMiBps"`
-	ReadSeconds   float64 `json:"readSeconds"`
-	ReadMiBps     float64 `json:"readMiBps"`
-	RandomReads   int64   `json:"randomReads"`
-	RandomSeconds float64 `json:"randomSeconds"`
-	RandomIOPS    float64 `json:"randomIOPS"`
-	Err           string  `json:"err,omitempty"`
-}
 
 const (
 	seqBlock  = 1 << 20
@@ -45,7 +21,7 @@ const (
 )
 
 func (a *agent) ioBench(w http.ResponseWriter, r *http.Request) {
-	var req IOBenchRequest
+	var req agentapi.IOBenchRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Path == "" || req.MiB <= 0 || req.RandomSeconds <= 0 {
 		http.Error(w, fmt.Sprintf("bad request (want path, mib > 0, randomSeconds > 0): %v", err), http.StatusBadRequest)
 		return
@@ -60,8 +36,8 @@ func (a *agent) ioBench(w http.ResponseWriter, r *http.Request) {
 // ioBench writes req.MiB sequentially with O_DIRECT in 1 MiB blocks (each
 // stamped with its offset) and syncs, reads them back checking the stamps,
 // then reads random 4 KiB blocks of that range for req.RandomSeconds.
-func ioBench(req IOBenchRequest) (IOBenchResult, error) {
-	res := IOBenchResult{Path: req.Path}
+func ioBench(req agentapi.IOBenchRequest) (agentapi.IOBenchResult, error) {
+	res := agentapi.IOBenchResult{Path: req.Path}
 	f, err := os.OpenFile(req.Path, os.O_RDWR|syscall.O_DIRECT, 0)
 	if err != nil {
 		return res, err
