@@ -6,6 +6,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/csi-hub/csi-hub/internal/csiconn"
 )
 
 // Names external-resizer writes and reads; csi-hub must use the same ones so a
@@ -91,23 +93,11 @@ func mergeConditions(conds []v1.PersistentVolumeClaimCondition, owned map[v1.Per
 }
 
 // isFinalError reports whether a failed CSI call certainly did not leave an
-// operation running in the driver. Timeouts, cancellations, Unavailable,
-// ResourceExhausted and Aborted may mean it is still in progress, and so do
-// errors that are not gRPC statuses (the call may not have been answered).
+// operation running in the driver: one never sent (notCalled), or one the
+// driver answered for sure (csiconn.Final).
 func isFinalError(err error) bool {
 	var nc notCalled
-	if errors.As(err, &nc) {
-		return true
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return false
-	}
-	switch st.Code() {
-	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted, codes.Aborted:
-		return false
-	}
-	return true
+	return errors.As(err, &nc) || csiconn.Final(err)
 }
 
 // notCalled wraps an error that stopped a CSI call before it was sent (a

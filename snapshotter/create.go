@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 )
@@ -66,7 +65,7 @@ func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.Volume
 	defer cancel()
 	rsp, err := c.d.CSI.CreateSnapshot(cctx, req)
 	if err != nil {
-		if finalError(err) {
+		if csiconn.Final(err) {
 			// The backend answered: nothing is being cut, deletion may proceed.
 			updated, rmErr := c.removeBeingCreated(ctx, content)
 			if rmErr != nil {
@@ -172,21 +171,6 @@ func (c *Controller) lookUpAndRecord(ctx context.Context, content *snapv1.Volume
 		}
 	}
 	return content, fmt.Errorf("ListSnapshots found no snapshot with snapshot_id %q (%s)", handle, field)
-}
-
-// finalError: the driver answered for sure, so no CreateSnapshot is still in
-// progress. Timeouts, cancellations, a lost connection, exhausted resources
-// and Aborted (operation pending) may all hide a running creation.
-func finalError(err error) bool {
-	st, ok := status.FromError(err)
-	if !ok {
-		return false
-	}
-	switch st.Code() {
-	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted, codes.Aborted:
-		return false
-	}
-	return true
 }
 
 // creationTime is the snapshot's creation time in Unix nanoseconds, now when

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 
+	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
@@ -142,7 +143,7 @@ func (c *Controller) createGroupAndRecord(ctx context.Context, content *groupv1.
 	defer cancel()
 	rsp, err := c.group.csi.CreateVolumeGroupSnapshot(cctx, req)
 	if err != nil {
-		if finalError(err) {
+		if csiconn.Final(err) {
 			updated, rmErr := c.removeGroupBeingCreated(ctx, content)
 			if rmErr != nil {
 				return updated, fmt.Errorf("CreateVolumeGroupSnapshot failed (%v), and removing annotation %s failed: %w", err, AnnGroupBeingCreated, rmErr)

@@ -1,7 +1,6 @@
 package snapshotter
 
 import (
-	"errors"
 	"maps"
 	"strings"
 	"testing"
@@ -353,20 +352,5 @@ func TestChangeNeedsSync(t *testing.T) {
 		if got := changeNeedsSync(old, tc.cur); got != tc.want {
 			t.Errorf("%s: changeNeedsSync = %v, want %v", name, got, tc.want)
 		}
-	}
-}
-
-func TestFinalError(t *testing.T) {
-	for code, want := range map[codes.Code]bool{
-		codes.InvalidArgument: true, codes.NotFound: true, codes.Internal: true, codes.AlreadyExists: true,
-		codes.DeadlineExceeded: false, codes.Unavailable: false, codes.Aborted: false,
-		codes.ResourceExhausted: false, codes.Canceled: false,
-	} {
-		if got := finalError(status.Error(code, "x")); got != want {
-			t.Errorf("finalError(%s) = %v, want %v", code, got, want)
-		}
-	}
-	if finalError(errors.New("not a gRPC error")) {
-		t.Error("a non-gRPC error must not count as final")
 	}
 }
