@@ -26,11 +26,8 @@ func (c *Controller) migrationRolledBack(pv *v1.PersistentVolume) bool {
 // so the PV must outlive its attachments). A PV that is not being deleted
 // keeps the finalizer, as with the external-attacher.
 func (c *Controller) syncPV(ctx context.Context, name string) error {
-	pv, err := c.pvLister.Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	pv, err := hub.Existing(c.pvLister.Get(name))
+	if pv == nil || err != nil {
 		return err
 	}
 	if (pv.DeletionTimestamp == nil && !c.migrationRolledBack(pv)) || !hasFinalizer(pv.Finalizers, c.finalizer) {

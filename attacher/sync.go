@@ -12,16 +12,14 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/edit"
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // syncVA brings one VolumeAttachment to its wanted state: attached while it
 // exists, detached (and free of our finalizer) once it is being deleted.
 func (c *Controller) syncVA(ctx context.Context, name string) error {
-	va, err := c.vaLister.Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	va, err := hub.Existing(c.vaLister.Get(name))
+	if va == nil || err != nil {
 		return err
 	}
 	if va.Spec.Attacher != c.d.Driver {

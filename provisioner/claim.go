@@ -196,11 +196,8 @@ func (c *Controller) provisionedAlready(claim *v1.PersistentVolumeClaim, pvName 
 	if c.inFlight.createdFor(pvName, claim.UID) {
 		return true, nil
 	}
-	pv, err := c.pvLister.Get(pvName)
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
+	pv, err := hub.Existing(c.pvLister.Get(pvName))
+	if pv == nil || err != nil {
 		return false, err
 	}
 	if pv.Spec.ClaimRef != nil && pv.Spec.ClaimRef.UID == claim.UID {

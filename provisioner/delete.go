@@ -20,11 +20,8 @@ import (
 // syncVolume keeps the provisioner finalizer right on the driver's PVs and
 // deletes the backend volume and the PV once a Delete-policy PV is Released.
 func (c *Controller) syncVolume(ctx context.Context, name string) error {
-	pv, err := c.pvLister.Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	pv, err := hub.Existing(c.pvLister.Get(name))
+	if pv == nil || err != nil {
 		return err
 	}
 	if !c.ownsVolume(pv) {
