@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,19 +174,7 @@ func (s *SnapshotAPI) Ready() bool {
 // memory; and discovery says "served", which is what the informers need,
 // where a CRD object exists before it is established.
 func (s *SnapshotAPI) detect(ctx context.Context) {
-	saidAbsent := false
-	_ = wait.PollUntilContextCancel(ctx, s.PollInterval, true, func(ctx context.Context) (bool, error) {
-		ok, err := s.CRDsServed(ctx)
-		switch {
-		case err != nil:
-			klog.V(2).InfoS("Snapshot API discovery failed; will retry", "groupVersion", SnapshotGroupVersion, "err", err)
-		case !ok && !saidAbsent:
-			saidAbsent = true
-			klog.InfoS("Snapshot CRDs are not installed; snapshots are off until they appear",
-				"groupVersion", SnapshotGroupVersion, "pollInterval", s.PollInterval)
-		}
-		return ok, nil
-	})
+	_ = s.waitServed(ctx, "Snapshot", SnapshotGroupVersion, s.CRDsServed)
 	if ctx.Err() != nil {
 		return
 	}
@@ -206,20 +195,7 @@ func (s *SnapshotAPI) WaitGroupReady(ctx context.Context, register func() error)
 	if err := s.WaitReady(ctx); err != nil {
 		return err
 	}
-	saidAbsent := false
-	err := wait.PollUntilContextCancel(ctx, s.PollInterval, true, func(ctx context.Context) (bool, error) {
-		ok, err := s.GroupCRDsServed(ctx)
-		switch {
-		case err != nil:
-			klog.V(2).InfoS("Group snapshot API discovery failed; will retry", "groupVersion", GroupSnapshotGroupVersion, "err", err)
-		case !ok && !saidAbsent:
-			saidAbsent = true
-			klog.InfoS("Group snapshot CRDs are not installed; group snapshots are off until they appear",
-				"groupVersion", GroupSnapshotGroupVersion, "pollInterval", s.PollInterval)
-		}
-		return ok, nil
-	})
-	if err != nil {
+	if err := s.waitServed(ctx, "Group snapshot", GroupSnapshotGroupVersion, s.GroupCRDsServed); err != nil {
 		return err
 	}
 	klog.InfoS("Group snapshot CRDs are served; starting group snapshot informers", "groupVersion", GroupSnapshotGroupVersion)
@@ -227,4 +203,24 @@ func (s *SnapshotAPI) WaitGroupReady(ctx context.Context, register func() error)
 		return err
 	}
 	return s.WaitReady(ctx)
+}
+
+// waitServed polls discovery (served) until the CRDs of groupVersion are
+// served or ctx ends, saying once that they are absent; what names them in
+// the log ("Snapshot", "Group snapshot").
+func (s *SnapshotAPI) waitServed(ctx context.Context, what, groupVersion string, served func(context.Context) (bool, error)) error {
+	logger := klog.FromContext(ctx)
+	saidAbsent := false
+	return wait.PollUntilContextCancel(ctx, s.PollInterval, true, func(ctx context.Context) (bool, error) {
+		ok, err := served(ctx)
+		switch {
+		case err != nil:
+			logger.V(2).Info(what+" API discovery failed; will retry", "groupVersion", groupVersion, "err", err)
+		case !ok && !saidAbsent:
+			saidAbsent = true
+			logger.Info(what+" CRDs are not installed; "+strings.ToLower(what)+"s are off until they appear",
+				"groupVersion", groupVersion, "pollInterval", s.PollInterval)
+		}
+		return ok, nil
+	})
 }
