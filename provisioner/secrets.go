@@ -2,11 +2,11 @@ package provisioner
 
 import (
 	"fmt"
-	"os"
-	"sort"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // Secret kinds a StorageClass can name, as csi.storage.k8s.io/<kind>-secret-{name,namespace}.
@@ -125,16 +125,8 @@ func secretRef(kind string, params map[string]string, pvName string, claim *v1.P
 
 // resolveTemplate expands ${token}s; any unknown token is an error naming it.
 func resolveTemplate(tmpl string, params map[string]string) (string, error) {
-	var missing []string
-	out := os.Expand(tmpl, func(k string) string {
-		v, ok := params[k]
-		if !ok {
-			missing = append(missing, k)
-		}
-		return v
-	})
+	out, missing := hub.ExpandTemplate(tmpl, params)
 	if len(missing) > 0 {
-		sort.Strings(missing)
 		return "", fmt.Errorf("invalid tokens %q", missing)
 	}
 	return out, nil

@@ -2,12 +2,12 @@ package snapshotter
 
 import (
 	"fmt"
-	"os"
-	"sort"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // Annotations the snapshot-controller copies onto a dynamically created
@@ -76,16 +76,11 @@ func classSecretRef(class string, params map[string]string, nameKey, nsKey strin
 }
 
 func expandTemplate(tmpl string, vars map[string]string) (string, error) {
-	var unknown []string
-	out := os.Expand(tmpl, func(k string) string {
-		v, ok := vars[k]
-		if !ok {
-			unknown = append(unknown, "${"+k+"}")
-		}
-		return v
-	})
+	out, unknown := hub.ExpandTemplate(tmpl, vars)
 	if len(unknown) > 0 {
-		sort.Strings(unknown)
+		for i, k := range unknown {
+			unknown[i] = "${" + k + "}"
+		}
 		return "", fmt.Errorf("template %q uses unknown tokens %v", tmpl, unknown)
 	}
 	return out, nil
