@@ -10,7 +10,6 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
-	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 )
 
@@ -57,7 +56,7 @@ func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.Volume
 	// so readiness polls skip the mark: two writes fewer per poll than the
 	// sidecar, same protocol.
 	if content.Status == nil || content.Status.SnapshotHandle == nil {
-		if content, err = c.setBeingCreated(ctx, content); err != nil {
+		if content, err = c.single().setBeingCreated(ctx, content); err != nil {
 			return content, err
 		}
 	}
@@ -67,7 +66,7 @@ func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.Volume
 	if err != nil {
 		if csiconn.Final(err) {
 			// The backend answered: nothing is being cut, deletion may proceed.
-			updated, rmErr := c.removeBeingCreated(ctx, content)
+			updated, rmErr := c.single().removeBeingCreated(ctx, content)
 			if rmErr != nil {
 				return updated, fmt.Errorf("CreateSnapshot failed (%v), and removing annotation %s failed: %w", err, AnnBeingCreated, rmErr)
 			}
@@ -85,7 +84,7 @@ func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.Volume
 	if err != nil {
 		return content, err
 	}
-	return c.removeBeingCreated(ctx, content)
+	return c.single().removeBeingCreated(ctx, content)
 }
 
 // createRequest gathers CreateSnapshot's inputs: name, source volume, class
@@ -180,9 +179,4 @@ func creationTime(snap *csi.Snapshot) int64 {
 		return ts.AsTime().UnixNano()
 	}
 	return time.Now().UnixNano()
-}
-
-// warn emits a Warning event on the content.
-func (c *Controller) warn(content *snapv1.VolumeSnapshotContent, reason, message string) {
-	c.d.Events.Event(content, v1.EventTypeWarning, reason, message)
 }

@@ -23,7 +23,7 @@ func (c *Controller) syncDelete(ctx context.Context, content *snapv1.VolumeSnaps
 	} else if content.Spec.DeletionPolicy == snapv1.VolumeSnapshotContentRetain {
 		c.d.Steps.Trigger(ctx, "The VolumeSnapshotContent is being deleted with deletionPolicy Retain: keep the backend snapshot, release the object")
 	}
-	return c.removeFinalizer(ctx, content)
+	return c.single().removeFinalizer(ctx, content)
 }
 
 // backendHandle is the snapshot to delete, "" when there is nothing to delete:
@@ -46,20 +46,20 @@ func (c *Controller) deleteBackendSnapshot(ctx context.Context, content *snapv1.
 		secrets, err = hub.ReadSecret(ctx, c.d.Kube, ref)
 	}
 	if err != nil {
-		c.warn(content, ReasonDeleteError, "Failed to get snapshot credentials")
+		c.single().warn(content, ReasonDeleteError, "Failed to get snapshot credentials")
 		return content, fmt.Errorf("getting the snapshotter secret to delete snapshot %s of VolumeSnapshotContent %s: %w", handle, content.Name, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if _, err := c.d.CSI.DeleteSnapshot(cctx, &csi.DeleteSnapshotRequest{SnapshotId: handle, Secrets: secrets}); err != nil {
-		c.warn(content, ReasonDeleteError, "Failed to delete snapshot")
+		c.single().warn(content, ReasonDeleteError, "Failed to delete snapshot")
 		return content, fmt.Errorf("failed to delete snapshot %s of VolumeSnapshotContent %s: %w", handle, content.Name, err)
 	}
 	// Forget the handle at once: should removing the finalizer fail, the
 	// retry does not delete a snapshot twice (harmless, but a needless call).
 	updated, err := c.clearSnapshotStatus(ctx, content)
 	if err != nil {
-		c.warn(content, ReasonDeleteError, "Failed to clear content status")
+		c.single().warn(content, ReasonDeleteError, "Failed to clear content status")
 		return content, err
 	}
 	return updated, nil

@@ -73,7 +73,7 @@ func (c *Controller) syncGroup(ctx context.Context, key string) error {
 		content, err = c.createGroup(ctx, content, ReasonGroupCreationFailed, "Failed to create group snapshot")
 	case groupReady(content):
 		c.forgetPolls(poll)
-		_, err = c.removeGroupBeingCreated(ctx, content)
+		_, err = c.groups().removeBeingCreated(ctx, content)
 		return err
 	case src.GroupSnapshotHandles != nil:
 		c.d.Steps.Trigger(ctx, "A pre-provisioned VolumeGroupSnapshotContent names group snapshot "+src.GroupSnapshotHandles.VolumeGroupSnapshotHandle+": ask the driver for its state")
@@ -136,7 +136,7 @@ func (c *Controller) createGroupAndRecord(ctx context.Context, content *groupv1.
 		return content, err
 	}
 	// Set only once the call is sure to be sent (see createAndRecord).
-	if content, err = c.setGroupBeingCreated(ctx, content); err != nil {
+	if content, err = c.groups().setBeingCreated(ctx, content); err != nil {
 		return content, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -144,7 +144,7 @@ func (c *Controller) createGroupAndRecord(ctx context.Context, content *groupv1.
 	rsp, err := c.group.csi.CreateVolumeGroupSnapshot(cctx, req)
 	if err != nil {
 		if csiconn.Final(err) {
-			updated, rmErr := c.removeGroupBeingCreated(ctx, content)
+			updated, rmErr := c.groups().removeBeingCreated(ctx, content)
 			if rmErr != nil {
 				return updated, fmt.Errorf("CreateVolumeGroupSnapshot failed (%v), and removing annotation %s failed: %w", err, AnnGroupBeingCreated, rmErr)
 			}
@@ -162,7 +162,7 @@ func (c *Controller) createGroupAndRecord(ctx context.Context, content *groupv1.
 	if err != nil {
 		return content, err
 	}
-	return c.removeGroupBeingCreated(ctx, content)
+	return c.groups().removeBeingCreated(ctx, content)
 }
 
 // createGroupRequest gathers CreateVolumeGroupSnapshot's inputs: the name
@@ -285,13 +285,13 @@ func (c *Controller) syncGroupDelete(ctx context.Context, content *groupv1.Volum
 	} else if content.Spec.DeletionPolicy == snapv1.VolumeSnapshotContentRetain {
 		c.d.Steps.Trigger(ctx, "The VolumeGroupSnapshotContent is being deleted with deletionPolicy Retain: keep the backend group snapshot, release the object")
 	}
-	return c.removeGroupFinalizer(ctx, content)
+	return c.groups().removeFinalizer(ctx, content)
 }
 
 func (c *Controller) deleteBackendGroup(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
 	secrets, err := c.groupSecrets(ctx, content)
 	if err != nil {
-		c.warnGroup(content, ReasonGroupDeleteError, "Failed to get snapshot credentials")
+		c.groups().warn(content, ReasonGroupDeleteError, "Failed to get snapshot credentials")
 		return content, fmt.Errorf("getting the secret to delete the group snapshot of VolumeGroupSnapshotContent %s: %w", content.Name, err)
 	}
 	handle := *content.Status.VolumeGroupSnapshotHandle
@@ -300,19 +300,19 @@ func (c *Controller) deleteBackendGroup(ctx context.Context, content *groupv1.Vo
 		ids = content.Spec.Source.GroupSnapshotHandles.VolumeSnapshotHandles
 	}
 	if len(ids) == 0 {
-		c.warnGroup(content, ReasonGroupDeleteError, "Failed to delete group snapshot")
+		c.groups().warn(content, ReasonGroupDeleteError, "Failed to delete group snapshot")
 		return content, fmt.Errorf("cannot delete group snapshot %s of VolumeGroupSnapshotContent %s: no member snapshots known", handle, content.Name)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if _, err := c.group.csi.DeleteVolumeGroupSnapshot(cctx, &csi.DeleteVolumeGroupSnapshotRequest{GroupSnapshotId: handle, SnapshotIds: ids, Secrets: secrets}); err != nil {
-		c.warnGroup(content, ReasonGroupDeleteError, "Failed to delete group snapshot")
+		c.groups().warn(content, ReasonGroupDeleteError, "Failed to delete group snapshot")
 		return content, fmt.Errorf("failed to delete group snapshot %s of VolumeGroupSnapshotContent %s: %w", handle, content.Name, err)
 	}
 	klog.FromContext(ctx).V(4).Info("DeleteVolumeGroupSnapshot succeeded", "groupSnapshotHandle", handle, "members", len(ids))
 	updated, err := c.clearGroupStatus(ctx, content)
 	if err != nil {
-		c.warnGroup(content, ReasonGroupDeleteError, "Failed to clear content status")
+		c.groups().warn(content, ReasonGroupDeleteError, "Failed to clear content status")
 		return content, err
 	}
 	return updated, nil

@@ -6,31 +6,10 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
-	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/csi-hub/csi-hub/internal/edit"
 )
 
-// Group content writes follow internal/edit, as single contents do (writes.go).
-
-func (c *Controller) groupContentClient() edit.Client[*groupv1.VolumeGroupSnapshotContent] {
-	return c.snapClient().GroupsnapshotV1().VolumeGroupSnapshotContents()
-}
-
-func groupContentErr(content *groupv1.VolumeGroupSnapshotContent, err error) error {
-	return updateErr("VolumeGroupSnapshotContent", content.Name, err)
-}
-
-func (c *Controller) setGroupBeingCreated(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
-	out, err := edit.Custom(ctx, c.groupContentClient(), content, edit.SetAnnotation(AnnGroupBeingCreated, "yes"))
-	return out, groupContentErr(content, err)
-}
-
-func (c *Controller) removeGroupBeingCreated(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
-	out, err := edit.Custom(ctx, c.groupContentClient(), content, edit.RemoveAnnotation(AnnGroupBeingCreated))
-	return out, groupContentErr(content, err)
-}
+// Group content writes follow internal/edit, as single contents do (writes.go, kind.go).
 
 // recordGroup writes what the driver said into status: the handle, creation
 // time and (withMembers) the member list are set once; readiness follows the
@@ -50,8 +29,7 @@ func (c *Controller) recordGroup(ctx context.Context, content *groupv1.VolumeGro
 	if withMembers && len(st.VolumeSnapshotInfoList) == 0 && len(g.GetSnapshots()) > 0 {
 		changes["volumeSnapshotInfoList"] = memberInfo(g.GetSnapshots())
 	}
-	out, err := edit.Status(ctx, c.groupContentClient(), content, changes)
-	return out, groupContentErr(content, err)
+	return c.groups().status(ctx, content, changes)
 }
 
 // memberInfo is status.volumeSnapshotInfoList as v1 defines it; the
@@ -79,22 +57,12 @@ func (c *Controller) recordGroupError(ctx context.Context, content *groupv1.Volu
 	if content.Status != nil {
 		last = content.Status.Error
 	}
-	reportError(ctx, c.groupContentClient(), content, last, c.warnGroup, reason, message)
+	c.groups().reportError(ctx, content, last, reason, message)
 }
 
 // clearGroupStatus forgets the deleted backend group.
 func (c *Controller) clearGroupStatus(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
-	out, err := edit.Status(ctx, c.groupContentClient(), content, map[string]any{
+	return c.groups().status(ctx, content, map[string]any{
 		"volumeGroupSnapshotHandle": nil, "readyToUse": nil, "creationTime": nil, "error": nil,
 	})
-	return out, groupContentErr(content, err)
-}
-
-func (c *Controller) removeGroupFinalizer(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) error {
-	_, err := edit.Custom(ctx, c.groupContentClient(), content, edit.RemoveFinalizer(GroupContentFinalizer))
-	return groupContentErr(content, err)
-}
-
-func (c *Controller) warnGroup(content *groupv1.VolumeGroupSnapshotContent, reason, message string) {
-	c.d.Events.Event(content, v1.EventTypeWarning, reason, message)
 }

@@ -62,7 +62,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	case contentReady(content):
 		// Done; only a leftover being-created annotation may need cleaning.
 		c.forgetPolls(key)
-		_, err = c.removeBeingCreated(ctx, content)
+		_, err = c.single().removeBeingCreated(ctx, content)
 		return err
 	case groupMember && content.Spec.Source.SnapshotHandle == nil:
 		c.d.Steps.Trigger(ctx, "A member of a group snapshot is not ready to use yet: ask the driver for snapshot "+*content.Status.SnapshotHandle)

@@ -1,0 +1,104 @@
+package snapshotter
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/csi-hub/csi-hub/internal/edit"
+)
+
+// contentKind is what the single and the group path differ in when they
+// write a content: VolumeSnapshotContents and VolumeGroupSnapshotContents
+// follow the same object protocol (being-created mark, finalizer, status
+// error and Warning event), with other names.
+// contentObject is either kind of content.
+type contentObject interface {
+	metav1.Object
+	runtime.Object
+}
+
+type contentKind[T contentObject] struct {
+	name         string // the kind, in errors
+	client       edit.Client[T]
+	events       record.EventRecorder
+	beingCreated string // the annotation set while a create may be in flight
+	finalizer    string
+}
+
+func (c *Controller) single() contentKind[*snapv1.VolumeSnapshotContent] {
+	return contentKind[*snapv1.VolumeSnapshotContent]{name: "VolumeSnapshotContent",
+		client: c.snapClient().SnapshotV1().VolumeSnapshotContents(), events: c.d.Events,
+		beingCreated: AnnBeingCreated, finalizer: ContentFinalizer}
+}
+
+func (c *Controller) groups() contentKind[*groupv1.VolumeGroupSnapshotContent] {
+	return contentKind[*groupv1.VolumeGroupSnapshotContent]{name: "VolumeGroupSnapshotContent",
+		client: c.snapClient().GroupsnapshotV1().VolumeGroupSnapshotContents(), events: c.d.Events,
+		beingCreated: AnnGroupBeingCreated, finalizer: GroupContentFinalizer}
+}
+
+// err names the content a failed write was for.
+func (k contentKind[T]) err(obj T, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("updating %s %s: %w", k.name, obj.GetName(), err)
+}
+
+// meta changes annotations or finalizers (edit.Custom: what another
+// controller changed meanwhile is kept).
+func (k contentKind[T]) meta(ctx context.Context, obj T, m edit.Meta) (T, error) {
+	out, err := edit.Custom(ctx, k.client, obj, m)
+	return out, k.err(obj, err)
+}
+
+// status patches just the status fields in changes.
+func (k contentKind[T]) status(ctx context.Context, obj T, changes map[string]any) (T, error) {
+	out, err := edit.Status(ctx, k.client, obj, changes)
+	return out, k.err(obj, err)
+}
+
+// setBeingCreated marks the content before its create call is sent.
+func (k contentKind[T]) setBeingCreated(ctx context.Context, obj T) (T, error) {
+	return k.meta(ctx, obj, edit.SetAnnotation(k.beingCreated, "yes"))
+}
+
+// removeBeingCreated clears the mark once the backend has answered.
+func (k contentKind[T]) removeBeingCreated(ctx context.Context, obj T) (T, error) {
+	return k.meta(ctx, obj, edit.RemoveAnnotation(k.beingCreated))
+}
+
+// removeFinalizer releases the content for the API server to delete.
+func (k contentKind[T]) removeFinalizer(ctx context.Context, obj T) error {
+	_, err := k.meta(ctx, obj, edit.RemoveFinalizer(k.finalizer))
+	return err
+}
+
+// warn emits a Warning event on the content.
+func (k contentKind[T]) warn(obj T, reason, message string) {
+	k.events.Event(obj, v1.EventTypeWarning, reason, message)
+}
+
+// reportError writes the error status and emits the Warning event even when
+// the write fails, so the user sees the failure; a repeat of last, the error
+// already recorded, is not reported again.
+func (k contentKind[T]) reportError(ctx context.Context, obj T, last *snapv1.VolumeSnapshotError, reason, message string) {
+	if last != nil && last.Message != nil && *last.Message == message {
+		return
+	}
+	changes := map[string]any{"readyToUse": false, "error": edit.VolumeError(metav1.NewTime(time.Now()), message)}
+	updated, err := edit.Status(ctx, k.client, obj, changes)
+	k.warn(updated, reason, message)
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("Could not record the error in the status", "err", err)
+	}
+}
