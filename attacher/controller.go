@@ -165,10 +165,7 @@ func (c *Controller) vaChanged(oldObj, newObj any) {
 }
 
 func (c *Controller) vaDeleted(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	va, ok := obj.(*storagev1.VolumeAttachment)
+	va, ok := hub.Object[*storagev1.VolumeAttachment](obj)
 	if !ok || va.Spec.Attacher != c.d.Driver {
 		return
 	}
@@ -190,10 +187,7 @@ func (c *Controller) pvChanged(_, newObj any) {
 }
 
 func (c *Controller) pvDeleted(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	if pv, ok := obj.(*v1.PersistentVolume); ok {
+	if pv, ok := hub.Object[*v1.PersistentVolume](obj); ok {
 		c.pvStale.forget(pv.Name)
 	}
 }

@@ -294,10 +294,7 @@ func (c *Controller) claimChanged(obj any) {
 }
 
 func (c *Controller) claimDeleted(obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	claim, ok := obj.(*v1.PersistentVolumeClaim)
+	claim, ok := hub.Object[*v1.PersistentVolumeClaim](obj)
 	if !ok {
 		return
 	}
@@ -336,10 +333,7 @@ func (c *Controller) volumeChanged(obj any) {
 }
 
 func (c *Controller) volumeDeleted(obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	if pv, ok := obj.(*v1.PersistentVolume); ok {
+	if pv, ok := hub.Object[*v1.PersistentVolume](obj); ok {
 		c.inFlight.goneVolume(pv.Name, pv.UID)
 	}
 }

@@ -142,10 +142,7 @@ func New(ctx context.Context, d Deps, cfg Config) (*Publisher, error) {
 	kick := func(any) { p.queue.Add(capacityKey) }
 	if _, err := capInformer.Informer().AddEventHandler(cache.FilteringResourceEventHandler{
 		FilterFunc: func(obj any) bool {
-			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = t.Obj
-			}
-			csc, ok := obj.(*storagev1.CSIStorageCapacity)
+			csc, ok := hub.Object[*storagev1.CSIStorageCapacity](obj)
 			return ok && p.managed(csc)
 		},
 		// Only a removal by someone else needs repair; our own creates and

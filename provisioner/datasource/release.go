@@ -10,7 +10,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
@@ -80,10 +79,7 @@ func (g *Guard) claimChanged(oldObj, obj any) {
 }
 
 func (g *Guard) claimDeleted(obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	claim, ok := obj.(*v1.PersistentVolumeClaim)
+	claim, ok := hub.Object[*v1.PersistentVolumeClaim](obj)
 	if !ok {
 		return
 	}
