@@ -10,6 +10,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 )
 
@@ -24,24 +25,28 @@ const (
 // status yet, and records the result. A failure is reported as a Warning
 // event and in status.error.
 func (c *Controller) create(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
-	updated, err := c.createAndRecord(ctx, content)
-	if err != nil {
-		c.recordError(ctx, updated, ReasonCreationFailed, fmt.Sprintf("Failed to create snapshot: %v", err))
-		return updated, err
-	}
-	return updated, nil
+	return reported(ctx, content, c.createAndRecord, c.recordError, ReasonCreationFailed, "Failed to create snapshot")
 }
 
 // recheck calls CreateSnapshot again for a dynamic content that has a status
 // but is not ready (a poll, or a retry after a failure). Its failures are
 // reported under the sidecar's check-and-update reason, as the sidecar does.
 func (c *Controller) recheck(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
-	updated, err := c.createAndRecord(ctx, content)
+	return reported(ctx, content, c.createAndRecord, c.recordError, ReasonCheckFailed, msgCheckFailed)
+}
+
+// msgCheckFailed begins the message of a failed check, as the sidecar words it.
+const msgCheckFailed = "Failed to check and update snapshot content"
+
+// reported runs step on content and reports its failure, "what: error",
+// with record (status.error and a Warning event) under reason.
+func reported[T any](ctx context.Context, content T, step func(context.Context, T) (T, error),
+	record func(context.Context, T, string, string), reason, what string) (T, error) {
+	updated, err := step(ctx, content)
 	if err != nil {
-		c.recordError(ctx, updated, ReasonCheckFailed, fmt.Sprintf("Failed to check and update snapshot content: %v", err))
-		return updated, err
+		record(ctx, updated, reason, fmt.Sprintf("%s: %v", what, err))
 	}
-	return updated, nil
+	return updated, err
 }
 
 func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
@@ -60,19 +65,10 @@ func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.Volume
 			return content, err
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	rsp, err := c.d.CSI.CreateSnapshot(cctx, req)
+	content, rsp, err := createMarked(ctx, c.single(), content, c.timeout, "CreateSnapshot", c.d.CSI.CreateSnapshot, req,
+		"failed to take snapshot of the volume "+req.SourceVolumeId)
 	if err != nil {
-		if csiconn.Final(err) {
-			// The backend answered: nothing is being cut, deletion may proceed.
-			updated, rmErr := c.single().removeBeingCreated(ctx, content)
-			if rmErr != nil {
-				return updated, fmt.Errorf("CreateSnapshot failed (%v), and removing annotation %s failed: %w", err, AnnBeingCreated, rmErr)
-			}
-			content = updated
-		}
-		return content, fmt.Errorf("failed to take snapshot of the volume %s: %w", req.SourceVolumeId, err)
+		return content, err
 	}
 	snap := rsp.GetSnapshot()
 	if snap.GetSnapshotId() == "" {
@@ -125,12 +121,7 @@ func (c *Controller) createRequest(ctx context.Context, content *snapv1.VolumeSn
 // ListSnapshots. A driver without LIST_SNAPSHOTS cannot be asked, and its
 // snapshot is taken as ready, as the sidecar does.
 func (c *Controller) checkExisting(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
-	updated, err := c.listAndRecord(ctx, content)
-	if err != nil {
-		c.recordError(ctx, updated, ReasonCheckFailed, fmt.Sprintf("Failed to check and update snapshot content: %v", err))
-		return updated, err
-	}
-	return updated, nil
+	return reported(ctx, content, c.listAndRecord, c.recordError, ReasonCheckFailed, msgCheckFailed)
 }
 
 func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
@@ -179,4 +170,26 @@ func creationTime(snap *csi.Snapshot) int64 {
 		return ts.AsTime().UnixNano()
 	}
 	return time.Now().UnixNano()
+}
+
+// createMarked sends a create call (call with req) for a content that kind's
+// being-created mark protects, failed naming what was asked. When the
+// driver's error is final nothing is being cut, so the mark goes and deletion
+// may proceed; otherwise it stays until a retry learns the outcome.
+func createMarked[T contentObject, Q, R any](ctx context.Context, kind contentKind[T], content T, timeout time.Duration,
+	rpc string, call func(context.Context, Q, ...grpc.CallOption) (R, error), req Q, failed string) (T, R, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rsp, err := call(cctx, req)
+	if err == nil {
+		return content, rsp, nil
+	}
+	if csiconn.Final(err) {
+		updated, rmErr := kind.removeBeingCreated(ctx, content)
+		if rmErr != nil {
+			return updated, rsp, fmt.Errorf("%s failed (%v), and removing annotation %s failed: %w", rpc, err, kind.beingCreated, rmErr)
+		}
+		content = updated
+	}
+	return content, rsp, fmt.Errorf("%s: %w", failed, err)
 }

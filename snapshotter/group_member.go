@@ -2,7 +2,6 @@ package snapshotter
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -15,12 +14,7 @@ import (
 // handle is in status (the spec names the source volume) and the secret in
 // the annotations the snapshot-controller copied from the group class.
 func (c *Controller) checkMember(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
-	updated, err := c.listMemberAndRecord(ctx, content)
-	if err != nil {
-		c.recordError(ctx, updated, ReasonCheckFailed, fmt.Sprintf("Failed to check and update snapshot content: %v", err))
-		return updated, err
-	}
-	return updated, nil
+	return reported(ctx, content, c.listMemberAndRecord, c.recordError, ReasonCheckFailed, msgCheckFailed)
 }
 
 func (c *Controller) listMemberAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {

@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 
-	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
@@ -42,6 +41,8 @@ const (
 	ReasonGroupCreationFailed = "GroupSnapshotCreationFailed"
 	ReasonGroupCheckFailed    = "GroupSnapshotContentCheckandUpdateFailed"
 	ReasonGroupDeleteError    = "GroupSnapshotDeleteError"
+
+	msgGroupCheckFailed = "Failed to check and update group snapshot content"
 )
 
 // syncGroup reconciles one VolumeGroupSnapshotContent, named by key.
@@ -85,7 +86,7 @@ func (c *Controller) syncGroup(ctx context.Context, key string) error {
 		// CreateVolumeGroupSnapshot is idempotent by name, so the retry finds
 		// a group the failed call may have cut.
 		c.d.Steps.Trigger(ctx, "The last CreateVolumeGroupSnapshot failed: try again")
-		content, err = c.createGroup(ctx, content, ReasonGroupCheckFailed, "Failed to check and update group snapshot content")
+		content, err = c.createGroup(ctx, content, ReasonGroupCheckFailed, msgGroupCheckFailed)
 	}
 	if err != nil {
 		return err
@@ -122,12 +123,7 @@ func shouldDeleteGroup(content *groupv1.VolumeGroupSnapshotContent) bool {
 // createGroup calls CreateVolumeGroupSnapshot and records the group and its
 // members in status; a failure is a Warning event and status.error.
 func (c *Controller) createGroup(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent, reason, what string) (*groupv1.VolumeGroupSnapshotContent, error) {
-	updated, err := c.createGroupAndRecord(ctx, content)
-	if err != nil {
-		c.recordGroupError(ctx, updated, reason, fmt.Sprintf("%s: %v", what, err))
-		return updated, err
-	}
-	return updated, nil
+	return reported(ctx, content, c.createGroupAndRecord, c.recordGroupError, reason, what)
 }
 
 func (c *Controller) createGroupAndRecord(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
@@ -139,18 +135,10 @@ func (c *Controller) createGroupAndRecord(ctx context.Context, content *groupv1.
 	if content, err = c.groups().setBeingCreated(ctx, content); err != nil {
 		return content, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	rsp, err := c.group.csi.CreateVolumeGroupSnapshot(cctx, req)
+	content, rsp, err := createMarked(ctx, c.groups(), content, c.timeout, "CreateVolumeGroupSnapshot", c.group.csi.CreateVolumeGroupSnapshot, req,
+		fmt.Sprintf("failed to take group snapshot of the volumes %v", req.SourceVolumeIds))
 	if err != nil {
-		if csiconn.Final(err) {
-			updated, rmErr := c.groups().removeBeingCreated(ctx, content)
-			if rmErr != nil {
-				return updated, fmt.Errorf("CreateVolumeGroupSnapshot failed (%v), and removing annotation %s failed: %w", err, AnnGroupBeingCreated, rmErr)
-			}
-			content = updated
-		}
-		return content, fmt.Errorf("failed to take group snapshot of the volumes %v: %w", req.SourceVolumeIds, err)
+		return content, err
 	}
 	g := rsp.GetGroupSnapshot()
 	if g.GetGroupSnapshotId() == "" {
@@ -215,12 +203,7 @@ func (c *Controller) groupSecrets(ctx context.Context, content *groupv1.VolumeGr
 // checkGroup asks GetVolumeGroupSnapshot for the state of a group whose
 // handle is known: a pre-provisioned one, or one being polled until ready.
 func (c *Controller) checkGroup(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
-	updated, err := c.getGroupAndRecord(ctx, content)
-	if err != nil {
-		c.recordGroupError(ctx, updated, ReasonGroupCheckFailed, fmt.Sprintf("Failed to check and update group snapshot content: %v", err))
-		return updated, err
-	}
-	return updated, nil
+	return reported(ctx, content, c.getGroupAndRecord, c.recordGroupError, ReasonGroupCheckFailed, msgGroupCheckFailed)
 }
 
 func (c *Controller) getGroupAndRecord(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
