@@ -22,9 +22,9 @@ func ownerOf(ctx context.Context, kube kubernetes.Interface, ns, podName string,
 	}
 	yes := true
 	ref := metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID, Controller: &yes}
-	meta := pod.ObjectMeta
+	var meta metav1.Object = pod
 	for i := 1; i <= level; i++ {
-		ctrl := metav1.GetControllerOfNoCopy(&meta)
+		ctrl := metav1.GetControllerOfNoCopy(meta)
 		if ctrl == nil {
 			return nil, fmt.Errorf("%s %s/%s has no controlling owner (level %d)", ref.Kind, ns, ref.Name, i)
 		}
@@ -34,34 +34,34 @@ func ownerOf(ctx context.Context, kube kubernetes.Interface, ns, podName string,
 			break
 		}
 		apps := kube.AppsV1()
+		var owner metav1.Object
+		var err error
+		get := metav1.GetOptions{}
 		switch ctrl.Kind {
 		case "ReplicaSet":
-			o, err := apps.ReplicaSets(ns).Get(ctx, ctrl.Name, metav1.GetOptions{})
-			if err != nil {
-				return nil, err
-			}
-			meta = o.ObjectMeta
+			owner, err = found(apps.ReplicaSets(ns).Get(ctx, ctrl.Name, get))
 		case "StatefulSet":
-			o, err := apps.StatefulSets(ns).Get(ctx, ctrl.Name, metav1.GetOptions{})
-			if err != nil {
-				return nil, err
-			}
-			meta = o.ObjectMeta
+			owner, err = found(apps.StatefulSets(ns).Get(ctx, ctrl.Name, get))
 		case "DaemonSet":
-			o, err := apps.DaemonSets(ns).Get(ctx, ctrl.Name, metav1.GetOptions{})
-			if err != nil {
-				return nil, err
-			}
-			meta = o.ObjectMeta
+			owner, err = found(apps.DaemonSets(ns).Get(ctx, ctrl.Name, get))
 		case "Deployment":
-			o, err := apps.Deployments(ns).Get(ctx, ctrl.Name, metav1.GetOptions{})
-			if err != nil {
-				return nil, err
-			}
-			meta = o.ObjectMeta
+			owner, err = found(apps.Deployments(ns).Get(ctx, ctrl.Name, get))
 		default:
 			return nil, fmt.Errorf("cannot follow owner %s %s beyond level %d", ctrl.Kind, ctrl.Name, i)
 		}
+		if err != nil {
+			return nil, err
+		}
+		meta = owner
 	}
 	return &ref, nil
+}
+
+// found is a typed Get's answer as a metav1.Object (nil on error: a typed
+// nil pointer would make a non-nil interface).
+func found[T metav1.Object](obj T, err error) (metav1.Object, error) {
+	if err != nil {
+		return nil, err
+	}
+	return obj, nil
 }

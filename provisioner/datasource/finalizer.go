@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/csi-hub/csi-hub/internal/edit"
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 func hasFinalizer(list []string, f string) bool { return slices.Contains(list, f) }
@@ -53,11 +54,8 @@ func (g *Guard) claimTarget(ns, name string) finalizerTarget {
 		what:      "PersistentVolumeClaim " + ns + "/" + name,
 		finalizer: FinalizerCloneSource,
 		cached: func() (metav1.Object, error) {
-			claim, err := g.pvcs.PersistentVolumeClaims(ns).Get(name)
-			if apierrors.IsNotFound(err) {
-				return nil, nil
-			}
-			if err != nil {
+			claim, err := hub.Existing(g.pvcs.PersistentVolumeClaims(ns).Get(name))
+			if claim == nil { // a typed nil would make a non-nil metav1.Object
 				return nil, err
 			}
 			return claim, nil
@@ -75,11 +73,8 @@ func (g *Guard) snapshotTarget(ns, name string) finalizerTarget {
 		what:      "VolumeSnapshot " + ns + "/" + name,
 		finalizer: FinalizerSnapshotSource,
 		cached: func() (metav1.Object, error) {
-			vs, err := g.snapshotLister.VolumeSnapshots(ns).Get(name)
-			if apierrors.IsNotFound(err) {
-				return nil, nil
-			}
-			if err != nil {
+			vs, err := hub.Existing(g.snapshotLister.VolumeSnapshots(ns).Get(name))
+			if vs == nil { // a typed nil would make a non-nil metav1.Object
 				return nil, err
 			}
 			return vs, nil
