@@ -11,6 +11,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"google.golang.org/grpc"
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 )
 
@@ -25,29 +26,18 @@ const (
 // status yet, and records the result. A failure is reported as a Warning
 // event and in status.error.
 func (c *Controller) create(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
-	return reported(ctx, content, c.createAndRecord, c.recordError, ReasonCreationFailed, "Failed to create snapshot")
+	return c.single().reported(ctx, content, c.createAndRecord, ReasonCreationFailed, "Failed to create snapshot")
 }
 
 // recheck calls CreateSnapshot again for a dynamic content that has a status
 // but is not ready (a poll, or a retry after a failure). Its failures are
 // reported under the sidecar's check-and-update reason, as the sidecar does.
 func (c *Controller) recheck(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
-	return reported(ctx, content, c.createAndRecord, c.recordError, ReasonCheckFailed, msgCheckFailed)
+	return c.single().reported(ctx, content, c.createAndRecord, ReasonCheckFailed, msgCheckFailed)
 }
 
 // msgCheckFailed begins the message of a failed check, as the sidecar words it.
 const msgCheckFailed = "Failed to check and update snapshot content"
-
-// reported runs step on content and reports its failure, "what: error",
-// with record (status.error and a Warning event) under reason.
-func reported[T any](ctx context.Context, content T, step func(context.Context, T) (T, error),
-	record func(context.Context, T, string, string), reason, what string) (T, error) {
-	updated, err := step(ctx, content)
-	if err != nil {
-		record(ctx, updated, reason, fmt.Sprintf("%s: %v", what, err))
-	}
-	return updated, err
-}
 
 func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
 	req, err := c.createRequest(ctx, content)
@@ -121,34 +111,40 @@ func (c *Controller) createRequest(ctx context.Context, content *snapv1.VolumeSn
 // ListSnapshots. A driver without LIST_SNAPSHOTS cannot be asked, and its
 // snapshot is taken as ready, as the sidecar does.
 func (c *Controller) checkExisting(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
-	return reported(ctx, content, c.listAndRecord, c.recordError, ReasonCheckFailed, msgCheckFailed)
+	return c.single().reported(ctx, content, c.listAndRecord, ReasonCheckFailed, msgCheckFailed)
 }
 
 func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
-	handle := *content.Spec.Source.SnapshotHandle
+	return c.lookUpAndRecord(ctx, content, *content.Spec.Source.SnapshotHandle, "spec.source.snapshotHandle", func() (*v1.SecretReference, error) {
+		name := content.Spec.VolumeSnapshotClassName
+		if name == nil {
+			return nil, nil
+		}
+		class, err := c.classes.Get(*name)
+		if err != nil {
+			return nil, fmt.Errorf("VolumeSnapshotClass %s of VolumeSnapshotContent %s: %w", *name, content.Name, err)
+		}
+		return listSecretRef(class, content.Name)
+	})
+}
+
+// lookUpAndRecord asks the driver for the snapshot with handle (ListSnapshots,
+// with the secret secretRef names) and records it; field names where the
+// handle came from, for the error. A driver without LIST_SNAPSHOTS cannot be
+// asked, and the snapshot is taken as ready, as the sidecar does.
+func (c *Controller) lookUpAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent, handle, field string,
+	secretRef func() (*v1.SecretReference, error)) (*snapv1.VolumeSnapshotContent, error) {
 	if !c.d.ListSupported {
 		return c.recordSnapshot(ctx, content, handle, &csi.Snapshot{SnapshotId: handle, ReadyToUse: true})
 	}
-	var secrets map[string]string
-	if name := content.Spec.VolumeSnapshotClassName; name != nil {
-		class, err := c.classes.Get(*name)
-		if err != nil {
-			return content, fmt.Errorf("VolumeSnapshotClass %s of VolumeSnapshotContent %s: %w", *name, content.Name, err)
-		}
-		ref, err := listSecretRef(class, content.Name)
-		if err != nil {
-			return content, err
-		}
-		if secrets, err = hub.ReadSecret(ctx, c.d.Kube, ref); err != nil {
-			return content, err
-		}
+	ref, err := secretRef()
+	if err != nil {
+		return content, err
 	}
-	return c.lookUpAndRecord(ctx, content, handle, secrets, "spec.source.snapshotHandle")
-}
-
-// lookUpAndRecord asks the driver for the snapshot with handle (ListSnapshots)
-// and records it; field names where the handle came from, for the error.
-func (c *Controller) lookUpAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent, handle string, secrets map[string]string, field string) (*snapv1.VolumeSnapshotContent, error) {
+	secrets, err := hub.ReadSecret(ctx, c.d.Kube, ref)
+	if err != nil {
+		return content, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	rsp, err := c.d.CSI.ListSnapshots(cctx, &csi.ListSnapshotsRequest{SnapshotId: handle, Secrets: secrets})

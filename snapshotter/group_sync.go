@@ -91,39 +91,19 @@ func (c *Controller) syncGroup(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if shouldDeleteGroup(content) {
-		// Deleted while CreateVolumeGroupSnapshot ran (see sync).
-		c.forgetPolls(poll)
-		return c.syncGroupDelete(ctx, content)
-	}
-	if !groupReady(content) {
-		return hub.RequeueAfter(c.nextPoll(poll))
-	}
-	c.forgetPolls(poll)
-	return nil
+	return c.settle(poll, shouldDeleteGroup(content), func() error { return c.syncGroupDelete(ctx, content) }, groupReady(content))
 }
 
 // shouldDeleteGroup: the content is being deleted and the backend group may go.
 func shouldDeleteGroup(content *groupv1.VolumeGroupSnapshotContent) bool {
-	if content.DeletionTimestamp == nil {
-		return false
-	}
-	// A pre-provisioned content never bound gets no being-deleted annotation.
-	if content.Spec.Source.GroupSnapshotHandles != nil && content.Spec.VolumeGroupSnapshotRef.UID == "" {
-		return true
-	}
-	// A create may still be running in the backend: wait for its outcome.
-	if _, ok := content.Annotations[AnnGroupBeingCreated]; ok {
-		return false
-	}
-	_, ok := content.Annotations[AnnGroupBeingDeleted]
-	return ok
+	unbound := content.Spec.Source.GroupSnapshotHandles != nil && content.Spec.VolumeGroupSnapshotRef.UID == ""
+	return mayDelete(content, unbound, AnnGroupBeingCreated, AnnGroupBeingDeleted)
 }
 
 // createGroup calls CreateVolumeGroupSnapshot and records the group and its
 // members in status; a failure is a Warning event and status.error.
 func (c *Controller) createGroup(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent, reason, what string) (*groupv1.VolumeGroupSnapshotContent, error) {
-	return reported(ctx, content, c.createGroupAndRecord, c.recordGroupError, reason, what)
+	return c.groups().reported(ctx, content, c.createGroupAndRecord, reason, what)
 }
 
 func (c *Controller) createGroupAndRecord(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
@@ -203,7 +183,7 @@ func (c *Controller) groupSecrets(ctx context.Context, content *groupv1.VolumeGr
 // checkGroup asks GetVolumeGroupSnapshot for the state of a group whose
 // handle is known: a pre-provisioned one, or one being polled until ready.
 func (c *Controller) checkGroup(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
-	return reported(ctx, content, c.getGroupAndRecord, c.recordGroupError, ReasonGroupCheckFailed, msgGroupCheckFailed)
+	return c.groups().reported(ctx, content, c.getGroupAndRecord, ReasonGroupCheckFailed, msgGroupCheckFailed)
 }
 
 func (c *Controller) getGroupAndRecord(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {

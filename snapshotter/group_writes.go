@@ -5,7 +5,6 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
-	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -48,16 +47,6 @@ func memberInfo(snaps []*csi.Snapshot) []groupv1.VolumeSnapshotInfo {
 		out = append(out, info)
 	}
 	return out
-}
-
-// recordGroupError reports a failure in status.error (readyToUse false) and
-// as a Warning event (reportError).
-func (c *Controller) recordGroupError(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent, reason, message string) {
-	var last *snapv1.VolumeSnapshotError
-	if content.Status != nil {
-		last = content.Status.Error
-	}
-	c.groups().reportError(ctx, content, last, reason, message)
 }
 
 // clearGroupStatus forgets the deleted backend group.

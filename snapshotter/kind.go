@@ -32,18 +32,31 @@ type contentKind[T contentObject] struct {
 	events       record.EventRecorder
 	beingCreated string // the annotation set while a create may be in flight
 	finalizer    string
+	lastError    func(T) *snapv1.VolumeSnapshotError // status.error
 }
 
 func (c *Controller) single() contentKind[*snapv1.VolumeSnapshotContent] {
 	return contentKind[*snapv1.VolumeSnapshotContent]{name: "VolumeSnapshotContent",
 		client: c.snapClient().SnapshotV1().VolumeSnapshotContents(), events: c.d.Events,
-		beingCreated: AnnBeingCreated, finalizer: ContentFinalizer}
+		beingCreated: AnnBeingCreated, finalizer: ContentFinalizer,
+		lastError: func(content *snapv1.VolumeSnapshotContent) *snapv1.VolumeSnapshotError {
+			if content.Status == nil {
+				return nil
+			}
+			return content.Status.Error
+		}}
 }
 
 func (c *Controller) groups() contentKind[*groupv1.VolumeGroupSnapshotContent] {
 	return contentKind[*groupv1.VolumeGroupSnapshotContent]{name: "VolumeGroupSnapshotContent",
 		client: c.snapClient().GroupsnapshotV1().VolumeGroupSnapshotContents(), events: c.d.Events,
-		beingCreated: AnnGroupBeingCreated, finalizer: GroupContentFinalizer}
+		beingCreated: AnnGroupBeingCreated, finalizer: GroupContentFinalizer,
+		lastError: func(content *groupv1.VolumeGroupSnapshotContent) *snapv1.VolumeSnapshotError {
+			if content.Status == nil {
+				return nil
+			}
+			return content.Status.Error
+		}}
 }
 
 // err names the content a failed write was for.
@@ -88,11 +101,21 @@ func (k contentKind[T]) warn(obj T, reason, message string) {
 	k.events.Event(obj, v1.EventTypeWarning, reason, message)
 }
 
-// reportError writes the error status and emits the Warning event even when
-// the write fails, so the user sees the failure; a repeat of last, the error
-// already recorded, is not reported again.
-func (k contentKind[T]) reportError(ctx context.Context, obj T, last *snapv1.VolumeSnapshotError, reason, message string) {
-	if last != nil && last.Message != nil && *last.Message == message {
+// reported runs step on obj and reports its failure, "what: error", under
+// reason (recordError).
+func (k contentKind[T]) reported(ctx context.Context, obj T, step func(context.Context, T) (T, error), reason, what string) (T, error) {
+	updated, err := step(ctx, obj)
+	if err != nil {
+		k.recordError(ctx, updated, reason, fmt.Sprintf("%s: %v", what, err))
+	}
+	return updated, err
+}
+
+// recordError reports a failure in status.error (readyToUse false) and as a
+// Warning event, the event even when the write fails, so the user sees the
+// failure; a repeat of the error already recorded is not reported again.
+func (k contentKind[T]) recordError(ctx context.Context, obj T, reason, message string) {
+	if last := k.lastError(obj); last != nil && last.Message != nil && *last.Message == message {
 		return
 	}
 	changes := map[string]any{"readyToUse": false, "error": edit.VolumeError(metav1.NewTime(time.Now()), message)}

@@ -83,16 +83,22 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if shouldDelete(content) {
-		// Deleted while CreateSnapshot ran: removing the being-created mark
-		// (our own write, filtered from the events) released the deletion.
-		c.forgetPolls(key)
-		return c.syncDelete(ctx, content)
+	return c.settle(key, shouldDelete(content), func() error { return c.syncDelete(ctx, content) }, contentReady(content))
+}
+
+// settle ends a sync of either kind after its step: a content deleted while
+// the create ran (removing the being-created mark, our own write filtered
+// from the events, released the deletion) is deleted now, with del; one not
+// ready is polled again.
+func (c *Controller) settle(poll string, deleting bool, del func() error, ready bool) error {
+	if deleting {
+		c.forgetPolls(poll)
+		return del()
 	}
-	if !contentReady(content) {
-		return hub.RequeueAfter(c.nextPoll(key))
+	if !ready {
+		return hub.RequeueAfter(c.nextPoll(poll))
 	}
-	c.forgetPolls(key)
+	c.forgetPolls(poll)
 	return nil
 }
 
@@ -115,20 +121,27 @@ func (c *Controller) isMine(content *snapv1.VolumeSnapshotContent) bool {
 
 // shouldDelete: the content is being deleted and the backend snapshot may go.
 func shouldDelete(content *snapv1.VolumeSnapshotContent) bool {
-	if content.DeletionTimestamp == nil {
+	unbound := content.Spec.Source.SnapshotHandle != nil && content.Spec.VolumeSnapshotRef.UID == ""
+	return mayDelete(content, unbound, AnnBeingCreated, AnnBeingDeleted)
+}
+
+// mayDelete: a content of either kind is being deleted and its backend
+// snapshot may go.
+func mayDelete(content metav1.Object, unboundPreProvisioned bool, beingCreated, beingDeleted string) bool {
+	if content.GetDeletionTimestamp() == nil {
 		return false
 	}
 	// A pre-provisioned content that was never bound has no VolumeSnapshot
 	// whose controller would set the being-deleted annotation.
-	if content.Spec.Source.SnapshotHandle != nil && content.Spec.VolumeSnapshotRef.UID == "" {
+	if unboundPreProvisioned {
 		return true
 	}
-	// A CreateSnapshot may still be running in the backend: wait for its
-	// outcome, or the snapshot it cuts would be leaked.
-	if _, ok := content.Annotations[AnnBeingCreated]; ok {
+	// A create may still be running in the backend: wait for its outcome,
+	// or the snapshot it cuts would be leaked.
+	if _, ok := content.GetAnnotations()[beingCreated]; ok {
 		return false
 	}
-	_, ok := content.Annotations[AnnBeingDeleted]
+	_, ok := content.GetAnnotations()[beingDeleted]
 	return ok
 }
 

@@ -45,16 +45,6 @@ func readiness(have *bool, lastErr *snapv1.VolumeSnapshotError, ready bool) map[
 	return changes
 }
 
-// recordError reports a failure in status.error (readyToUse false) and as a
-// Warning event.
-func (c *Controller) recordError(ctx context.Context, content *snapv1.VolumeSnapshotContent, reason, message string) {
-	var last *snapv1.VolumeSnapshotError
-	if content.Status != nil {
-		last = content.Status.Error
-	}
-	c.single().reportError(ctx, content, last, reason, message)
-}
-
 // clearSnapshotStatus forgets the deleted backend snapshot.
 func (c *Controller) clearSnapshotStatus(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
 	return c.single().status(ctx, content, map[string]any{
