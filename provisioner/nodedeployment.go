@@ -245,15 +245,7 @@ func (n *nodeDeployment) hasCapacity(ctx context.Context, c *Controller, claim *
 	if size.Value() == 0 || !c.d.Caps.Has(csi.ControllerServiceCapability_RPC_GET_CAPACITY) {
 		return true, nil
 	}
-	fsType, err := fsTypeFor(sc.Parameters, c.cfg.DefaultFSType)
-	if err != nil {
-		return false, err
-	}
-	caps, err := volumeCapabilities(claim, sc.MountOptions, fsType, c.singleNodeMultiWriter)
-	if err != nil {
-		return false, err
-	}
-	params, err := driverParameters(sc.Parameters)
+	_, caps, params, err := c.volumeShape(claim, sc)
 	if err != nil {
 		return false, err
 	}

@@ -33,15 +33,7 @@ func (c *Controller) prepare(ctx context.Context, claim *v1.PersistentVolumeClai
 	if claim.Spec.Selector != nil {
 		return nil, fmt.Errorf("PVC spec.selector is not supported for dynamically provisioned volumes")
 	}
-	fsType, err := fsTypeFor(sc.Parameters, c.cfg.DefaultFSType)
-	if err != nil {
-		return nil, err
-	}
-	caps, err := volumeCapabilities(claim, sc.MountOptions, fsType, c.singleNodeMultiWriter)
-	if err != nil {
-		return nil, err
-	}
-	params, err := driverParameters(sc.Parameters)
+	fsType, caps, params, err := c.volumeShape(claim, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -141,4 +133,20 @@ func (c *Controller) mutableParameters(ctx context.Context, name string) (map[st
 		return nil, fmt.Errorf("PVC spec.volumeAttributesClassName %q: class is for driver %q, not %q", name, vac.DriverName, c.d.Driver)
 	}
 	return vac.Parameters, nil
+}
+
+// volumeShape is what CreateVolume and GetCapacity both ask with: the file
+// system type, the volume capabilities and the StorageClass parameters meant
+// for the driver (csi.storage.k8s.io/ keys taken out).
+func (c *Controller) volumeShape(claim *v1.PersistentVolumeClaim, sc *storagev1.StorageClass) (fsType string, caps []*csi.VolumeCapability, params map[string]string, err error) {
+	if fsType, err = fsTypeFor(sc.Parameters, c.cfg.DefaultFSType); err != nil {
+		return "", nil, nil, err
+	}
+	if caps, err = volumeCapabilities(claim, sc.MountOptions, fsType, c.singleNodeMultiWriter); err != nil {
+		return "", nil, nil, err
+	}
+	if params, err = driverParameters(sc.Parameters); err != nil {
+		return "", nil, nil, err
+	}
+	return fsType, caps, params, nil
 }
