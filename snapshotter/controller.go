@@ -16,6 +16,7 @@ import (
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	snaplisters "github.com/kubernetes-csi/external-snapshotter/client/v8/listers/volumesnapshot/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -94,18 +95,7 @@ func New(_ context.Context, d Deps, cfg Config) (*Controller, error) {
 	classInformer := d.Snapshots.Informers.Snapshot().V1().VolumeSnapshotClasses()
 	c.contents, c.classes = contentInformer.Lister(), classInformer.Lister()
 	// Every content is synced again each --resync-period, as the sidecar's informer resyncs.
-	_, err := contentInformer.Informer().AddEventHandlerWithResyncPeriod(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.enqueue,
-		UpdateFunc: func(oldObj, newObj any) {
-			old, okOld := oldObj.(*snapv1.VolumeSnapshotContent)
-			cur, okNew := newObj.(*snapv1.VolumeSnapshotContent)
-			if okOld && okNew && !changeNeedsSync(old, cur) {
-				return
-			}
-			c.enqueue(newObj)
-		},
-		DeleteFunc: c.enqueue,
-	}, cfg.ResyncPeriod)
+	_, err := contentInformer.Informer().AddEventHandlerWithResyncPeriod(contentHandler(c.enqueue, changeNeedsSync), cfg.ResyncPeriod)
 	if err != nil {
 		return nil, err
 	}
@@ -142,14 +132,37 @@ func (c *Controller) Run(ctx context.Context) {
 }
 
 func (c *Controller) enqueue(obj any) {
+	enqueueContent(c, c.queue, obj, func(content *snapv1.VolumeSnapshotContent) string { return content.Spec.Driver })
+}
+
+// enqueueContent adds obj, a content of type T or its tombstone, to q when it
+// is of this driver (its driver) and handled on this node.
+func enqueueContent[T metav1.Object](c *Controller, q hub.Queue, obj any, driver func(T) string) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	content, ok := obj.(*snapv1.VolumeSnapshotContent)
-	if !ok || content.Spec.Driver != c.d.Driver || !c.managedHere(content.Labels) {
-		return
+	content, ok := obj.(T)
+	if ok && driver(content) == c.d.Driver && c.managedHere(content.GetLabels()) {
+		q.Add(content.GetName())
 	}
-	c.queue.Add(content.Name)
+}
+
+// contentHandler sends added, deleted and changed contents of type T to
+// enqueue, but not changes that are only the controller's own writes
+// (needsSync false), which must not bypass the queue's backoff.
+func contentHandler[T any](enqueue func(any), needsSync func(old, cur T) bool) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue,
+		UpdateFunc: func(oldObj, newObj any) {
+			old, okOld := oldObj.(T)
+			cur, okNew := newObj.(T)
+			if okOld && okNew && !needsSync(old, cur) {
+				return
+			}
+			enqueue(newObj)
+		},
+		DeleteFunc: enqueue,
+	}
 }
 
 // LabelManagedBy is the label by which the snapshot-controller (with

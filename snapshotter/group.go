@@ -7,7 +7,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	grouplisters "github.com/kubernetes-csi/external-snapshotter/client/v8/listers/volumegroupsnapshot/v1"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
@@ -65,18 +64,7 @@ func (c *Controller) registerGroupInformers() error {
 	inf := c.d.Snapshots.Informers.Groupsnapshot().V1()
 	c.group.contents = inf.VolumeGroupSnapshotContents().Lister()
 	c.group.classes = inf.VolumeGroupSnapshotClasses().Lister()
-	_, err := inf.VolumeGroupSnapshotContents().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.enqueueGroup,
-		UpdateFunc: func(oldObj, newObj any) {
-			old, okOld := oldObj.(*groupv1.VolumeGroupSnapshotContent)
-			cur, okNew := newObj.(*groupv1.VolumeGroupSnapshotContent)
-			if okOld && okNew && !groupChangeNeedsSync(old, cur) {
-				return
-			}
-			c.enqueueGroup(newObj)
-		},
-		DeleteFunc: c.enqueueGroup,
-	})
+	_, err := inf.VolumeGroupSnapshotContents().Informer().AddEventHandler(contentHandler(c.enqueueGroup, groupChangeNeedsSync))
 	if err != nil {
 		return fmt.Errorf("watching VolumeGroupSnapshotContents: %w", err)
 	}
@@ -85,14 +73,7 @@ func (c *Controller) registerGroupInformers() error {
 }
 
 func (c *Controller) enqueueGroup(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	content, ok := obj.(*groupv1.VolumeGroupSnapshotContent)
-	if !ok || content.Spec.Driver != c.d.Driver || !c.managedHere(content.Labels) {
-		return
-	}
-	c.group.queue.Add(content.Name)
+	enqueueContent(c, c.group.queue, obj, func(content *groupv1.VolumeGroupSnapshotContent) string { return content.Spec.Driver })
 }
 
 // groupChangeNeedsSync filters out the controller's own writes, as
