@@ -57,7 +57,7 @@ func (c *Controller) deleteBackendSnapshot(ctx context.Context, content *snapv1.
 	}
 	// Forget the handle at once: should removing the finalizer fail, the
 	// retry does not delete a snapshot twice (harmless, but a needless call).
-	updated, err := c.clearSnapshotStatus(ctx, content)
+	updated, err := c.single().clearStatus(ctx, content)
 	if err != nil {
 		c.single().warn(content, ReasonDeleteError, "Failed to clear content status")
 		return content, err

@@ -273,7 +273,7 @@ func (c *Controller) deleteBackendGroup(ctx context.Context, content *groupv1.Vo
 		return content, fmt.Errorf("failed to delete group snapshot %s of VolumeGroupSnapshotContent %s: %w", handle, content.Name, err)
 	}
 	klog.FromContext(ctx).V(4).Info("DeleteVolumeGroupSnapshot succeeded", "groupSnapshotHandle", handle, "members", len(ids))
-	updated, err := c.clearGroupStatus(ctx, content)
+	updated, err := c.groups().clearStatus(ctx, content)
 	if err != nil {
 		c.groups().warn(content, ReasonGroupDeleteError, "Failed to clear content status")
 		return content, err

@@ -5,6 +5,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -49,9 +50,10 @@ func memberInfo(snaps []*csi.Snapshot) []groupv1.VolumeSnapshotInfo {
 	return out
 }
 
-// clearGroupStatus forgets the deleted backend group.
-func (c *Controller) clearGroupStatus(ctx context.Context, content *groupv1.VolumeGroupSnapshotContent) (*groupv1.VolumeGroupSnapshotContent, error) {
-	return c.groups().status(ctx, content, map[string]any{
-		"volumeGroupSnapshotHandle": nil, "readyToUse": nil, "creationTime": nil, "error": nil,
-	})
+// groupError is the error recorded in status, if any.
+func groupError(content *groupv1.VolumeGroupSnapshotContent) *snapv1.VolumeSnapshotError {
+	if content.Status == nil {
+		return nil
+	}
+	return content.Status.Error
 }

@@ -33,30 +33,21 @@ type contentKind[T contentObject] struct {
 	beingCreated string // the annotation set while a create may be in flight
 	finalizer    string
 	lastError    func(T) *snapv1.VolumeSnapshotError // status.error
+	backend      []string                            // the status fields that name the backend snapshot
 }
 
 func (c *Controller) single() contentKind[*snapv1.VolumeSnapshotContent] {
 	return contentKind[*snapv1.VolumeSnapshotContent]{name: "VolumeSnapshotContent",
 		client: c.snapClient().SnapshotV1().VolumeSnapshotContents(), events: c.d.Events,
-		beingCreated: AnnBeingCreated, finalizer: ContentFinalizer,
-		lastError: func(content *snapv1.VolumeSnapshotContent) *snapv1.VolumeSnapshotError {
-			if content.Status == nil {
-				return nil
-			}
-			return content.Status.Error
-		}}
+		beingCreated: AnnBeingCreated, finalizer: ContentFinalizer, lastError: snapshotError,
+		backend: []string{"snapshotHandle", "readyToUse", "creationTime", "restoreSize"}}
 }
 
 func (c *Controller) groups() contentKind[*groupv1.VolumeGroupSnapshotContent] {
 	return contentKind[*groupv1.VolumeGroupSnapshotContent]{name: "VolumeGroupSnapshotContent",
 		client: c.snapClient().GroupsnapshotV1().VolumeGroupSnapshotContents(), events: c.d.Events,
-		beingCreated: AnnGroupBeingCreated, finalizer: GroupContentFinalizer,
-		lastError: func(content *groupv1.VolumeGroupSnapshotContent) *snapv1.VolumeSnapshotError {
-			if content.Status == nil {
-				return nil
-			}
-			return content.Status.Error
-		}}
+		beingCreated: AnnGroupBeingCreated, finalizer: GroupContentFinalizer, lastError: groupError,
+		backend: []string{"volumeGroupSnapshotHandle", "readyToUse", "creationTime", "error"}}
 }
 
 // err names the content a failed write was for.
@@ -78,6 +69,16 @@ func (k contentKind[T]) meta(ctx context.Context, obj T, m edit.Meta) (T, error)
 func (k contentKind[T]) status(ctx context.Context, obj T, changes map[string]any) (T, error) {
 	out, err := edit.Status(ctx, k.client, obj, changes)
 	return out, k.err(obj, err)
+}
+
+// clearStatus forgets the deleted backend snapshot: the status fields that
+// named it.
+func (k contentKind[T]) clearStatus(ctx context.Context, obj T) (T, error) {
+	changes := make(map[string]any, len(k.backend))
+	for _, f := range k.backend {
+		changes[f] = nil
+	}
+	return k.status(ctx, obj, changes)
 }
 
 // setBeingCreated marks the content before its create call is sent.

@@ -45,9 +45,10 @@ func readiness(have *bool, lastErr *snapv1.VolumeSnapshotError, ready bool) map[
 	return changes
 }
 
-// clearSnapshotStatus forgets the deleted backend snapshot.
-func (c *Controller) clearSnapshotStatus(ctx context.Context, content *snapv1.VolumeSnapshotContent) (*snapv1.VolumeSnapshotContent, error) {
-	return c.single().status(ctx, content, map[string]any{
-		"snapshotHandle": nil, "readyToUse": nil, "creationTime": nil, "restoreSize": nil,
-	})
+// snapshotError is the error recorded in status, if any.
+func snapshotError(content *snapv1.VolumeSnapshotContent) *snapv1.VolumeSnapshotError {
+	if content.Status == nil {
+		return nil
+	}
+	return content.Status.Error
 }
