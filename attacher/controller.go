@@ -108,18 +108,10 @@ func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	c.vaLister, c.pvLister, c.csiNodeLister = vas.Lister(), pvs.Lister(), csiNodes.Lister()
 	csiNodes.Informer() // registered so the factory starts it
 	c.vaByPV = d.VAsByPV
-	if _, err := vas.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.vaChanged(nil, obj) },
-		UpdateFunc: c.vaChanged,
-		DeleteFunc: c.vaDeleted,
-	}); err != nil {
+	if _, err := vas.Informer().AddEventHandler(hub.Handlers(c.vaChanged, c.vaDeleted)); err != nil {
 		return nil, fmt.Errorf("watching VolumeAttachments: %w", err)
 	}
-	if _, err := pvs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.pvChanged(nil, obj) },
-		UpdateFunc: c.pvChanged,
-		DeleteFunc: c.pvDeleted,
-	}); err != nil {
+	if _, err := pvs.Informer().AddEventHandler(hub.Handlers(c.pvChanged, c.pvDeleted)); err != nil {
 		return nil, fmt.Errorf("watching PersistentVolumes: %w", err)
 	}
 	return c, nil

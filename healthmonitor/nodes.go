@@ -60,9 +60,7 @@ func newNodeWatcher(c *Controller) (*nodeWatcher, error) {
 			w.q.Add(key)
 		}
 	}
-	_, err = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: add, UpdateFunc: func(_, n any) { add(n) }, DeleteFunc: add,
-	})
+	_, err = inf.Informer().AddEventHandler(hub.Handlers(hub.Latest(add), add))
 	return w, err
 }
 

@@ -177,18 +177,10 @@ func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	}
 
 	var err error
-	if _, err = pvcs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.claimChanged,
-		UpdateFunc: func(_, obj any) { c.claimChanged(obj) },
-		DeleteFunc: c.claimDeleted,
-	}); err != nil {
+	if _, err = pvcs.Informer().AddEventHandler(hub.Handlers(hub.Latest(c.claimChanged), c.claimDeleted)); err != nil {
 		return nil, err
 	}
-	if _, err = pvs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.volumeChanged,
-		UpdateFunc: func(_, obj any) { c.volumeChanged(obj) },
-		DeleteFunc: c.volumeDeleted,
-	}); err != nil {
+	if _, err = pvs.Informer().AddEventHandler(hub.Handlers(hub.Latest(c.volumeChanged), c.volumeDeleted)); err != nil {
 		return nil, err
 	}
 	if cfg.NodeDeployment {

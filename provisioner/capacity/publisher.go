@@ -151,15 +151,11 @@ func New(ctx context.Context, d Deps, cfg Config) (*Publisher, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := d.Classes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: kick, UpdateFunc: func(_, o any) { kick(o) }, DeleteFunc: kick,
-	}); err != nil {
+	if _, err := d.Classes.Informer().AddEventHandler(hub.Handlers(hub.Latest(kick), kick)); err != nil {
 		return nil, err
 	}
 	if d.CSINodes != nil {
-		if _, err := d.CSINodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: kick, UpdateFunc: func(_, o any) { kick(o) }, DeleteFunc: kick,
-		}); err != nil {
+		if _, err := d.CSINodes.Informer().AddEventHandler(hub.Handlers(hub.Latest(kick), kick)); err != nil {
 			return nil, err
 		}
 	}

@@ -121,19 +121,12 @@ func New(_ context.Context, d Deps, cfg Config) (*Guard, error) {
 		snaps := api.Informers.Snapshot().V1().VolumeSnapshots()
 		g.snapshotLister = snaps.Lister()
 		g.contentLister = api.Informers.Snapshot().V1().VolumeSnapshotContents().Lister()
-		if _, err := snaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { g.snapshotChanged(nil, obj) },
-			UpdateFunc: g.snapshotChanged,
-		}); err != nil {
+		if _, err := snaps.Informer().AddEventHandler(hub.Handlers(g.snapshotChanged, nil)); err != nil {
 			return nil, err
 		}
 		g.restore = restoreSource{g}
 	}
-	_, err := d.PVCs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { g.claimChanged(nil, obj) },
-		UpdateFunc: g.claimChanged,
-		DeleteFunc: g.claimDeleted,
-	})
+	_, err := d.PVCs.Informer().AddEventHandler(hub.Handlers(g.claimChanged, g.claimDeleted))
 	return g, err
 }
 
