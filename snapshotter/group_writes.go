@@ -19,17 +19,10 @@ func (c *Controller) recordGroup(ctx context.Context, content *groupv1.VolumeGro
 	if st == nil {
 		st = &groupv1.VolumeGroupSnapshotContentStatus{}
 	}
-	changes := readiness(st.ReadyToUse, st.Error, g.GetReadyToUse())
-	if st.VolumeGroupSnapshotHandle == nil {
-		changes["volumeGroupSnapshotHandle"] = handle
-	}
-	if st.CreationTime == nil {
-		changes["creationTime"] = metav1.NewTime(groupCreationTime(g))
-	}
-	if withMembers && len(st.VolumeSnapshotInfoList) == 0 && len(g.GetSnapshots()) > 0 {
-		changes["volumeSnapshotInfoList"] = memberInfo(g.GetSnapshots())
-	}
-	return c.groups().status(ctx, content, changes)
+	return c.groups().status(ctx, content, recorded(st.ReadyToUse, st.Error, g.GetReadyToUse(),
+		setOnce{"volumeGroupSnapshotHandle", st.VolumeGroupSnapshotHandle == nil, handle},
+		setOnce{"creationTime", st.CreationTime == nil, metav1.NewTime(groupCreationTime(g))},
+		setOnce{"volumeSnapshotInfoList", withMembers && len(st.VolumeSnapshotInfoList) == 0 && len(g.GetSnapshots()) > 0, memberInfo(g.GetSnapshots())}))
 }
 
 // memberInfo is status.volumeSnapshotInfoList as v1 defines it; the

@@ -19,27 +19,34 @@ func (c *Controller) recordSnapshot(ctx context.Context, content *snapv1.VolumeS
 	if st == nil {
 		st = &snapv1.VolumeSnapshotContentStatus{}
 	}
-	changes := readiness(st.ReadyToUse, st.Error, snap.GetReadyToUse())
-	if st.SnapshotHandle == nil {
-		changes["snapshotHandle"] = handle
-	}
-	if st.CreationTime == nil {
-		changes["creationTime"] = creationTime(snap)
-	}
-	if st.RestoreSize == nil && snap.GetSizeBytes() > 0 {
-		changes["restoreSize"] = snap.GetSizeBytes()
-	}
-	return c.single().status(ctx, content, changes)
+	return c.single().status(ctx, content, recorded(st.ReadyToUse, st.Error, snap.GetReadyToUse(),
+		setOnce{"snapshotHandle", st.SnapshotHandle == nil, handle},
+		setOnce{"creationTime", st.CreationTime == nil, creationTime(snap)},
+		setOnce{"restoreSize", st.RestoreSize == nil && snap.GetSizeBytes() > 0, snap.GetSizeBytes()}))
 }
 
-// readiness is the status change that makes readyToUse follow the driver;
-// becoming ready clears an earlier error.
-func readiness(have *bool, lastErr *snapv1.VolumeSnapshotError, ready bool) map[string]any {
+// setOnce is a status field that records what the driver said only while
+// it is unset.
+type setOnce struct {
+	key   string
+	unset bool
+	value any
+}
+
+// recorded is the status change that records what the driver said, for
+// either kind: readyToUse follows the driver (becoming ready clears lastErr,
+// an earlier error), and each field of once that is unset is set.
+func recorded(have *bool, lastErr *snapv1.VolumeSnapshotError, ready bool, once ...setOnce) map[string]any {
 	changes := map[string]any{}
 	if have == nil || *have != ready {
 		changes["readyToUse"] = ready
 		if ready && lastErr != nil {
 			changes["error"] = nil
+		}
+	}
+	for _, f := range once {
+		if f.unset {
+			changes[f.key] = f.value
 		}
 	}
 	return changes
