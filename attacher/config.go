@@ -2,9 +2,9 @@ package attacher
 
 import (
 	"flag"
-	"fmt"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/cfgflag"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
@@ -50,11 +50,7 @@ func DefaultConfig() Config {
 // names, but for --attacher-default-fstype. --attacher-worker-threads and
 // --attacher-timeout come from internal/app's controller registry.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.ReconcileSync, "reconcile-sync", c.ReconcileSync,
-		"Interval of the VolumeAttachment reconciler (drivers with LIST_VOLUMES_PUBLISHED_NODES).")
-	fs.IntVar(&c.MaxEntries, "max-entries", c.MaxEntries, "Page size of the reconciler's ListVolumes calls; 0 means no limit.")
-	fs.StringVar(&c.DefaultFSType, "attacher-default-fstype", c.DefaultFSType,
-		"Filesystem type passed to ControllerPublishVolume when the PersistentVolume names none; overrides --default-fstype for the attacher only.")
+	cfgflag.Add(fs, c.flags()...)
 	// --default-fstype is a flag of both external-provisioner and
 	// external-attacher: a value given under that name reaches both, as each
 	// sidecar would have received it; --attacher-default-fstype wins for the attacher.
@@ -63,7 +59,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	} else {
 		fs.StringVar(&c.DefaultFSType, defaultFSTypeFlag, c.DefaultFSType, "Filesystem type passed to ControllerPublishVolume when the PersistentVolume names none.")
 	}
-	fs.Lookup("attacher-default-fstype").Value = &markString{Value: fs.Lookup("attacher-default-fstype").Value, set: &c.fsTypeSet}
+	fs.Lookup("attacher-default-fstype").Value = cfgflag.Marked[string](fs.Lookup("attacher-default-fstype").Value, &c.fsTypeSet)
 }
 
 const defaultFSTypeFlag = "default-fstype"
@@ -93,31 +89,18 @@ func (t *teeString) String() string {
 	return t.Value.String()
 }
 
-// markString records that a flag was given.
-type markString struct {
-	flag.Value
-	set *bool
-}
-
-func (m *markString) Set(s string) error {
-	*m.set = true
-	return m.Value.Set(s)
-}
-
-func (m *markString) String() string {
-	if m == nil || m.Value == nil {
-		return ""
-	}
-	return m.Value.String()
-}
-
 // validate reports the first bad setting, naming its flag.
-func (c Config) validate() error {
-	switch {
-	case c.ReconcileSync <= 0:
-		return fmt.Errorf("--reconcile-sync must be positive, got %s", c.ReconcileSync)
-	case c.MaxEntries < 0:
-		return fmt.Errorf("--max-entries must not be negative, got %d", c.MaxEntries)
+func (c Config) validate() error { return cfgflag.Check(c.flags()...) }
+
+// flags is the attacher's flag table: names, help and checks.
+func (c *Config) flags() []cfgflag.Flag {
+	return []cfgflag.Flag{
+		cfgflag.Duration(&c.ReconcileSync, "reconcile-sync",
+			"Interval of the VolumeAttachment reconciler (drivers with LIST_VOLUMES_PUBLISHED_NODES).", cfgflag.Positive[time.Duration]()),
+		cfgflag.Int(&c.MaxEntries, "max-entries",
+			"Page size of the reconciler's ListVolumes calls; 0 means no limit.",
+			cfgflag.AtLeast(0, "must not be negative")),
+		cfgflag.String(&c.DefaultFSType, "attacher-default-fstype",
+			"Filesystem type passed to ControllerPublishVolume when the PersistentVolume names none; overrides --default-fstype for the attacher only."),
 	}
-	return nil
 }

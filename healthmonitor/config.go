@@ -2,9 +2,9 @@ package healthmonitor
 
 import (
 	"flag"
-	"fmt"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/cfgflag"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
@@ -12,15 +12,13 @@ import (
 const (
 	DefaultMonitorInterval     = time.Minute
 	DefaultListVolumesInterval = 5 * time.Minute
-	DefaultTimeout             = 15 * time.Second
-	DefaultWorkerThreads       = 10
 	DefaultListAddInterval     = 5 * time.Minute
 )
 
 // Defaults are the sidecar's worker count and CSI call timeout, used when
 // neither --health-monitor-worker-threads / --health-monitor-timeout nor the global flags are given
 // (hub.Options.Tune).
-var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout}
+var Defaults = hub.Tuning{Workers: 10, Timeout: 15 * time.Second}
 
 // Config holds the health monitor's flags (the sidecar's names and defaults).
 type Config struct {
@@ -51,27 +49,23 @@ func DefaultConfig() Config {
 
 // AddFlags registers the health monitor's flags; --health-monitor-timeout and
 // --health-monitor-worker-threads come from internal/app's controller registry.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.MonitorInterval, "monitor-interval", c.MonitorInterval,
-		"Interval for controller to check volumes health condition (volume by volume).")
-	fs.DurationVar(&c.ListVolumesInterval, "list-volumes-interval", c.ListVolumesInterval,
-		"Time interval for calling ListVolumes RPC to check volumes' health condition.")
-	fs.BoolVar(&c.EnableNodeWatcher, "enable-node-watcher", c.EnableNodeWatcher,
-		"Indicates whether the node watcher is enabled or not (NodeFailed/NodeRecovered events on the claims of Pods on failed nodes).")
-	fs.DurationVar(&c.NodeListAddInterval, "node-list-add-interval", c.NodeListAddInterval,
-		"Time interval for listing nodes and add them to queue.")
-	fs.DurationVar(&c.VolumeListAddInterval, "volume-list-add-interval", c.VolumeListAddInterval,
-		"Accepted for compatibility with external-health-monitor; csi-hub checks every volume each --monitor-interval.")
-}
+func (c *Config) AddFlags(fs *flag.FlagSet) { cfgflag.Add(fs, c.flags()...) }
 
-func (c Config) validate() error {
-	switch {
-	case c.MonitorInterval <= 0:
-		return fmt.Errorf("--monitor-interval must be positive, got %s", c.MonitorInterval)
-	case c.ListVolumesInterval <= 0:
-		return fmt.Errorf("--list-volumes-interval must be positive, got %s", c.ListVolumesInterval)
-	case c.NodeListAddInterval <= 0:
-		return fmt.Errorf("--node-list-add-interval must be positive, got %s", c.NodeListAddInterval)
+func (c Config) validate() error { return cfgflag.Check(c.flags()...) }
+
+// flags is the health monitor's flag table: names, help and checks.
+func (c *Config) flags() []cfgflag.Flag {
+	positive := cfgflag.Positive[time.Duration]()
+	return []cfgflag.Flag{
+		cfgflag.Duration(&c.MonitorInterval, "monitor-interval",
+			"Interval for controller to check volumes health condition (volume by volume).", positive),
+		cfgflag.Duration(&c.ListVolumesInterval, "list-volumes-interval",
+			"Time interval for calling ListVolumes RPC to check volumes' health condition.", positive),
+		cfgflag.Bool(&c.EnableNodeWatcher, "enable-node-watcher",
+			"Indicates whether the node watcher is enabled or not (NodeFailed/NodeRecovered events on the claims of Pods on failed nodes)."),
+		cfgflag.Duration(&c.NodeListAddInterval, "node-list-add-interval",
+			"Time interval for listing nodes and add them to queue.", positive),
+		cfgflag.Duration(&c.VolumeListAddInterval, "volume-list-add-interval",
+			"Accepted for compatibility with external-health-monitor; csi-hub checks every volume each --monitor-interval."),
 	}
-	return nil
 }

@@ -4,20 +4,17 @@ import (
 	"flag"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/cfgflag"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
-// Defaults of the external-provisioner sidecar.
-const (
-	DefaultWorkerThreads = 100
-	DefaultTimeout       = 10 * time.Second
-	DefaultNamePrefix    = "pvc"
-)
+// DefaultNamePrefix is the external-provisioner's --volume-name-prefix.
+const DefaultNamePrefix = "pvc"
 
 // Defaults are the sidecar's worker count and CSI call timeout, used when
 // neither --provisioner-worker-threads / --provisioner-timeout nor the global flags are given
 // (hub.Options.Tune).
-var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout}
+var Defaults = hub.Tuning{Workers: 100, Timeout: 10 * time.Second}
 
 // Config holds the provisioner's own flags. Zero WorkerThreads/Timeout mean
 // "the global --worker-threads/--timeout if given, else the sidecar default".
@@ -89,68 +86,64 @@ func DefaultConfig() Config {
 // AddFlags registers the flags under the sidecar's names.
 // --provisioner-worker-threads and --provisioner-timeout (prefixed because
 // every controller has its own default) come from internal/app's registry.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.VolumeNamePrefix, "volume-name-prefix", c.VolumeNamePrefix,
-		"Prefix of the names of provisioned volumes (CreateVolume name and PV name: <prefix>-<PVC UID>).")
-	fs.IntVar(&c.VolumeNameUUIDLength, "volume-name-uuid-length", c.VolumeNameUUIDLength,
-		"Truncate the PVC UID (dashes removed) to this length in volume names; -1 keeps the whole UID.")
-	fs.BoolVar(&c.ExtraCreateMetadata, "extra-create-metadata", c.ExtraCreateMetadata,
-		"Add csi.storage.k8s.io/pvc/name, pvc/namespace and pv/name to CreateVolume parameters.")
-	fs.StringVar(&c.DefaultFSType, "default-fstype", c.DefaultFSType,
-		"Filesystem type for volumes whose StorageClass sets no csi.storage.k8s.io/fstype; empty lets the driver choose.")
-	fs.BoolVar(&c.StrictTopology, "strict-topology", c.StrictTopology,
-		"With delayed binding, pass only the selected node's topology as requisite and preferred.")
-	fs.BoolVar(&c.ImmediateTopology, "immediate-topology", c.ImmediateTopology,
-		"With immediate binding and no allowedTopologies, pass the topology of all nodes the driver runs on.")
-	fs.BoolVar(&c.ControllerPublishReadOnly, "controller-publish-readonly", c.ControllerPublishReadOnly,
-		"Set readOnly on the PV's CSI source when the PVC's only access mode is ReadOnlyMany.")
-	fs.BoolVar(&c.EnableCapacity, "enable-capacity", c.EnableCapacity,
-		"Publish CSIStorageCapacity objects from GetCapacity (in the namespace of $NAMESPACE) for the scheduler.")
-	fs.DurationVar(&c.CapacityPollInterval, "capacity-poll-interval", c.CapacityPollInterval,
-		"How often to refresh CSIStorageCapacity objects with GetCapacity.")
-	fs.BoolVar(&c.CapacityForImmediateBinding, "capacity-for-immediate-binding", c.CapacityForImmediateBinding,
-		"Also publish capacity for StorageClasses with Immediate binding.")
-	fs.IntVar(&c.CapacityOwnerrefLevel, "capacity-ownerref-level", c.CapacityOwnerrefLevel,
-		"Owner of CSIStorageCapacity objects, counted from the pod $POD_NAME: -1 none, 0 the pod, 1 its StatefulSet/DaemonSet/ReplicaSet, 2 a Deployment.")
-	fs.IntVar(&c.CapacityThreads, "capacity-threads", c.CapacityThreads, "Number of GetCapacity calls run at once for CSIStorageCapacity objects.")
-	fs.Float64Var(&c.KubeAPICapacityQPS, "kube-api-capacity-qps", c.KubeAPICapacityQPS, "QPS of the CSIStorageCapacity updates' own API client.")
-	fs.IntVar(&c.KubeAPICapacityBurst, "kube-api-capacity-burst", c.KubeAPICapacityBurst, "Burst of the CSIStorageCapacity updates' own API client.")
-	fs.IntVar(&c.CloningProtectionThreads, "cloning-protection-threads", c.CloningProtectionThreads, "Workers adding and removing the source-protection finalizers of clone and snapshot sources.")
-	fs.BoolVar(&c.PreventVolumeModeConversion, "prevent-volume-mode-conversion", c.PreventVolumeModeConversion,
-		"Refuse to restore a VolumeSnapshot into a PVC of another volumeMode unless its VolumeSnapshotContent has snapshot.storage.kubernetes.io/allow-volume-mode-change: \"true\".")
-	fs.DurationVar(&c.SnapshotOrphanSweepInterval, "snapshot-orphan-sweep-interval", c.SnapshotOrphanSweepInterval,
-		"Accepted for compatibility; csi-hub's source guard rechecks every protected source on each informer resync.")
-	fs.BoolVar(&c.NodeDeployment, "node-deployment", c.NodeDeployment,
-		"Run beside the CSI driver on each node (node-local volumes): provision only claims whose selected node is $NODE_NAME, no leader election; the snapshotter handles only contents managed by this node.")
-	fs.BoolVar(&c.NodeDeploymentImmediateBinding, "node-deployment-immediate-binding", c.NodeDeploymentImmediateBinding,
-		"With --node-deployment, also provision claims of Immediate StorageClasses: the nodes compete for each by setting its selected-node annotation.")
-	fs.DurationVar(&c.NodeDeploymentBaseDelay, "node-deployment-base-delay", c.NodeDeploymentBaseDelay,
-		"With --node-deployment, how long a node first waits before trying to take an Immediate claim (doubles per lost attempt).")
-	fs.DurationVar(&c.NodeDeploymentMaxDelay, "node-deployment-max-delay", c.NodeDeploymentMaxDelay,
-		"With --node-deployment, the longest wait before trying to take an Immediate claim.")
-}
+func (c *Config) AddFlags(fs *flag.FlagSet) { cfgflag.Add(fs, c.flags()...) }
 
 func (c Config) validate() error {
-	if c.VolumeNamePrefix == "" {
-		return errorf("--volume-name-prefix must not be empty")
+	if err := cfgflag.Check(c.flags()...); err != nil {
+		return err
 	}
-	if c.VolumeNameUUIDLength == 0 || c.VolumeNameUUIDLength < -1 {
-		return errorf("--volume-name-uuid-length must be -1 or positive, got %d", c.VolumeNameUUIDLength)
-	}
-	if c.EnableCapacity && c.CapacityPollInterval <= 0 {
-		return errorf("--capacity-poll-interval must be positive, got %s", c.CapacityPollInterval)
-	}
-	if c.CapacityOwnerrefLevel < -1 {
-		return errorf("--capacity-ownerref-level must be -1 or more, got %d", c.CapacityOwnerrefLevel)
-	}
-	if c.CapacityThreads < 1 {
-		return errorf("--capacity-threads must be at least 1, got %d", c.CapacityThreads)
-	}
-	if c.CloningProtectionThreads < 1 {
-		return errorf("--cloning-protection-threads must be at least 1, got %d", c.CloningProtectionThreads)
-	}
+	// Both flags at once, and only with capacity tracking: not one flag's rule.
 	if c.EnableCapacity && (c.KubeAPICapacityQPS <= 0 || c.KubeAPICapacityBurst < 1) {
 		return errorf("--kube-api-capacity-qps and --kube-api-capacity-burst must be positive, got %v and %d", c.KubeAPICapacityQPS, c.KubeAPICapacityBurst)
 	}
 	return nil
+}
+
+// flags is the provisioner's flag table: names, help and checks.
+func (c *Config) flags() []cfgflag.Flag {
+	atLeastOne := cfgflag.AtLeast(1, "must be at least 1")
+	return []cfgflag.Flag{
+		cfgflag.String(&c.VolumeNamePrefix, "volume-name-prefix",
+			"Prefix of the names of provisioned volumes (CreateVolume name and PV name: <prefix>-<PVC UID>).", cfgflag.NotEmpty()),
+		cfgflag.Int(&c.VolumeNameUUIDLength, "volume-name-uuid-length",
+			"Truncate the PVC UID (dashes removed) to this length in volume names; -1 keeps the whole UID.", cfgflag.MinusOneOrPositive("must be -1 or positive")),
+		cfgflag.Bool(&c.ExtraCreateMetadata, "extra-create-metadata",
+			"Add csi.storage.k8s.io/pvc/name, pvc/namespace and pv/name to CreateVolume parameters."),
+		cfgflag.String(&c.DefaultFSType, "default-fstype",
+			"Filesystem type for volumes whose StorageClass sets no csi.storage.k8s.io/fstype; empty lets the driver choose."),
+		cfgflag.Bool(&c.StrictTopology, "strict-topology",
+			"With delayed binding, pass only the selected node's topology as requisite and preferred."),
+		cfgflag.Bool(&c.ImmediateTopology, "immediate-topology",
+			"With immediate binding and no allowedTopologies, pass the topology of all nodes the driver runs on."),
+		cfgflag.Bool(&c.ControllerPublishReadOnly, "controller-publish-readonly",
+			"Set readOnly on the PV's CSI source when the PVC's only access mode is ReadOnlyMany."),
+		cfgflag.Bool(&c.EnableCapacity, "enable-capacity",
+			"Publish CSIStorageCapacity objects from GetCapacity (in the namespace of $NAMESPACE) for the scheduler."),
+		cfgflag.Duration(&c.CapacityPollInterval, "capacity-poll-interval",
+			"How often to refresh CSIStorageCapacity objects with GetCapacity.", cfgflag.Positive[time.Duration]().If(&c.EnableCapacity)),
+		cfgflag.Bool(&c.CapacityForImmediateBinding, "capacity-for-immediate-binding",
+			"Also publish capacity for StorageClasses with Immediate binding."),
+		cfgflag.Int(&c.CapacityOwnerrefLevel, "capacity-ownerref-level",
+			"Owner of CSIStorageCapacity objects, counted from the pod $POD_NAME: -1 none, 0 the pod, 1 its StatefulSet/DaemonSet/ReplicaSet, 2 a Deployment.", cfgflag.AtLeast(-1, "must be -1 or more")),
+		cfgflag.Int(&c.CapacityThreads, "capacity-threads",
+			"Number of GetCapacity calls run at once for CSIStorageCapacity objects.", atLeastOne),
+		cfgflag.Float64(&c.KubeAPICapacityQPS, "kube-api-capacity-qps",
+			"QPS of the CSIStorageCapacity updates' own API client."),
+		cfgflag.Int(&c.KubeAPICapacityBurst, "kube-api-capacity-burst",
+			"Burst of the CSIStorageCapacity updates' own API client."),
+		cfgflag.Int(&c.CloningProtectionThreads, "cloning-protection-threads",
+			"Workers adding and removing the source-protection finalizers of clone and snapshot sources.", atLeastOne),
+		cfgflag.Bool(&c.PreventVolumeModeConversion, "prevent-volume-mode-conversion",
+			"Refuse to restore a VolumeSnapshot into a PVC of another volumeMode unless its VolumeSnapshotContent has snapshot.storage.kubernetes.io/allow-volume-mode-change: \"true\"."),
+		cfgflag.Duration(&c.SnapshotOrphanSweepInterval, "snapshot-orphan-sweep-interval",
+			"Accepted for compatibility; csi-hub's source guard rechecks every protected source on each informer resync."),
+		cfgflag.Bool(&c.NodeDeployment, "node-deployment",
+			"Run beside the CSI driver on each node (node-local volumes): provision only claims whose selected node is $NODE_NAME, no leader election; the snapshotter handles only contents managed by this node."),
+		cfgflag.Bool(&c.NodeDeploymentImmediateBinding, "node-deployment-immediate-binding",
+			"With --node-deployment, also provision claims of Immediate StorageClasses: the nodes compete for each by setting its selected-node annotation."),
+		cfgflag.Duration(&c.NodeDeploymentBaseDelay, "node-deployment-base-delay",
+			"With --node-deployment, how long a node first waits before trying to take an Immediate claim (doubles per lost attempt)."),
+		cfgflag.Duration(&c.NodeDeploymentMaxDelay, "node-deployment-max-delay",
+			"With --node-deployment, the longest wait before trying to take an Immediate claim."),
+	}
 }

@@ -4,19 +4,14 @@ import (
 	"flag"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/cfgflag"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
-// Defaults of the external-resizer sidecar (--workers, --timeout).
-const (
-	DefaultWorkerThreads = 10
-	DefaultTimeout       = 10 * time.Second
-)
-
-// Defaults are the sidecar's worker count and CSI call timeout, used when
-// neither --resizer-worker-threads / --resizer-timeout nor the global flags are given
-// (hub.Options.Tune).
-var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout}
+// Defaults are the sidecar's worker count and CSI call timeout (its --workers
+// and --timeout), used when neither --resizer-worker-threads /
+// --resizer-timeout nor the global flags are given (hub.Options.Tune).
+var Defaults = hub.Tuning{Workers: 10, Timeout: 10 * time.Second}
 
 // Config holds the resizer's own flags.
 type Config struct {
@@ -48,10 +43,11 @@ func DefaultConfig() Config { return Config{HandleVolumeInUseError: true} }
 // with different defaults carry the "resizer-" prefix; --resizer-worker-threads
 // and --resizer-timeout come from internal/app's controller registry.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.BoolVar(&c.ExtraModifyMetadata, "extra-modify-metadata", c.ExtraModifyMetadata,
-		"Add PVC and PV names (csi.storage.k8s.io/pvc/name, pvc/namespace, pv/name) to the parameters of ControllerModifyVolume.")
-	fs.BoolVar(&c.AnnotateFsResize, "resizer-annotate-fs-resize", c.AnnotateFsResize,
-		"Record the PVC's previous capacity on the PV (volume.alpha.kubernetes.io/pre-resize-capacity) while a node expansion is pending (external-resizer's AnnotateFsResize feature gate).")
-	fs.BoolVar(&c.HandleVolumeInUseError, "handle-volume-inuse-error", c.HandleVolumeInUseError,
-		"After ControllerExpandVolume fails with FailedPrecondition, expand the volume again only once no Pod uses its claim (watches Pods, keeping only their claim names).")
+	cfgflag.Add(fs,
+		cfgflag.Bool(&c.ExtraModifyMetadata, "extra-modify-metadata",
+			"Add PVC and PV names (csi.storage.k8s.io/pvc/name, pvc/namespace, pv/name) to the parameters of ControllerModifyVolume."),
+		cfgflag.Bool(&c.AnnotateFsResize, "resizer-annotate-fs-resize",
+			"Record the PVC's previous capacity on the PV (volume.alpha.kubernetes.io/pre-resize-capacity) while a node expansion is pending (external-resizer's AnnotateFsResize feature gate)."),
+		cfgflag.Bool(&c.HandleVolumeInUseError, "handle-volume-inuse-error",
+			"After ControllerExpandVolume fails with FailedPrecondition, expand the volume again only once no Pod uses its claim (watches Pods, keeping only their claim names)."))
 }

@@ -2,17 +2,15 @@ package snapshotter
 
 import (
 	"flag"
-	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/cfgflag"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // Defaults of the csi-snapshotter sidecar (cmd/csi-snapshotter).
 const (
-	DefaultWorkerThreads      = 10
-	DefaultTimeout            = time.Minute
 	DefaultSnapshotNamePrefix = "snapshot"
 	DefaultResyncPeriod       = 15 * time.Minute
 	// DefaultSnapshotNameUUIDLength -1 keeps the whole UID, dashes included.
@@ -23,7 +21,7 @@ const (
 // Defaults are the sidecar's worker count and CSI call timeout, used when
 // neither --snapshotter-worker-threads / --snapshotter-timeout nor the global flags are given
 // (hub.Options.Tune).
-var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout}
+var Defaults = hub.Tuning{Workers: 10, Timeout: time.Minute}
 
 // Config is the snapshotter's own configuration.
 type Config struct {
@@ -83,14 +81,7 @@ const extraCreateMetadataFlag = "extra-create-metadata"
 // shared with the provisioner: when it is already registered on fs, its value
 // is also delivered to this Config instead of registering it twice.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.SnapshotNamePrefix, "snapshot-name-prefix", c.SnapshotNamePrefix,
-		"Prefix of the name of a created snapshot: <prefix>-<VolumeSnapshot UID>.")
-	fs.IntVar(&c.SnapshotNameUUIDLength, "snapshot-name-uuid-length", c.SnapshotNameUUIDLength,
-		"Length of the VolumeSnapshot UID in a created snapshot's name, dashes removed; -1 keeps the whole UID.")
-	fs.StringVar(&c.GroupSnapshotNamePrefix, "groupsnapshot-name-prefix", c.GroupSnapshotNamePrefix,
-		"Prefix of the name of a created group snapshot: <prefix>-<VolumeGroupSnapshot UID>.")
-	fs.IntVar(&c.GroupSnapshotNameUUIDLength, "groupsnapshot-name-uuid-length", c.GroupSnapshotNameUUIDLength,
-		"Length of the VolumeGroupSnapshot UID in a created group snapshot's name, dashes removed; -1 keeps the whole UID.")
+	cfgflag.Add(fs, c.flags()...)
 	if f := fs.Lookup(extraCreateMetadataFlag); f != nil {
 		f.Value = &teeBool{Value: f.Value, also: &c.ExtraCreateMetadata}
 		_ = f.Value.Set(f.DefValue)
@@ -109,29 +100,30 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 			c.ExtraCreateMetadataOverride = &v
 			return nil
 		})
-	fs.DurationVar(&c.ResyncPeriod, "resync-period", c.ResyncPeriod,
-		"How often the snapshotter syncs every VolumeSnapshotContent again (csi-snapshotter's --resync-period; the resizer's flag of the same name is --resync here).")
-	fs.DurationVar(&c.CRDPollInterval, "snapshot-crd-poll-interval", c.CRDPollInterval,
-		"While the snapshot CRDs are not installed, how often to check whether they appeared.")
 }
 
 // validate reports a bad setting by the flag's name.
-func (c Config) validate() error {
-	switch {
-	case c.SnapshotNamePrefix == "":
-		return fmt.Errorf("--snapshot-name-prefix must not be empty")
-	case c.SnapshotNameUUIDLength < -1 || c.SnapshotNameUUIDLength == 0:
-		return fmt.Errorf("--snapshot-name-uuid-length must be -1 or > 0, got %d", c.SnapshotNameUUIDLength)
-	case c.GroupSnapshotNamePrefix == "":
-		return fmt.Errorf("--groupsnapshot-name-prefix must not be empty")
-	case c.GroupSnapshotNameUUIDLength < -1 || c.GroupSnapshotNameUUIDLength == 0:
-		return fmt.Errorf("--groupsnapshot-name-uuid-length must be -1 or > 0, got %d", c.GroupSnapshotNameUUIDLength)
-	case c.ResyncPeriod < 0:
-		return fmt.Errorf("--resync-period must be >= 0, got %s", c.ResyncPeriod)
-	case c.CRDPollInterval < 0:
-		return fmt.Errorf("--snapshot-crd-poll-interval must be >= 0, got %s", c.CRDPollInterval)
+func (c Config) validate() error { return cfgflag.Check(c.flags()...) }
+
+// flags is the snapshotter's flag table (but the shared
+// --extra-create-metadata and its override): names, help and checks.
+func (c *Config) flags() []cfgflag.Flag {
+	uuidLength := cfgflag.MinusOneOrPositive("must be -1 or > 0")
+	notNegative := cfgflag.AtLeast[time.Duration](0, "must be >= 0")
+	return []cfgflag.Flag{
+		cfgflag.String(&c.SnapshotNamePrefix, "snapshot-name-prefix",
+			"Prefix of the name of a created snapshot: <prefix>-<VolumeSnapshot UID>.", cfgflag.NotEmpty()),
+		cfgflag.Int(&c.SnapshotNameUUIDLength, "snapshot-name-uuid-length",
+			"Length of the VolumeSnapshot UID in a created snapshot's name, dashes removed; -1 keeps the whole UID.", uuidLength),
+		cfgflag.String(&c.GroupSnapshotNamePrefix, "groupsnapshot-name-prefix",
+			"Prefix of the name of a created group snapshot: <prefix>-<VolumeGroupSnapshot UID>.", cfgflag.NotEmpty()),
+		cfgflag.Int(&c.GroupSnapshotNameUUIDLength, "groupsnapshot-name-uuid-length",
+			"Length of the VolumeGroupSnapshot UID in a created group snapshot's name, dashes removed; -1 keeps the whole UID.", uuidLength),
+		cfgflag.Duration(&c.ResyncPeriod, "resync-period",
+			"How often the snapshotter syncs every VolumeSnapshotContent again (csi-snapshotter's --resync-period; the resizer's flag of the same name is --resync here).", notNegative),
+		cfgflag.Duration(&c.CRDPollInterval, "snapshot-crd-poll-interval",
+			"While the snapshot CRDs are not installed, how often to check whether they appeared.", notNegative),
 	}
-	return nil
 }
 
 // teeBool delivers a shared boolean flag to a second destination.

@@ -2,9 +2,11 @@ package app
 
 import (
 	"flag"
+	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/cfgflag"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/resizer"
 )
@@ -14,17 +16,17 @@ import (
 // (external-resizer: --workers, --resize-timeout, --modify-timeout; the
 // AnnotateFsResize gate on by default). Call after ControllerOptions.AddFlags.
 func AddSidecarFlags(fs *flag.FlagSet, o *ControllerOptions) {
-	fs.Var(&defaultedInt{p: &o.Resizer.WorkerThreads, def: resizer.DefaultWorkerThreads}, "workers",
+	fs.Var(&defaulted[int]{p: &o.Resizer.WorkerThreads, def: resizer.Defaults.Workers, parse: strconv.Atoi}, "workers",
 		"external-resizer's --workers: the resizer's workers per queue (same as --resizer-worker-threads).")
 	for _, name := range []string{"resize-timeout", "modify-timeout"} {
-		fs.Var(&defaultedDuration{p: &o.Resizer.Timeout, def: resizer.DefaultTimeout}, name,
+		fs.Var(&defaulted[time.Duration]{p: &o.Resizer.Timeout, def: resizer.Defaults.Timeout, parse: time.ParseDuration}, name,
 			"external-resizer's --"+name+": timeout of the resizer's CSI calls (csi-hub has one for expand and modify, --resizer-timeout).")
 	}
 	// external-resizer's AnnotateFsResize gate is beta, on by default.
 	if f := fs.Lookup("resizer-annotate-fs-resize"); f != nil {
 		o.Resizer.AnnotateFsResize = true
 		f.DefValue = "true"
-		f.Value = &markedBool{Value: f.Value, set: &o.annotateSet}
+		f.Value = cfgflag.Marked[bool](f.Value, &o.annotateSet)
 	}
 }
 
@@ -36,76 +38,32 @@ func ApplySidecarGates(common hub.Options, o *ControllerOptions) {
 	}
 }
 
-// defaultedInt writes only when given, so an unset flag leaves csi-hub's
-// "0: --worker-threads, else the sidecar default" in place; -h shows def.
-type defaultedInt struct {
-	p   *int
-	def int
+// defaulted writes only when given, so an unset flag leaves csi-hub's
+// "0: --worker-threads / --timeout, else the sidecar default" in place; -h
+// shows def.
+type defaulted[T int | time.Duration] struct {
+	p     *T
+	def   T
+	parse func(string) (T, error)
 }
 
-func (d *defaultedInt) String() string {
-	if d == nil || d.p == nil || *d.p == 0 {
-		return strconv.Itoa(d.defOrZero())
+// String works on a zero defaulted, which flag.PrintDefaults builds.
+func (d *defaulted[T]) String() string {
+	switch {
+	case d == nil:
+		var zero T
+		return fmt.Sprint(zero)
+	case d.p == nil || *d.p == 0:
+		return fmt.Sprint(d.def)
 	}
-	return strconv.Itoa(*d.p)
+	return fmt.Sprint(*d.p)
 }
 
-func (d *defaultedInt) defOrZero() int {
-	if d == nil {
-		return 0
-	}
-	return d.def
-}
-
-func (d *defaultedInt) Set(s string) error {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return err
-	}
-	*d.p = n
-	return nil
-}
-
-type defaultedDuration struct {
-	p   *time.Duration
-	def time.Duration
-}
-
-func (d *defaultedDuration) String() string {
-	if d == nil {
-		return "0s"
-	}
-	if d.p == nil || *d.p == 0 {
-		return d.def.String()
-	}
-	return d.p.String()
-}
-
-func (d *defaultedDuration) Set(s string) error {
-	v, err := time.ParseDuration(s)
+func (d *defaulted[T]) Set(s string) error {
+	v, err := d.parse(s)
 	if err != nil {
 		return err
 	}
 	*d.p = v
 	return nil
 }
-
-// markedBool records that a bool flag was given.
-type markedBool struct {
-	flag.Value
-	set *bool
-}
-
-func (m *markedBool) Set(s string) error {
-	*m.set = true
-	return m.Value.Set(s)
-}
-
-func (m *markedBool) String() string {
-	if m == nil || m.Value == nil {
-		return "false"
-	}
-	return m.Value.String()
-}
-
-func (m *markedBool) IsBoolFlag() bool { return true }
