@@ -5,6 +5,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core"
 	corev1informers "k8s.io/client-go/informers/core/v1"
@@ -62,24 +63,8 @@ type coreV1 struct {
 }
 
 func (v coreV1) PersistentVolumes() corev1informers.TypedPersistentVolumeInformer {
-	return pvInformer(v)
-}
-
-type pvInformer struct {
-	corev1informers.Interface
-	f factory
-}
-
-func (i pvInformer) Informer() cache.SharedIndexInformer {
-	return i.f.InformerFor(&v1.PersistentVolume{}, noIndexes(i.f, corev1informers.NewPersistentVolumeInformerWithOptions))
-}
-
-func (i pvInformer) TypedInformer() corev1informers.PersistentVolumeIndexInformer {
-	return cache.NewTypedSharedIndexInformer[*v1.PersistentVolume](i.Informer())
-}
-
-func (i pvInformer) Lister() corev1listers.PersistentVolumeLister {
-	return corev1listers.NewPersistentVolumeLister(i.Informer().GetIndexer())
+	return pvInformer{clusterScoped[*v1.PersistentVolume, corev1listers.PersistentVolumeLister]{
+		v.f, &v1.PersistentVolume{}, corev1informers.NewPersistentVolumeInformerWithOptions, corev1listers.NewPersistentVolumeLister}}
 }
 
 type storageGroup struct {
@@ -95,22 +80,44 @@ type storageV1 struct {
 }
 
 func (v storageV1) VolumeAttachments() storagev1informers.TypedVolumeAttachmentInformer {
-	return vaInformer(v)
+	return vaInformer{clusterScoped[*storagev1.VolumeAttachment, storagev1listers.VolumeAttachmentLister]{
+		v.f, &storagev1.VolumeAttachment{}, storagev1informers.NewVolumeAttachmentInformerWithOptions, storagev1listers.NewVolumeAttachmentLister}}
 }
+
+// clusterScoped is the informer accessor of a cluster-scoped kind T made
+// without indexes, L its lister.
+type clusterScoped[T interface {
+	runtime.Object
+	cache.Object
+}, L any] struct {
+	f           factory
+	obj         T
+	newInformer func(kubernetes.Interface, internalinterfaces.InformerOptions) cache.SharedIndexInformer
+	newLister   func(cache.Indexer) L
+}
+
+func (c clusterScoped[T, L]) Informer() cache.SharedIndexInformer {
+	return c.f.InformerFor(c.obj, noIndexes(c.f, c.newInformer))
+}
+
+func (c clusterScoped[T, L]) typed() cache.TypedSharedIndexInformer[T] {
+	return cache.NewTypedSharedIndexInformer[T](c.Informer())
+}
+
+func (c clusterScoped[T, L]) Lister() L { return c.newLister(c.Informer().GetIndexer()) }
+
+// pvInformer and vaInformer only name TypedInformer's return type, which
+// client-go declares per kind.
+type pvInformer struct {
+	clusterScoped[*v1.PersistentVolume, corev1listers.PersistentVolumeLister]
+}
+
+func (i pvInformer) TypedInformer() corev1informers.PersistentVolumeIndexInformer { return i.typed() }
 
 type vaInformer struct {
-	storagev1informers.Interface
-	f factory
-}
-
-func (i vaInformer) Informer() cache.SharedIndexInformer {
-	return i.f.InformerFor(&storagev1.VolumeAttachment{}, noIndexes(i.f, storagev1informers.NewVolumeAttachmentInformerWithOptions))
+	clusterScoped[*storagev1.VolumeAttachment, storagev1listers.VolumeAttachmentLister]
 }
 
 func (i vaInformer) TypedInformer() storagev1informers.VolumeAttachmentIndexInformer {
-	return cache.NewTypedSharedIndexInformer[*storagev1.VolumeAttachment](i.Informer())
-}
-
-func (i vaInformer) Lister() storagev1listers.VolumeAttachmentLister {
-	return storagev1listers.NewVolumeAttachmentLister(i.Informer().GetIndexer())
+	return i.typed()
 }

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/csi-hub/csi-hub/internal/edit"
-	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 func hasFinalizer(list []string, f string) bool { return slices.Contains(list, f) }
@@ -48,40 +47,42 @@ func (f finalizerTarget) set(ctx context.Context, obj metav1.Object, want bool) 
 	}
 }
 
-func (g *Guard) claimTarget(ns, name string) finalizerTarget {
-	claims := g.d.Kube.CoreV1().PersistentVolumeClaims(ns)
-	return finalizerTarget{
-		what:      "PersistentVolumeClaim " + ns + "/" + name,
-		finalizer: FinalizerCloneSource,
+// target is the finalizerTarget of one object: get reads the informer's copy
+// (only when needed: callers that pass the object need no lister), write
+// applies a metadata edit (edit.BuiltIn or edit.Custom).
+func target[T metav1.Object](what, finalizer string, get func() (T, error), write func(context.Context, T, edit.Meta) (T, error)) finalizerTarget {
+	return finalizerTarget{what: what, finalizer: finalizer,
 		cached: func() (metav1.Object, error) {
-			claim, err := hub.Existing(g.pvcs.PersistentVolumeClaims(ns).Get(name))
-			if claim == nil { // a typed nil would make a non-nil metav1.Object
+			obj, err := get()
+			if apierrors.IsNotFound(err) {
+				return nil, nil
+			}
+			if err != nil {
 				return nil, err
 			}
-			return claim, nil
+			return obj, nil
 		},
 		apply: func(ctx context.Context, obj metav1.Object, m edit.Meta) error {
-			_, err := edit.BuiltIn(ctx, claims, obj.(*v1.PersistentVolumeClaim), m)
+			_, err := write(ctx, obj.(T), m)
 			return err
 		},
 	}
 }
 
+func (g *Guard) claimTarget(ns, name string) finalizerTarget {
+	claims := g.d.Kube.CoreV1().PersistentVolumeClaims(ns)
+	return target("PersistentVolumeClaim "+ns+"/"+name, FinalizerCloneSource,
+		func() (*v1.PersistentVolumeClaim, error) { return g.pvcs.PersistentVolumeClaims(ns).Get(name) },
+		func(ctx context.Context, c *v1.PersistentVolumeClaim, m edit.Meta) (*v1.PersistentVolumeClaim, error) {
+			return edit.BuiltIn(ctx, claims, c, m)
+		})
+}
+
 func (g *Guard) snapshotTarget(ns, name string) finalizerTarget {
 	snaps := g.snapshots.Client.SnapshotV1().VolumeSnapshots(ns)
-	return finalizerTarget{
-		what:      "VolumeSnapshot " + ns + "/" + name,
-		finalizer: FinalizerSnapshotSource,
-		cached: func() (metav1.Object, error) {
-			vs, err := hub.Existing(g.snapshotLister.VolumeSnapshots(ns).Get(name))
-			if vs == nil { // a typed nil would make a non-nil metav1.Object
-				return nil, err
-			}
-			return vs, nil
-		},
-		apply: func(ctx context.Context, obj metav1.Object, m edit.Meta) error {
-			_, err := edit.Custom(ctx, snaps, obj.(*snapv1.VolumeSnapshot), m)
-			return err
-		},
-	}
+	return target("VolumeSnapshot "+ns+"/"+name, FinalizerSnapshotSource,
+		func() (*snapv1.VolumeSnapshot, error) { return g.snapshotLister.VolumeSnapshots(ns).Get(name) },
+		func(ctx context.Context, vs *snapv1.VolumeSnapshot, m edit.Meta) (*snapv1.VolumeSnapshot, error) {
+			return edit.Custom(ctx, snaps, vs, m)
+		})
 }
