@@ -138,10 +138,7 @@ func (c *Controller) enqueue(obj any) {
 // enqueueContent adds obj, a content of type T or its tombstone, to q when it
 // is of this driver (its driver) and handled on this node.
 func enqueueContent[T metav1.Object](c *Controller, q hub.Queue, obj any, driver func(T) string) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	content, ok := obj.(T)
+	content, ok := hub.Object[T](obj)
 	if ok && driver(content) == c.d.Driver && c.managedHere(content.GetLabels()) {
 		q.Add(content.GetName())
 	}
