@@ -22,12 +22,9 @@ var Defaults = hub.Tuning{Workers: DefaultWorkerThreads, Timeout: DefaultTimeout
 
 // Config holds the attacher's own flags.
 type Config struct {
-	// WorkerThreads is the number of workers of each queue (VolumeAttachments,
-	// PersistentVolumes). 0: --worker-threads when given, else 10.
-	WorkerThreads int
-	// Timeout bounds each ControllerPublish/Unpublish and ListVolumes call.
-	// 0: --timeout when given, else 15s.
-	Timeout time.Duration
+	// Tuning: workers of each queue (VolumeAttachments, PersistentVolumes);
+	// timeout of each ControllerPublish/Unpublish and ListVolumes call.
+	cfgflag.Tuning
 	// ReconcileSync is how often VolumeAttachments are compared with the
 	// driver's ListVolumes (only for drivers with LIST_VOLUMES_PUBLISHED_NODES).
 	ReconcileSync time.Duration

@@ -28,10 +28,8 @@ type Config struct {
 	// ListVolumesInterval: how often the whole list is read (drivers with
 	// ListVolumes / ControllerListVolumeHealth).
 	ListVolumesInterval time.Duration
-	// Timeout bounds each CSI call; 0: --timeout when given, else 15s.
-	Timeout time.Duration
-	// WorkerThreads: concurrent per-volume calls; 0: --worker-threads or 10.
-	WorkerThreads int
+	// Tuning: concurrent per-volume calls, and the timeout of each CSI call.
+	cfgflag.Tuning
 	// EnableNodeWatcher: NodeFailed / NodeRecovered events (nodes.go).
 	EnableNodeWatcher bool
 	// NodeListAddInterval: how often every node is examined again.

@@ -19,8 +19,9 @@ var Defaults = hub.Tuning{Workers: 100, Timeout: 10 * time.Second}
 // Config holds the provisioner's own flags. Zero WorkerThreads/Timeout mean
 // "the global --worker-threads/--timeout if given, else the sidecar default".
 type Config struct {
-	WorkerThreads             int
-	Timeout                   time.Duration
+	// Tuning: workers for PVCs and for PVs each; timeout of CreateVolume and
+	// DeleteVolume.
+	cfgflag.Tuning
 	VolumeNamePrefix          string
 	VolumeNameUUIDLength      int
 	ExtraCreateMetadata       bool

@@ -15,12 +15,9 @@ var Defaults = hub.Tuning{Workers: 10, Timeout: 10 * time.Second}
 
 // Config holds the resizer's own flags.
 type Config struct {
-	// WorkerThreads is the number of workers of each queue (expansion,
-	// modification). 0: --worker-threads when given, else 10.
-	WorkerThreads int
-	// Timeout bounds each ControllerExpandVolume / ControllerModifyVolume call.
-	// 0: --timeout when given, else 10s.
-	Timeout time.Duration
+	// Tuning: workers of each queue (expansion, modification); timeout of
+	// each ControllerExpandVolume / ControllerModifyVolume call.
+	cfgflag.Tuning
 	// ExtraModifyMetadata adds csi.storage.k8s.io/pvc/name, pvc/namespace and
 	// pv/name to the parameters of ControllerModifyVolume.
 	ExtraModifyMetadata bool

@@ -25,12 +25,8 @@ var Defaults = hub.Tuning{Workers: 10, Timeout: time.Minute}
 
 // Config is the snapshotter's own configuration.
 type Config struct {
-	// WorkerThreads is --snapshotter-worker-threads; 0: --worker-threads when
-	// given, else 10.
-	WorkerThreads int
-	// Timeout bounds each CSI call (--snapshotter-timeout); 0: --timeout when
-	// given, else 1m.
-	Timeout time.Duration
+	// Tuning: the workers, and the timeout of each CSI call.
+	cfgflag.Tuning
 	// SnapshotNamePrefix and SnapshotNameUUIDLength shape the name passed to
 	// CreateSnapshot: "<prefix>-<VolumeSnapshot UID>".
 	SnapshotNamePrefix     string

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/client-go/rest"
@@ -70,62 +69,33 @@ type controllerSpec struct {
 	// tuning describes the controller's --<name>-worker-threads and
 	// --<name>-timeout (tuning.go).
 	tuning tuningSpec
-	build  func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error)
+	binding
 }
 
 var controllerSpecs = []controllerSpec{
 	{name: "provisioner", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
 		tuning: tuningSpec{sidecar: "external-provisioner", defaults: provisioner.Defaults,
-			workers: "Provisioner workers, for PVCs and for PVs each", timeout: "CreateVolume/DeleteVolume calls",
-			own: func(o *ControllerOptions) (*int, *time.Duration) {
-				return &o.Provisioner.WorkerThreads, &o.Provisioner.Timeout
-			}},
-		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return provisioner.New(ctx, ProvisionerDeps(h, o.Provisioner), o.Provisioner)
-		}},
+			workers: "Provisioner workers, for PVCs and for PVs each", timeout: "CreateVolume/DeleteVolume calls"},
+		binding: bind(func(o *ControllerOptions) *provisioner.Config { return &o.Provisioner }, infallible(ProvisionerDeps), provisioner.New)},
 	{name: "attacher",
 		tuning: tuningSpec{sidecar: "external-attacher", defaults: attacher.Defaults,
-			workers: "Attacher workers per queue", timeout: "ControllerPublish/ControllerUnpublish/ListVolumes calls",
-			own: func(o *ControllerOptions) (*int, *time.Duration) {
-				return &o.Attacher.WorkerThreads, &o.Attacher.Timeout
-			}},
-		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			d, err := AttacherDeps(h, o.Attacher)
-			if err != nil {
-				return nil, err
-			}
-			return attacher.New(ctx, d, o.Attacher)
-		}},
+			workers: "Attacher workers per queue", timeout: "ControllerPublish/ControllerUnpublish/ListVolumes calls"},
+		binding: bind(func(o *ControllerOptions) *attacher.Config { return &o.Attacher }, AttacherDeps, attacher.New)},
 	{name: "resizer", needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME, csi.ControllerServiceCapability_RPC_MODIFY_VOLUME},
 		tuning: tuningSpec{sidecar: "external-resizer", workersFlag: "workers", defaults: resizer.Defaults,
-			workers: "Resizer workers per queue", timeout: "ControllerExpandVolume/ControllerModifyVolume calls",
-			own: func(o *ControllerOptions) (*int, *time.Duration) { return &o.Resizer.WorkerThreads, &o.Resizer.Timeout }},
-		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return resizer.New(ctx, ResizerDeps(h, o.Resizer), o.Resizer)
-		}},
+			workers: "Resizer workers per queue", timeout: "ControllerExpandVolume/ControllerModifyVolume calls"},
+		binding: bind(func(o *ControllerOptions) *resizer.Config { return &o.Resizer }, infallible(ResizerDeps), resizer.New)},
 	{name: "snapshotter", needs: csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
 		tuning: tuningSpec{sidecar: "csi-snapshotter", defaults: snapshotter.Defaults,
-			workers: "Snapshotter workers", timeout: "the snapshotter's CSI calls",
-			own: func(o *ControllerOptions) (*int, *time.Duration) {
-				return &o.Snapshotter.WorkerThreads, &o.Snapshotter.Timeout
-			}},
-		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			d, err := SnapshotterDeps(h, o.Snapshotter)
-			if err != nil {
-				return nil, err
-			}
-			return snapshotter.New(ctx, d, o.Snapshotter)
-		}},
+			workers: "Snapshotter workers", timeout: "the snapshotter's CSI calls"},
+		binding: bind(func(o *ControllerOptions) *snapshotter.Config { return &o.Snapshotter }, SnapshotterDeps, snapshotter.New)},
 	{name: healthmonitor.Name, needsAny: []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH, healthmonitor.CapVolumeCondition},
 		also: func(caps csiconn.Capabilities) bool { return healthmonitor.Capable(caps.Has) },
 		tuning: tuningSpec{sidecar: "external-health-monitor-controller", defaults: healthmonitor.Defaults,
-			workers: "Health monitor's concurrent volume checks", timeout: "the health monitor's CSI calls",
-			own: func(o *ControllerOptions) (*int, *time.Duration) { return &o.Health.WorkerThreads, &o.Health.Timeout }},
-		build: func(ctx context.Context, h *hub.Hub, o *ControllerOptions) (hub.Controller, error) {
-			return healthmonitor.New(ctx, HealthMonitorDeps(h, o.Health), o.Health)
-		}},
+			workers: "Health monitor's concurrent volume checks", timeout: "the health monitor's CSI calls"},
+		binding: bind(func(o *ControllerOptions) *healthmonitor.Config { return &o.Health }, infallible(HealthMonitorDeps), healthmonitor.New)},
 }
 
 func (s controllerSpec) capable(caps csiconn.Capabilities) bool {

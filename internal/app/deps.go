@@ -2,12 +2,12 @@ package app
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/csi-hub/csi-hub/attacher"
 	"github.com/csi-hub/csi-hub/healthmonitor"
+	"github.com/csi-hub/csi-hub/internal/cfgflag"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/provisioner"
 	"github.com/csi-hub/csi-hub/resizer"
@@ -20,8 +20,8 @@ import (
 // own package build the same way through these functions.
 
 // tune resolves a controller's own workers and timeout (hub.Options.Tune).
-func tune(h *hub.Hub, workers int, timeout time.Duration, def hub.Tuning) hub.Tuning {
-	return h.Opts.Tune(hub.Tuning{Workers: workers, Timeout: timeout}, def)
+func tune(h *hub.Hub, own cfgflag.Tuning, def hub.Tuning) hub.Tuning {
+	return h.Opts.Tune(hub.Tuning{Workers: own.WorkerThreads, Timeout: own.Timeout}, def)
 }
 
 // AttacherDeps is what the attacher uses of h.
@@ -42,7 +42,7 @@ func AttacherDeps(h *hub.Hub, cfg attacher.Config) (attacher.Deps, error) {
 		Events:   h.Recorder("csi-attacher " + h.Driver), // external-attacher's event source
 		Steps:    h.Steps,
 		NewQueue: h.NewQueue,
-		Tuning:   tune(h, cfg.WorkerThreads, cfg.Timeout, attacher.Defaults),
+		Tuning:   tune(h, cfg.Tuning, attacher.Defaults),
 	}, nil
 }
 
@@ -63,7 +63,7 @@ func ResizerDeps(h *hub.Hub, cfg resizer.Config) resizer.Deps {
 		NewQueue:   h.NewQueue,
 		RetryStart: h.Opts.RetryIntervalStart,
 		RetryMax:   h.Opts.RetryIntervalMax,
-		Tuning:     tune(h, cfg.WorkerThreads, cfg.Timeout, resizer.Defaults),
+		Tuning:     tune(h, cfg.Tuning, resizer.Defaults),
 	}
 }
 
@@ -94,7 +94,7 @@ func SnapshotterDeps(h *hub.Hub, cfg snapshotter.Config) (snapshotter.Deps, erro
 		NewQueue:      h.NewQueue,
 		RetryStart:    h.Opts.RetryIntervalStart,
 		RetryMax:      h.Opts.RetryIntervalMax,
-		Tuning:        tune(h, cfg.WorkerThreads, cfg.Timeout, snapshotter.Defaults),
+		Tuning:        tune(h, cfg.Tuning, snapshotter.Defaults),
 	}, nil
 }
 
@@ -111,7 +111,7 @@ func HealthMonitorDeps(h *hub.Hub, cfg healthmonitor.Config) healthmonitor.Deps 
 		Nodes:     h.Informers.Core().V1().Nodes(),
 		PodClaims: h.PodClaims,
 		Events:    h.Recorder("csi-pv-monitor-controller-" + h.Driver), // external-health-monitor's event source
-		Tuning:    tune(h, cfg.WorkerThreads, cfg.Timeout, healthmonitor.Defaults),
+		Tuning:    tune(h, cfg.Tuning, healthmonitor.Defaults),
 	}
 }
 
@@ -138,6 +138,6 @@ func ProvisionerDeps(h *hub.Hub, cfg provisioner.Config) provisioner.Deps {
 		Steps:      h.Steps,
 		NewQueue:   h.NewQueue,
 		RetryMax:   h.Opts.RetryIntervalMax,
-		Tuning:     tune(h, cfg.WorkerThreads, cfg.Timeout, provisioner.Defaults),
+		Tuning:     tune(h, cfg.Tuning, provisioner.Defaults),
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
@@ -22,8 +21,6 @@ type tuningSpec struct {
 	defaults    hub.Tuning
 	workers     string // what the workers are
 	timeout     string // the calls the timeout bounds
-	// own points at the controller's fields for the two flags.
-	own func(*ControllerOptions) (*int, *time.Duration)
 }
 
 func (t tuningSpec) sidecarWorkersFlag() string {
@@ -40,10 +37,10 @@ func addTuningFlags(fs *flag.FlagSet, o *ControllerOptions) {
 	var workers, timeouts []string
 	for _, s := range controllerSpecs {
 		t := s.tuning
-		w, d := t.own(o)
-		fs.IntVar(w, s.name+"-worker-threads", *w, fmt.Sprintf("%s (%s's --%s); when unset, --worker-threads or %d.",
+		own := s.own(o)
+		fs.IntVar(&own.WorkerThreads, s.name+"-worker-threads", own.WorkerThreads, fmt.Sprintf("%s (%s's --%s); when unset, --worker-threads or %d.",
 			t.workers, t.sidecar, t.sidecarWorkersFlag(), t.defaults.Workers))
-		fs.DurationVar(d, s.name+"-timeout", *d, fmt.Sprintf("Timeout of %s (%s's --timeout); when unset, --timeout or %s.",
+		fs.DurationVar(&own.Timeout, s.name+"-timeout", own.Timeout, fmt.Sprintf("Timeout of %s (%s's --timeout); when unset, --timeout or %s.",
 			t.timeout, t.sidecar, t.defaults.Timeout))
 		workers = append(workers, fmt.Sprintf("%s %d", s.name, t.defaults.Workers))
 		timeouts = append(timeouts, fmt.Sprintf("%s %s", s.name, t.defaults.Timeout))
@@ -66,12 +63,12 @@ func addTuningFlags(fs *flag.FlagSet, o *ControllerOptions) {
 // --<controller>-timeout, naming the flag (0 is unset).
 func validateTuning(o *ControllerOptions) error {
 	for _, s := range controllerSpecs {
-		w, d := s.tuning.own(o)
-		if *w < 0 {
-			return fmt.Errorf("--%s-worker-threads must not be negative, got %d", s.name, *w)
+		own := s.own(o)
+		if own.WorkerThreads < 0 {
+			return fmt.Errorf("--%s-worker-threads must not be negative, got %d", s.name, own.WorkerThreads)
 		}
-		if *d < 0 {
-			return fmt.Errorf("--%s-timeout must not be negative, got %s", s.name, *d)
+		if own.Timeout < 0 {
+			return fmt.Errorf("--%s-timeout must not be negative, got %s", s.name, own.Timeout)
 		}
 	}
 	return nil

@@ -89,8 +89,8 @@ func TestTuningFlags(t *testing.T) {
 				if err := fs.Parse(tc.args); err != nil {
 					t.Fatalf("%s: %v", tc.name, err)
 				}
-				w, d := s.tuning.own(&o)
-				if got := tc.global.Tune(hub.Tuning{Workers: *w, Timeout: *d}, def); got != tc.want {
+				own := s.own(&o)
+				if got := tc.global.Tune(hub.Tuning{Workers: own.WorkerThreads, Timeout: own.Timeout}, def); got != tc.want {
 					t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 				}
 			}

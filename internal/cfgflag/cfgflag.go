@@ -153,3 +153,15 @@ func (m *marked[T]) IsBoolFlag() bool {
 	_, isBool := any(zero).(bool)
 	return isBool
 }
+
+// Tuning is a controller's own --<controller>-worker-threads and
+// --<controller>-timeout, embedded in its Config; internal/app's registry
+// registers them for every controller. 0 is unset: the global flag applies,
+// else the sidecar's default (hub.Options.Tune).
+type Tuning struct {
+	WorkerThreads int
+	Timeout       time.Duration
+}
+
+// Own lets the registry reach the Tuning of any controller's Config.
+func (t *Tuning) Own() *Tuning { return t }
