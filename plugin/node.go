@@ -6,8 +6,6 @@ import (
 	"os"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	mount "k8s.io/mount-utils"
-	utilexec "k8s.io/utils/exec"
 
 	"github.com/csi-hub/csi-hub/plugin/transport"
 )
@@ -34,6 +32,9 @@ type NodeConfig struct {
 	// the node's own pool (CSIDriver attachRequired: false; see LocalPool).
 	// Nil: an empty publish_context is refused, as with attachRequired: true.
 	LocalPool LocalPool
+	// Mounter mounts, formats and grows filesystems (nil: NewMounter, the
+	// host's; tests inject a fake to reach error paths without root).
+	Mounter Mounter
 }
 
 // NodeServer implements the CSI Node service: it attaches a volume through the
@@ -43,8 +44,7 @@ type NodeServer struct {
 	csi.UnimplementedNodeServer
 	cfg      NodeConfig
 	records  *nodeRecords
-	mounter  *mount.SafeFormatAndMount
-	resizer  *mount.ResizeFs
+	mounter  Mounter
 	inFlight InFlight
 }
 
@@ -62,12 +62,13 @@ func NewNodeServer(cfg NodeConfig) (*NodeServer, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node state dir: %w", err)
 	}
-	ex := utilexec.New()
+	if cfg.Mounter == nil {
+		cfg.Mounter = NewMounter()
+	}
 	return &NodeServer{
 		cfg:     cfg,
 		records: &nodeRecords{dir: cfg.StateDir},
-		mounter: mount.NewSafeFormatAndMount(mount.NewWithoutSystemd(""), ex),
-		resizer: mount.NewResizeFs(ex),
+		mounter: cfg.Mounter,
 	}, nil
 }
 

@@ -17,7 +17,7 @@ import (
 // and xfs_growfs); comparing the sizes here keeps every restage from running
 // the grow tools, and from claiming it grew something, when they match.
 func (n *NodeServer) needsGrow(rec *nodeRecord) (bool, error) {
-	if need, err := n.resizer.NeedResize(rec.Device, rec.StagingPath); err != nil || !need {
+	if need, err := n.mounter.NeedResize(rec.Device, rec.StagingPath); err != nil || !need {
 		return need, err
 	}
 	devSize, err := deviceSize(rec.Device)
@@ -36,7 +36,7 @@ func (n *NodeServer) needsGrow(rec *nodeRecord) (bool, error) {
 	default:
 		return false, fmt.Errorf("cannot tell the size of a %q filesystem", rec.FsType)
 	}
-	out, err := n.mounter.Exec.Command(tool[0], tool[1:]...).Output()
+	out, err := n.mounter.Command(tool[0], tool[1:]...).Output()
 	var blockSize, blocks uint64
 	if err == nil {
 		blockSize, blocks, err = keys.parse(out)

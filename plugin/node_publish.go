@@ -86,18 +86,8 @@ func (n *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 		if pub.Device, err = n.publishBlock(ctx, rec, target, readOnly); err != nil {
 			return nil, err
 		}
-	} else {
-		if err := os.MkdirAll(target, 0o750); err != nil {
-			return nil, errorf(codes.Internal, "target_path %s: %v", target, err)
-		}
-		opts := []string{"bind"}
-		if readOnly {
-			opts = append(opts, "ro")
-		}
-		opts = append(opts, vcap.mountFlags...)
-		if err := n.mounter.Mount(staging, target, "", opts); err != nil {
-			return nil, errorf(codes.Internal, "volume %s: bind-mount %s at %s: %v", volumeID, staging, target, err)
-		}
+	} else if err := n.publishMount(volumeID, staging, target, readOnly, vcap.mountFlags); err != nil {
+		return nil, err
 	}
 	rec.Targets[target] = pub
 	if err := n.records.save(rec); err != nil {
@@ -106,6 +96,22 @@ func (n *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	}
 	klog.InfoS("Published volume", "volumeID", volumeID, "targetPath", target, "readOnly", readOnly, "block", vcap.block)
 	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// publishMount bind-mounts the staged filesystem at target.
+func (n *NodeServer) publishMount(volumeID, staging, target string, readOnly bool, mountFlags []string) error {
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return errorf(codes.Internal, "target_path %s: %v", target, err)
+	}
+	opts := []string{"bind"}
+	if readOnly {
+		opts = append(opts, "ro")
+	}
+	opts = append(opts, mountFlags...)
+	if err := n.mounter.Mount(staging, target, "", opts); err != nil {
+		return errorf(codes.Internal, "volume %s: bind-mount %s at %s: %v", volumeID, staging, target, err)
+	}
+	return nil
 }
 
 // publishBlock binds the volume's device node onto a file at target. A

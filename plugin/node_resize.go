@@ -23,7 +23,7 @@ func (n *NodeServer) growFilesystem(rec *nodeRecord) error {
 
 // grow is growFilesystem without the size check, for callers that made it.
 func (n *NodeServer) grow(rec *nodeRecord) error {
-	_, onlineErr := n.resizer.Resize(rec.Device, rec.StagingPath)
+	_, onlineErr := n.mounter.Resize(rec.Device, rec.StagingPath)
 	if onlineErr == nil {
 		return nil
 	}
@@ -77,14 +77,14 @@ func (n *NodeServer) growExtOffline(rec *nodeRecord) (err error) {
 		}
 	}()
 	// resize2fs refuses a filesystem not checked since its last mount.
-	out, err := n.mounter.Exec.Command("e2fsck", "-f", "-p", rec.Device).CombinedOutput()
+	out, err := n.mounter.Command("e2fsck", "-f", "-p", rec.Device).CombinedOutput()
 	if ee, ok := err.(utilexec.ExitError); ok && ee.ExitStatus() == 1 {
 		err = nil // errors corrected
 	}
 	if err != nil {
 		return errorf(codes.Internal, "volume %s: e2fsck %s before offline grow: %v: %s", rec.VolumeID, rec.Device, err, out)
 	}
-	if out, err := n.mounter.Exec.Command("resize2fs", rec.Device).CombinedOutput(); err != nil {
+	if out, err := n.mounter.Command("resize2fs", rec.Device).CombinedOutput(); err != nil {
 		return errorf(codes.Internal, "volume %s: resize2fs %s: %v: %s", rec.VolumeID, rec.Device, err, out)
 	}
 	return nil
