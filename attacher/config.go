@@ -39,9 +39,7 @@ type Config struct {
 
 // DefaultConfig returns the sidecar's defaults. WorkerThreads and Timeout are
 // left unset so the hub-wide --worker-threads / --timeout can apply.
-func DefaultConfig() Config {
-	return Config{ReconcileSync: DefaultReconcileSync}
-}
+func DefaultConfig() (c Config) { cfgflag.Reset(c.flags()...); return c }
 
 // AddFlags registers the attacher's flags under the external-attacher's
 // names, but for --attacher-default-fstype. --attacher-worker-threads and
@@ -89,15 +87,15 @@ func (t *teeString) String() string {
 // validate reports the first bad setting, naming its flag.
 func (c Config) validate() error { return cfgflag.Check(c.flags()...) }
 
-// flags is the attacher's flag table: names, help and checks.
+// flags is the attacher's flag table: names, defaults, help and checks.
 func (c *Config) flags() []cfgflag.Flag {
 	return []cfgflag.Flag{
-		cfgflag.Duration(&c.ReconcileSync, "reconcile-sync",
+		cfgflag.Duration(&c.ReconcileSync, "reconcile-sync", DefaultReconcileSync,
 			"Interval of the VolumeAttachment reconciler (drivers with LIST_VOLUMES_PUBLISHED_NODES).", cfgflag.Positive[time.Duration]()),
-		cfgflag.Int(&c.MaxEntries, "max-entries",
+		cfgflag.Int(&c.MaxEntries, "max-entries", 0,
 			"Page size of the reconciler's ListVolumes calls; 0 means no limit.",
 			cfgflag.AtLeast(0, "must not be negative")),
-		cfgflag.String(&c.DefaultFSType, "attacher-default-fstype",
+		cfgflag.String(&c.DefaultFSType, "attacher-default-fstype", "",
 			"Filesystem type passed to ControllerPublishVolume when the PersistentVolume names none; overrides --default-fstype for the attacher only."),
 	}
 }

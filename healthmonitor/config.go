@@ -40,30 +40,28 @@ type Config struct {
 }
 
 // DefaultConfig returns the sidecar's defaults.
-func DefaultConfig() Config {
-	return Config{MonitorInterval: DefaultMonitorInterval, ListVolumesInterval: DefaultListVolumesInterval,
-		NodeListAddInterval: DefaultListAddInterval, VolumeListAddInterval: DefaultListAddInterval}
-}
+func DefaultConfig() (c Config) { cfgflag.Reset(c.flags()...); return c }
 
 // AddFlags registers the health monitor's flags; --health-monitor-timeout and
 // --health-monitor-worker-threads come from internal/app's controller registry.
 func (c *Config) AddFlags(fs *flag.FlagSet) { cfgflag.Add(fs, c.flags()...) }
 
+// validate reports the first bad setting, naming its flag.
 func (c Config) validate() error { return cfgflag.Check(c.flags()...) }
 
-// flags is the health monitor's flag table: names, help and checks.
+// flags is the health monitor's flag table: names, defaults, help and checks.
 func (c *Config) flags() []cfgflag.Flag {
 	positive := cfgflag.Positive[time.Duration]()
 	return []cfgflag.Flag{
-		cfgflag.Duration(&c.MonitorInterval, "monitor-interval",
+		cfgflag.Duration(&c.MonitorInterval, "monitor-interval", DefaultMonitorInterval,
 			"Interval for controller to check volumes health condition (volume by volume).", positive),
-		cfgflag.Duration(&c.ListVolumesInterval, "list-volumes-interval",
+		cfgflag.Duration(&c.ListVolumesInterval, "list-volumes-interval", DefaultListVolumesInterval,
 			"Time interval for calling ListVolumes RPC to check volumes' health condition.", positive),
-		cfgflag.Bool(&c.EnableNodeWatcher, "enable-node-watcher",
+		cfgflag.Bool(&c.EnableNodeWatcher, "enable-node-watcher", false,
 			"Indicates whether the node watcher is enabled or not (NodeFailed/NodeRecovered events on the claims of Pods on failed nodes)."),
-		cfgflag.Duration(&c.NodeListAddInterval, "node-list-add-interval",
+		cfgflag.Duration(&c.NodeListAddInterval, "node-list-add-interval", DefaultListAddInterval,
 			"Time interval for listing nodes and add them to queue.", positive),
-		cfgflag.Duration(&c.VolumeListAddInterval, "volume-list-add-interval",
+		cfgflag.Duration(&c.VolumeListAddInterval, "volume-list-add-interval", DefaultListAddInterval,
 			"Accepted for compatibility with external-health-monitor; csi-hub checks every volume each --monitor-interval."),
 	}
 }

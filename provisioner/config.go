@@ -63,26 +63,7 @@ type Config struct {
 }
 
 // DefaultConfig returns the sidecar's defaults.
-func DefaultConfig() Config {
-	return Config{
-		VolumeNamePrefix:     DefaultNamePrefix,
-		VolumeNameUUIDLength: -1,
-		ImmediateTopology:    true,
-
-		CapacityPollInterval:  time.Minute,
-		CapacityOwnerrefLevel: 1,
-		CapacityThreads:       1,
-		KubeAPICapacityQPS:    1,
-		KubeAPICapacityBurst:  5,
-
-		CloningProtectionThreads:       1,
-		PreventVolumeModeConversion:    true,
-		SnapshotOrphanSweepInterval:    5 * time.Minute,
-		NodeDeploymentImmediateBinding: true,
-		NodeDeploymentBaseDelay:        20 * time.Second,
-		NodeDeploymentMaxDelay:         time.Minute,
-	}
-}
+func DefaultConfig() (c Config) { cfgflag.Reset(c.flags()...); return c }
 
 // AddFlags registers the flags under the sidecar's names.
 // --provisioner-worker-threads and --provisioner-timeout (prefixed because
@@ -100,51 +81,51 @@ func (c Config) validate() error {
 	return nil
 }
 
-// flags is the provisioner's flag table: names, help and checks.
+// flags is the provisioner's flag table: names, defaults, help and checks.
 func (c *Config) flags() []cfgflag.Flag {
 	atLeastOne := cfgflag.AtLeast(1, "must be at least 1")
 	return []cfgflag.Flag{
-		cfgflag.String(&c.VolumeNamePrefix, "volume-name-prefix",
+		cfgflag.String(&c.VolumeNamePrefix, "volume-name-prefix", DefaultNamePrefix,
 			"Prefix of the names of provisioned volumes (CreateVolume name and PV name: <prefix>-<PVC UID>).", cfgflag.NotEmpty()),
-		cfgflag.Int(&c.VolumeNameUUIDLength, "volume-name-uuid-length",
+		cfgflag.Int(&c.VolumeNameUUIDLength, "volume-name-uuid-length", -1,
 			"Truncate the PVC UID (dashes removed) to this length in volume names; -1 keeps the whole UID.", cfgflag.MinusOneOrPositive("must be -1 or positive")),
-		cfgflag.Bool(&c.ExtraCreateMetadata, "extra-create-metadata",
+		cfgflag.Bool(&c.ExtraCreateMetadata, "extra-create-metadata", false,
 			"Add csi.storage.k8s.io/pvc/name, pvc/namespace and pv/name to CreateVolume parameters."),
-		cfgflag.String(&c.DefaultFSType, "default-fstype",
+		cfgflag.String(&c.DefaultFSType, "default-fstype", "",
 			"Filesystem type for volumes whose StorageClass sets no csi.storage.k8s.io/fstype; empty lets the driver choose."),
-		cfgflag.Bool(&c.StrictTopology, "strict-topology",
+		cfgflag.Bool(&c.StrictTopology, "strict-topology", false,
 			"With delayed binding, pass only the selected node's topology as requisite and preferred."),
-		cfgflag.Bool(&c.ImmediateTopology, "immediate-topology",
+		cfgflag.Bool(&c.ImmediateTopology, "immediate-topology", true,
 			"With immediate binding and no allowedTopologies, pass the topology of all nodes the driver runs on."),
-		cfgflag.Bool(&c.ControllerPublishReadOnly, "controller-publish-readonly",
+		cfgflag.Bool(&c.ControllerPublishReadOnly, "controller-publish-readonly", false,
 			"Set readOnly on the PV's CSI source when the PVC's only access mode is ReadOnlyMany."),
-		cfgflag.Bool(&c.EnableCapacity, "enable-capacity",
+		cfgflag.Bool(&c.EnableCapacity, "enable-capacity", false,
 			"Publish CSIStorageCapacity objects from GetCapacity (in the namespace of $NAMESPACE) for the scheduler."),
-		cfgflag.Duration(&c.CapacityPollInterval, "capacity-poll-interval",
+		cfgflag.Duration(&c.CapacityPollInterval, "capacity-poll-interval", time.Minute,
 			"How often to refresh CSIStorageCapacity objects with GetCapacity.", cfgflag.Positive[time.Duration]().If(&c.EnableCapacity)),
-		cfgflag.Bool(&c.CapacityForImmediateBinding, "capacity-for-immediate-binding",
+		cfgflag.Bool(&c.CapacityForImmediateBinding, "capacity-for-immediate-binding", false,
 			"Also publish capacity for StorageClasses with Immediate binding."),
-		cfgflag.Int(&c.CapacityOwnerrefLevel, "capacity-ownerref-level",
+		cfgflag.Int(&c.CapacityOwnerrefLevel, "capacity-ownerref-level", 1,
 			"Owner of CSIStorageCapacity objects, counted from the pod $POD_NAME: -1 none, 0 the pod, 1 its StatefulSet/DaemonSet/ReplicaSet, 2 a Deployment.", cfgflag.AtLeast(-1, "must be -1 or more")),
-		cfgflag.Int(&c.CapacityThreads, "capacity-threads",
+		cfgflag.Int(&c.CapacityThreads, "capacity-threads", 1,
 			"Number of GetCapacity calls run at once for CSIStorageCapacity objects.", atLeastOne),
-		cfgflag.Float64(&c.KubeAPICapacityQPS, "kube-api-capacity-qps",
+		cfgflag.Float64(&c.KubeAPICapacityQPS, "kube-api-capacity-qps", 1,
 			"QPS of the CSIStorageCapacity updates' own API client."),
-		cfgflag.Int(&c.KubeAPICapacityBurst, "kube-api-capacity-burst",
+		cfgflag.Int(&c.KubeAPICapacityBurst, "kube-api-capacity-burst", 5,
 			"Burst of the CSIStorageCapacity updates' own API client."),
-		cfgflag.Int(&c.CloningProtectionThreads, "cloning-protection-threads",
+		cfgflag.Int(&c.CloningProtectionThreads, "cloning-protection-threads", 1,
 			"Workers adding and removing the source-protection finalizers of clone and snapshot sources.", atLeastOne),
-		cfgflag.Bool(&c.PreventVolumeModeConversion, "prevent-volume-mode-conversion",
+		cfgflag.Bool(&c.PreventVolumeModeConversion, "prevent-volume-mode-conversion", true,
 			"Refuse to restore a VolumeSnapshot into a PVC of another volumeMode unless its VolumeSnapshotContent has snapshot.storage.kubernetes.io/allow-volume-mode-change: \"true\"."),
-		cfgflag.Duration(&c.SnapshotOrphanSweepInterval, "snapshot-orphan-sweep-interval",
+		cfgflag.Duration(&c.SnapshotOrphanSweepInterval, "snapshot-orphan-sweep-interval", 5*time.Minute,
 			"Accepted for compatibility; csi-hub's source guard rechecks every protected source on each informer resync."),
-		cfgflag.Bool(&c.NodeDeployment, "node-deployment",
+		cfgflag.Bool(&c.NodeDeployment, "node-deployment", false,
 			"Run beside the CSI driver on each node (node-local volumes): provision only claims whose selected node is $NODE_NAME, no leader election; the snapshotter handles only contents managed by this node."),
-		cfgflag.Bool(&c.NodeDeploymentImmediateBinding, "node-deployment-immediate-binding",
+		cfgflag.Bool(&c.NodeDeploymentImmediateBinding, "node-deployment-immediate-binding", true,
 			"With --node-deployment, also provision claims of Immediate StorageClasses: the nodes compete for each by setting its selected-node annotation."),
-		cfgflag.Duration(&c.NodeDeploymentBaseDelay, "node-deployment-base-delay",
+		cfgflag.Duration(&c.NodeDeploymentBaseDelay, "node-deployment-base-delay", 20*time.Second,
 			"With --node-deployment, how long a node first waits before trying to take an Immediate claim (doubles per lost attempt)."),
-		cfgflag.Duration(&c.NodeDeploymentMaxDelay, "node-deployment-max-delay",
+		cfgflag.Duration(&c.NodeDeploymentMaxDelay, "node-deployment-max-delay", time.Minute,
 			"With --node-deployment, the longest wait before trying to take an Immediate claim."),
 	}
 }

@@ -34,17 +34,21 @@ type Config struct {
 
 // DefaultConfig returns the sidecar's defaults. WorkerThreads and Timeout are
 // left unset so the hub-wide --worker-threads / --timeout can apply.
-func DefaultConfig() Config { return Config{HandleVolumeInUseError: true} }
+func DefaultConfig() (c Config) { cfgflag.Reset(c.flags()...); return c }
 
 // AddFlags registers the resizer's flags. Flags that several sidecars share
 // with different defaults carry the "resizer-" prefix; --resizer-worker-threads
 // and --resizer-timeout come from internal/app's controller registry.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	cfgflag.Add(fs,
-		cfgflag.Bool(&c.ExtraModifyMetadata, "extra-modify-metadata",
+func (c *Config) AddFlags(fs *flag.FlagSet) { cfgflag.Add(fs, c.flags()...) }
+
+// flags is the resizer's flag table: names, defaults and help.
+func (c *Config) flags() []cfgflag.Flag {
+	return []cfgflag.Flag{
+		cfgflag.Bool(&c.ExtraModifyMetadata, "extra-modify-metadata", false,
 			"Add PVC and PV names (csi.storage.k8s.io/pvc/name, pvc/namespace, pv/name) to the parameters of ControllerModifyVolume."),
-		cfgflag.Bool(&c.AnnotateFsResize, "resizer-annotate-fs-resize",
+		cfgflag.Bool(&c.AnnotateFsResize, "resizer-annotate-fs-resize", false,
 			"Record the PVC's previous capacity on the PV (volume.alpha.kubernetes.io/pre-resize-capacity) while a node expansion is pending (external-resizer's AnnotateFsResize feature gate)."),
-		cfgflag.Bool(&c.HandleVolumeInUseError, "handle-volume-inuse-error",
-			"After ControllerExpandVolume fails with FailedPrecondition, expand the volume again only once no Pod uses its claim (watches Pods, keeping only their claim names)."))
+		cfgflag.Bool(&c.HandleVolumeInUseError, "handle-volume-inuse-error", true,
+			"After ControllerExpandVolume fails with FailedPrecondition, expand the volume again only once no Pod uses its claim (watches Pods, keeping only their claim names)."),
+	}
 }

@@ -57,16 +57,7 @@ type Config struct {
 
 // DefaultConfig returns the sidecar's defaults. WorkerThreads and Timeout are
 // left unset so the hub-wide --worker-threads / --timeout can apply.
-func DefaultConfig() Config {
-	return Config{
-		SnapshotNamePrefix:          DefaultSnapshotNamePrefix,
-		SnapshotNameUUIDLength:      DefaultSnapshotNameUUIDLength,
-		GroupSnapshotNamePrefix:     DefaultGroupSnapshotNamePrefix,
-		GroupSnapshotNameUUIDLength: DefaultSnapshotNameUUIDLength,
-		CRDPollInterval:             hub.DefaultSnapshotCRDPoll,
-		ResyncPeriod:                DefaultResyncPeriod,
-	}
-}
+func DefaultConfig() (c Config) { cfgflag.Reset(c.flags()...); return c }
 
 // extraCreateMetadataFlag is shared with the provisioner, whose sidecar has a
 // flag of the same name and meaning.
@@ -102,22 +93,22 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 func (c Config) validate() error { return cfgflag.Check(c.flags()...) }
 
 // flags is the snapshotter's flag table (but the shared
-// --extra-create-metadata and its override): names, help and checks.
+// --extra-create-metadata and its override): names, defaults, help and checks.
 func (c *Config) flags() []cfgflag.Flag {
 	uuidLength := cfgflag.MinusOneOrPositive("must be -1 or > 0")
 	notNegative := cfgflag.AtLeast[time.Duration](0, "must be >= 0")
 	return []cfgflag.Flag{
-		cfgflag.String(&c.SnapshotNamePrefix, "snapshot-name-prefix",
+		cfgflag.String(&c.SnapshotNamePrefix, "snapshot-name-prefix", DefaultSnapshotNamePrefix,
 			"Prefix of the name of a created snapshot: <prefix>-<VolumeSnapshot UID>.", cfgflag.NotEmpty()),
-		cfgflag.Int(&c.SnapshotNameUUIDLength, "snapshot-name-uuid-length",
+		cfgflag.Int(&c.SnapshotNameUUIDLength, "snapshot-name-uuid-length", DefaultSnapshotNameUUIDLength,
 			"Length of the VolumeSnapshot UID in a created snapshot's name, dashes removed; -1 keeps the whole UID.", uuidLength),
-		cfgflag.String(&c.GroupSnapshotNamePrefix, "groupsnapshot-name-prefix",
+		cfgflag.String(&c.GroupSnapshotNamePrefix, "groupsnapshot-name-prefix", DefaultGroupSnapshotNamePrefix,
 			"Prefix of the name of a created group snapshot: <prefix>-<VolumeGroupSnapshot UID>.", cfgflag.NotEmpty()),
-		cfgflag.Int(&c.GroupSnapshotNameUUIDLength, "groupsnapshot-name-uuid-length",
+		cfgflag.Int(&c.GroupSnapshotNameUUIDLength, "groupsnapshot-name-uuid-length", DefaultSnapshotNameUUIDLength,
 			"Length of the VolumeGroupSnapshot UID in a created group snapshot's name, dashes removed; -1 keeps the whole UID.", uuidLength),
-		cfgflag.Duration(&c.ResyncPeriod, "resync-period",
+		cfgflag.Duration(&c.ResyncPeriod, "resync-period", DefaultResyncPeriod,
 			"How often the snapshotter syncs every VolumeSnapshotContent again (csi-snapshotter's --resync-period; the resizer's flag of the same name is --resync here).", notNegative),
-		cfgflag.Duration(&c.CRDPollInterval, "snapshot-crd-poll-interval",
+		cfgflag.Duration(&c.CRDPollInterval, "snapshot-crd-poll-interval", hub.DefaultSnapshotCRDPoll,
 			"While the snapshot CRDs are not installed, how often to check whether they appeared.", notNegative),
 	}
 }

@@ -14,27 +14,34 @@ type Value interface {
 	bool | int | float64 | string | time.Duration
 }
 
-// Flag is one entry of a controller's flag table.
+// Flag is one setting of a controller's flag table.
 type Flag struct {
 	name, usage string
 	p           any // *bool, *int, *float64, *string or *time.Duration
+	reset       func()
 	check       func() error
 }
 
-// Bool, Int, Float64, String and Duration are the flag name for *p, with *p
-// as its default, and the rules its value must meet.
-func Bool(p *bool, name, usage string) Flag               { return entry(p, name, usage) }
-func Int(p *int, name, usage string, r ...Rule[int]) Flag { return entry(p, name, usage, r...) }
-func Float64(p *float64, name, usage string) Flag         { return entry(p, name, usage) }
-func String(p *string, name, usage string, r ...Rule[string]) Flag {
-	return entry(p, name, usage, r...)
+// Bool, Int, Float64, String and Duration are the setting *p: its flag name,
+// its default (the sidecar's, applied by Reset), its help and the rules its
+// value must meet. As with the flag package, the order is p, name, default,
+// usage.
+func Bool(p *bool, name string, def bool, usage string) Flag { return entry(p, name, def, usage) }
+func Int(p *int, name string, def int, usage string, r ...Rule[int]) Flag {
+	return entry(p, name, def, usage, r...)
 }
-func Duration(p *time.Duration, name, usage string, r ...Rule[time.Duration]) Flag {
-	return entry(p, name, usage, r...)
+func Float64(p *float64, name string, def float64, usage string) Flag {
+	return entry(p, name, def, usage)
+}
+func String(p *string, name string, def string, usage string, r ...Rule[string]) Flag {
+	return entry(p, name, def, usage, r...)
+}
+func Duration(p *time.Duration, name string, def time.Duration, usage string, r ...Rule[time.Duration]) Flag {
+	return entry(p, name, def, usage, r...)
 }
 
-func entry[T Value](p *T, name, usage string, rules ...Rule[T]) Flag {
-	return Flag{name: name, usage: usage, p: p, check: func() error {
+func entry[T Value](p *T, name string, def T, usage string, rules ...Rule[T]) Flag {
+	return Flag{name: name, usage: usage, p: p, reset: func() { *p = def }, check: func() error {
 		for _, r := range rules {
 			if err := r.check(name, *p); err != nil {
 				return err
@@ -44,8 +51,16 @@ func entry[T Value](p *T, name, usage string, rules ...Rule[T]) Flag {
 	}}
 }
 
+// Reset gives every setting its default: a Config's DefaultConfig.
+func Reset(flags ...Flag) {
+	for _, f := range flags {
+		f.reset()
+	}
+}
+
 // Add registers flags on fs with the flag package's own value types, so -h
-// shows them as if registered one by one.
+// shows them as if registered one by one. A flag's default is the value *p
+// has now (normally what Reset gave it).
 func Add(fs *flag.FlagSet, flags ...Flag) {
 	for _, f := range flags {
 		switch p := f.p.(type) {

@@ -16,15 +16,18 @@ func TestTable(t *testing.T) {
 		on   bool
 		rate float64
 	}
-	c.d, c.n, c.s = time.Second, 1, "x"
 	table := func() []Flag {
 		return []Flag{
-			Duration(&c.d, "d", "a duration", Positive[time.Duration]().If(&c.on)),
-			Int(&c.n, "n", "an int", MinusOneOrPositive("must be -1 or positive")),
-			String(&c.s, "s", "a string", NotEmpty()),
-			Bool(&c.on, "on", "a bool"),
-			Float64(&c.rate, "rate", "a float"),
+			Duration(&c.d, "d", time.Second, "a duration", Positive[time.Duration]().If(&c.on)),
+			Int(&c.n, "n", 1, "an int", MinusOneOrPositive("must be -1 or positive")),
+			String(&c.s, "s", "x", "a string", NotEmpty()),
+			Bool(&c.on, "on", false, "a bool"),
+			Float64(&c.rate, "rate", 0.5, "a float"),
 		}
+	}
+	Reset(table()...)
+	if c.d != time.Second || c.n != 1 || c.s != "x" || c.on || c.rate != 0.5 {
+		t.Fatalf("Reset: %+v", c)
 	}
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	Add(fs, table()...)
