@@ -1,6 +1,6 @@
-// Package cfgflag registers a controller's flags and checks their values from
-// one table: each entry names its flag, help text and rules once, so the flag
-// and the validation that names it cannot drift apart.
+// Package cfgflag gives a controller's Config its defaults, flags and checks
+// from one table: each row names a setting's flag, default, help text and
+// rules once, so they cannot drift apart.
 package cfgflag
 
 import (
