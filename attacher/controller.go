@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
-	"github.com/csi-hub/csi-hub/internal/steps"
 )
 
 // Name is the controller's name in logs, steps and --controllers.
@@ -43,19 +41,16 @@ type Deps struct {
 	// VAsByPV is the VolumeAttachment informer indexed by PV (hub.PVIndex).
 	VAsByPV cache.SharedIndexInformer
 	// Events carry external-attacher's source component, "csi-attacher <driver>".
-	Events   record.EventRecorder
-	Steps    *steps.Recorder
-	NewQueue func(name string) hub.Queue
-	// Tuning is the resolved --attacher-worker-threads / --attacher-timeout.
-	Tuning hub.Tuning
+	Events record.EventRecorder
+	// Work: the step recorder, the queues and the resolved
+	// --attacher-worker-threads / --attacher-timeout.
+	hub.Work
 }
 
 // Controller attaches and detaches the driver's volumes.
 type Controller struct {
 	d         Deps
 	cfg       Config
-	workers   int
-	timeout   time.Duration
 	finalizer string
 	// publish: the driver has PUBLISH_UNPUBLISH_VOLUME. Without it every
 	// VolumeAttachment is marked attached with no CSI call ("trivial" mode).
@@ -87,8 +82,6 @@ func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	c := &Controller{
 		d:         d,
 		cfg:       cfg,
-		workers:   d.Tuning.Workers,
-		timeout:   d.Tuning.Timeout,
 		finalizer: FinalizerName(d.Driver),
 		publish: caps.ControllerService() &&
 			caps.Has(csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME),
@@ -133,11 +126,11 @@ func (c *Controller) Mode() string {
 // the reconciler, until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithValues("controller", Name)
-	logger.Info("Starting attacher", "driver", c.d.Driver, "mode", c.Mode(), "workers", c.workers,
-		"timeout", c.timeout, "reconciler", c.reconcile, "reconcileSync", c.cfg.ReconcileSync)
+	logger.Info("Starting attacher", "driver", c.d.Driver, "mode", c.Mode(), "workers", c.d.Workers,
+		"timeout", c.d.Timeout, "reconciler", c.reconcile, "reconcileSync", c.cfg.ReconcileSync)
 	var wg sync.WaitGroup
-	wg.Go(func() { hub.RunWorkers(ctx, Name, "VolumeAttachment", c.vaQueue, c.workers, c.syncVA) })
-	wg.Go(func() { hub.RunWorkers(ctx, Name, "PersistentVolume", c.pvQueue, c.workers, c.syncPV) })
+	wg.Go(func() { hub.RunWorkers(ctx, Name, "VolumeAttachment", c.vaQueue, c.d.Workers, c.syncVA) })
+	wg.Go(func() { hub.RunWorkers(ctx, Name, "PersistentVolume", c.pvQueue, c.d.Workers, c.syncPV) })
 	if c.reconcile {
 		wg.Go(func() { c.runReconciler(ctx) })
 	}

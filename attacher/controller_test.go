@@ -53,9 +53,8 @@ func newUnitController(t *testing.T, publish bool, opts hub.Options, cfg Config,
 		CSINodes: factory.Storage().V1().CSINodes(),
 		VAsByPV:  vaByPV,
 		Events:   record.NewFakeRecorder(100),
-		Steps:    steps.NewRecorder(100),
-		NewQueue: parts.NewQueue,
-		Tuning:   opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults),
+		Work: hub.Work{Steps: steps.NewRecorder(100), NewQueue: parts.NewQueue,
+			Tuning: opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)},
 	}, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -113,19 +112,19 @@ func TestConfigFlagsAndFallbacks(t *testing.T) {
 	}
 	// Unset: the sidecar's defaults.
 	c, _ := newUnitController(t, true, hub.Options{}, cfg)
-	if c.workers != DefaultWorkerThreads || c.timeout != DefaultTimeout {
-		t.Errorf("defaults: workers %d timeout %s", c.workers, c.timeout)
+	if c.d.Workers != DefaultWorkerThreads || c.d.Timeout != DefaultTimeout {
+		t.Errorf("defaults: workers %d timeout %s", c.d.Workers, c.d.Timeout)
 	}
 	// Unset with global overrides: the globals.
 	c, _ = newUnitController(t, true, hub.Options{WorkerThreads: 4, Timeout: 3 * time.Second}, cfg)
-	if c.workers != 4 || c.timeout != 3*time.Second {
-		t.Errorf("globals: workers %d timeout %s", c.workers, c.timeout)
+	if c.d.Workers != 4 || c.d.Timeout != 3*time.Second {
+		t.Errorf("globals: workers %d timeout %s", c.d.Workers, c.d.Timeout)
 	}
 	// Own settings (--attacher-worker-threads, --attacher-timeout) win.
 	cfg.WorkerThreads, cfg.Timeout = 2, 9*time.Second
 	c, _ = newUnitController(t, true, hub.Options{WorkerThreads: 4, Timeout: 3 * time.Second}, cfg)
-	if c.workers != 2 || c.timeout != 9*time.Second {
-		t.Errorf("own flags: workers %d timeout %s", c.workers, c.timeout)
+	if c.d.Workers != 2 || c.d.Timeout != 9*time.Second {
+		t.Errorf("own flags: workers %d timeout %s", c.d.Workers, c.d.Timeout)
 	}
 	for _, bad := range []Config{{ReconcileSync: 0}, {ReconcileSync: time.Second, MaxEntries: -1}} {
 		if err := bad.validate(); err == nil || !strings.Contains(err.Error(), "--") {

@@ -51,7 +51,7 @@ func (c *Controller) attach(ctx context.Context, va *storagev1.VolumeAttachment)
 	}
 
 	// The migrated label of csi_sidecar_operations_seconds, as the sidecar's markAsMigrated.
-	cctx, cancel := context.WithTimeout(csiconn.MarkMigrated(ctx, src.migrated), c.timeout)
+	cctx, cancel := context.WithTimeout(csiconn.MarkMigrated(ctx, src.migrated), c.d.Timeout)
 	defer cancel()
 	resp, err := c.csi.ControllerPublishVolume(cctx, &csi.ControllerPublishVolumeRequest{
 		VolumeId:         src.csi().VolumeHandle,
@@ -84,7 +84,7 @@ func (c *Controller) detach(ctx context.Context, va *storagev1.VolumeAttachment)
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(csiconn.MarkMigrated(ctx, src.migrated), c.timeout)
+	cctx, cancel := context.WithTimeout(csiconn.MarkMigrated(ctx, src.migrated), c.d.Timeout)
 	defer cancel()
 	_, err = c.csi.ControllerUnpublishVolume(cctx, &csi.ControllerUnpublishVolumeRequest{
 		VolumeId: src.csi().VolumeHandle,

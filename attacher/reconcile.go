@@ -77,7 +77,7 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 
 // listPublished pages through ListVolumes: volume ID -> published node IDs.
 func (c *Controller) listPublished(ctx context.Context) (map[string][]string, error) {
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	published := map[string][]string{}
 	token := ""

@@ -31,7 +31,7 @@ func newCapacity(ctx context.Context, c *Controller) (*capacity.Publisher, error
 	}
 	cfg := capacity.Config{PollInterval: c.cfg.CapacityPollInterval, Threads: c.cfg.CapacityThreads,
 		ForImmediateBinding: c.cfg.CapacityForImmediateBinding, OwnerrefLevel: c.cfg.CapacityOwnerrefLevel,
-		Timeout: c.timeout, Topology: c.topology, ManagedBy: capacity.ManagedByValue, Controller: Name}
+		Timeout: c.d.Timeout, Topology: c.topology, ManagedBy: capacity.ManagedByValue, Controller: Name}
 	if c.node != nil {
 		cfg.ManagedBy = c.node.managedBy()
 	}

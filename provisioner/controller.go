@@ -27,7 +27,6 @@ import (
 	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/migration"
-	"github.com/csi-hub/csi-hub/internal/steps"
 	"github.com/csi-hub/csi-hub/provisioner/capacity"
 	"github.com/csi-hub/csi-hub/provisioner/datasource"
 )
@@ -66,20 +65,17 @@ type Deps struct {
 	// Recorder returns an event recorder with a source component: the
 	// provisioner's is "<driver>_<host>_<uuid>" (eventComponent).
 	Recorder func(component string) record.EventRecorder
-	Steps    *steps.Recorder
-	NewQueue func(name string) hub.Queue
 	// RetryMax is --retry-interval-max.
 	RetryMax time.Duration
-	// Tuning is the resolved --provisioner-worker-threads / --provisioner-timeout.
-	Tuning hub.Tuning
+	// Work: the step recorder, the queues and the resolved
+	// --provisioner-worker-threads / --provisioner-timeout.
+	hub.Work
 }
 
 // Controller provisions and deletes volumes for PVCs of the driver.
 type Controller struct {
 	d        Deps
 	cfg      Config
-	workers  int
-	timeout  time.Duration
 	identity string
 
 	topology              bool
@@ -136,8 +132,6 @@ func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		d:        d,
-		workers:  d.Tuning.Workers,
-		timeout:  d.Tuning.Timeout,
 		cfg:      cfg,
 		identity: newIdentity(d.Driver),
 
@@ -208,8 +202,8 @@ func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
-	klog.FromContext(ctx).Info("Provisioner configured", "driver", d.Driver, "identity", c.identity, "workers", c.workers,
-		"timeout", c.timeout, "topology", c.topology, "volumeNamePrefix", cfg.VolumeNamePrefix,
+	klog.FromContext(ctx).Info("Provisioner configured", "driver", d.Driver, "identity", c.identity, "workers", c.d.Workers,
+		"timeout", c.d.Timeout, "topology", c.topology, "volumeNamePrefix", cfg.VolumeNamePrefix,
 		"extraCreateMetadata", cfg.ExtraCreateMetadata, "migrateFrom", c.migrateFrom)
 	return c, nil
 }
@@ -236,7 +230,7 @@ func (c *Controller) Name() string { return Name }
 // Run processes claims and volumes until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithValues("controller", Name)
-	logger.Info("Starting provisioner", "driver", c.d.Driver, "workers", c.workers)
+	logger.Info("Starting provisioner", "driver", c.d.Driver, "workers", c.d.Workers)
 	go c.slow.run(ctx)
 	var wg sync.WaitGroup
 	if c.capacity != nil {
@@ -256,11 +250,11 @@ func (c *Controller) Run(ctx context.Context) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", c.claims, c.workers, c.syncClaim)
+		hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", c.claims, c.d.Workers, c.syncClaim)
 	}()
 	go func() {
 		defer wg.Done()
-		hub.RunWorkers(ctx, Name, "PersistentVolume", c.volumes, c.workers, c.syncVolume)
+		hub.RunWorkers(ctx, Name, "PersistentVolume", c.volumes, c.d.Workers, c.syncVolume)
 	}()
 	wg.Wait()
 	logger.Info("Provisioner stopped", "driver", c.d.Driver)

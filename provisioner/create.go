@@ -57,7 +57,7 @@ func (r rescheduleError) Error() string { return r.err.Error() }
 // createVolume calls CreateVolume and checks the answer. It keeps the claim in
 // inFlight whenever a backend volume may exist without a PV.
 func (c *Controller) createVolume(ctx context.Context, key string, claim *v1.PersistentVolumeClaim, p *plan, nodeSelected bool) (*csi.Volume, int64, error) {
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	resp, err := c.d.CSI.CreateVolume(cctx, p.req)
 	if err != nil {
@@ -103,7 +103,7 @@ func (c *Controller) createVolume(ctx context.Context, key string, claim *v1.Per
 // cleanup deletes a volume that CreateVolume returned but we cannot use.
 func (c *Controller) cleanup(ctx context.Context, volumeID string, secrets map[string]string) error {
 	c.d.Steps.Trigger(ctx, "the created volume does not match the claim: deleting it again")
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	_, err := c.d.CSI.DeleteVolume(cctx, &csi.DeleteVolumeRequest{VolumeId: volumeID, Secrets: secrets})
 	return err

@@ -190,8 +190,9 @@ func snapshotterDeps(h *hub.Hub) (snapshotter.Deps, error) {
 	}
 	d := snapshotter.Deps{Driver: h.Driver, CSI: h.Conn.Controller(), Kube: h.Kube, Snapshots: api,
 		ListSupported: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS),
-		Events:        h.Recorder("csi-snapshotter " + h.Driver), Steps: h.Steps, NewQueue: h.NewQueue,
-		RetryStart: h.Opts.RetryIntervalStart, RetryMax: h.Opts.RetryIntervalMax, Tuning: h.Opts.Tune(hub.Tuning{}, snapshotter.Defaults)}
+		Events:        h.Recorder("csi-snapshotter " + h.Driver),
+		RetryStart:    h.Opts.RetryIntervalStart, RetryMax: h.Opts.RetryIntervalMax,
+		Work: hub.Work{Steps: h.Steps, NewQueue: h.NewQueue, Tuning: h.Opts.Tune(hub.Tuning{}, snapshotter.Defaults)}}
 	if h.Conn.Caps.Plugin[csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE] {
 		d.GroupCSI = csi.NewGroupControllerClient(h.Conn.ClientConn)
 	}

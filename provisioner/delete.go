@@ -150,7 +150,7 @@ func (c *Controller) callDeleteVolume(ctx context.Context, pv *v1.PersistentVolu
 			klog.FromContext(ctx).Error(err, "Deletion secret unavailable; calling DeleteVolume without it", "PV", pv.Name)
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	_, err = c.d.CSI.DeleteVolume(cctx, req)
 	return err

@@ -11,8 +11,8 @@ func hubDeps(h *hub.Hub, cfg Config) Deps {
 		RestConfig: h.RestConfig, Metrics: h.Metrics,
 		PVCs: core.PersistentVolumeClaims(), PVs: core.PersistentVolumes(), Classes: storage.StorageClasses(),
 		Nodes: core.Nodes(), CSINodes: storage.CSINodes(), Capacities: storage.CSIStorageCapacities(),
-		VAsByPV: h.AttachmentsByPV, Snapshots: h.Snapshots, Recorder: h.Recorder, Steps: h.Steps, NewQueue: h.NewQueue,
-		RetryMax: h.Opts.RetryIntervalMax,
-		Tuning:   h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults),
+		VAsByPV: h.AttachmentsByPV, Snapshots: h.Snapshots, Recorder: h.Recorder, RetryMax: h.Opts.RetryIntervalMax,
+		Work: hub.Work{Steps: h.Steps, NewQueue: h.NewQueue,
+			Tuning: h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/steps"
 	"github.com/csi-hub/csi-hub/test/cluster"
 )
@@ -41,7 +42,7 @@ func TestFixFinalizer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kube := fake.NewClientset(tc.pv)
-			c := &Controller{d: Deps{Kube: kube, Steps: steps.NewRecorder(10)}}
+			c := &Controller{d: Deps{Kube: kube, Work: hub.Work{Steps: steps.NewRecorder(10)}}}
 			if err := c.fixFinalizer(context.Background(), tc.pv); err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +128,7 @@ func TestRemoveFinalizerRereadsStalePV(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := &Controller{d: Deps{Kube: kube, Steps: steps.NewRecorder(10)}}
+	c := &Controller{d: Deps{Kube: kube, Work: hub.Work{Steps: steps.NewRecorder(10)}}}
 	if err := c.removeFinalizer(ctx, stale); err != nil {
 		t.Fatalf("removeFinalizer with a stale PV: %v", err)
 	}

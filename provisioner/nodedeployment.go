@@ -81,7 +81,7 @@ func newNodeDeployment(ctx context.Context, c *Controller) (*nodeDeployment, err
 		return nil, fmt.Errorf("--node-deployment-base-delay %s and --node-deployment-max-delay %s: want 0 <= base <= max",
 			cfg.NodeDeploymentBaseDelay, cfg.NodeDeploymentMaxDelay)
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	info, err := c.d.Node.NodeGetInfo(cctx, &csi.NodeGetInfoRequest{})
 	if err != nil {
@@ -264,7 +264,7 @@ func (n *nodeDeployment) hasCapacity(ctx context.Context, c *Controller, claim *
 		}
 	}
 	for _, t := range topologies {
-		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 		resp, err := c.d.CSI.GetCapacity(cctx, &csi.GetCapacityRequest{
 			VolumeCapabilities: caps, Parameters: params, AccessibleTopology: t})
 		cancel()

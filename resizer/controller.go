@@ -26,7 +26,6 @@ import (
 
 	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
-	"github.com/csi-hub/csi-hub/internal/steps"
 )
 
 // Name is the controller's name in logs, steps and --controllers.
@@ -51,25 +50,22 @@ type Deps struct {
 	// called only with --handle-volume-inuse-error.
 	PodClaims func() (cache.SharedIndexInformer, error)
 	// Events carry external-resizer's source component, "external-resizer <driver>".
-	Events   record.EventRecorder
-	Steps    *steps.Recorder
-	NewQueue func(name string) hub.Queue
+	Events record.EventRecorder
 	// RetryStart and RetryMax are --retry-interval-start and -max.
 	RetryStart, RetryMax time.Duration
-	// Tuning is the resolved --resizer-worker-threads / --resizer-timeout.
-	Tuning hub.Tuning
+	// Work: the step recorder, the queues and the resolved
+	// --resizer-worker-threads / --resizer-timeout.
+	hub.Work
 }
 
 // Controller runs the expansion and the modification sub-controllers, each
 // with its own queue of PVC keys.
 type Controller struct {
-	d       Deps
-	cfg     Config
-	workers int
-	timeout time.Duration
-	pvcs    corelisters.PersistentVolumeClaimLister
-	pvs     corelisters.PersistentVolumeLister
-	vacs    storagelisters.VolumeAttributesClassLister
+	d    Deps
+	cfg  Config
+	pvcs corelisters.PersistentVolumeClaimLister
+	pvs  corelisters.PersistentVolumeLister
+	vacs storagelisters.VolumeAttributesClassLister
 	// csi is the driver's controller service (h.Conn's; a fake in unit tests).
 	csi csi.ControllerClient
 
@@ -82,17 +78,15 @@ type Controller struct {
 func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 	c := &Controller{
 		d: d, cfg: cfg,
-		workers: d.Tuning.Workers,
-		timeout: d.Tuning.Timeout,
-		pvcs:    d.PVCs.Lister(),
-		pvs:     d.PVs.Lister(),
-		csi:     d.CSI,
+		pvcs: d.PVCs.Lister(),
+		pvs:  d.PVs.Lister(),
+		csi:  d.CSI,
 	}
 	// The PV informer is read through its lister; it must be part of the
 	// factory before the hub starts it.
 	d.PVs.Informer()
 
-	canExpand, nodeOnly, err := expansionSupport(ctx, d, c.timeout)
+	canExpand, nodeOnly, err := expansionSupport(ctx, d, c.d.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +132,7 @@ func New(ctx context.Context, d Deps, cfg Config) (*Controller, error) {
 		}
 	}
 	klog.FromContext(ctx).Info("Resizer configured", "driver", d.Driver, "expand", c.expand != nil, "nodeOnlyExpansion", nodeOnly,
-		"modify", c.modify != nil, "workers", c.workers, "timeout", c.timeout)
+		"modify", c.modify != nil, "workers", c.d.Workers, "timeout", c.d.Timeout)
 	return c, nil
 }
 

@@ -34,7 +34,7 @@ func (c *Controller) expandVolume(ctx context.Context, pv *v1.PersistentVolume, 
 	if err != nil {
 		return resource.Quantity{}, false, notCalled{err}
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	resp, err := c.csi.ControllerExpandVolume(cctx, &csi.ControllerExpandVolumeRequest{
 		VolumeId:         src.VolumeHandle,
@@ -77,7 +77,7 @@ func (c *Controller) modifyVolume(ctx context.Context, pvc *v1.PersistentVolumeC
 	if err != nil {
 		return notCalled{err}
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	_, err = c.csi.ControllerModifyVolume(cctx, &csi.ControllerModifyVolumeRequest{
 		VolumeId:          src.VolumeHandle,

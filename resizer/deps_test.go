@@ -9,8 +9,9 @@ func hubDeps(h *hub.Hub, cfg Config) Deps {
 		Driver: h.Driver, Caps: h.Conn.Caps, CSI: h.Conn.Controller(), Node: h.Conn.Node(), Kube: h.Kube,
 		PVCs: h.Informers.Core().V1().PersistentVolumeClaims(), PVs: h.Informers.Core().V1().PersistentVolumes(),
 		VACs: h.Informers.Storage().V1().VolumeAttributesClasses(), PodClaims: h.PodClaims,
-		Events: h.Recorder("external-resizer " + h.Driver), Steps: h.Steps, NewQueue: h.NewQueue,
+		Events:     h.Recorder("external-resizer " + h.Driver),
 		RetryStart: h.Opts.RetryIntervalStart, RetryMax: h.Opts.RetryIntervalMax,
-		Tuning: h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults),
+		Work: hub.Work{Steps: h.Steps, NewQueue: h.NewQueue,
+			Tuning: h.Opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)},
 	}
 }

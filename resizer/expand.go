@@ -41,7 +41,7 @@ func newExpander(c *Controller, nodeOnly bool) *expander {
 
 func (e *expander) run(ctx context.Context) {
 	go e.slow.run(ctx)
-	hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", e.q, e.c.workers, e.sync)
+	hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", e.q, e.c.d.Workers, e.sync)
 }
 
 func (e *expander) forget(key string) {

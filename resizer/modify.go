@@ -47,7 +47,7 @@ func (m *modifier) run(ctx context.Context) {
 		}
 	}
 	go m.slow.run(ctx)
-	hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", m.q, m.c.workers, m.sync)
+	hub.RunWorkers(ctx, Name, "PersistentVolumeClaim", m.q, m.c.d.Workers, m.sync)
 }
 
 func (m *modifier) forget(key string) {

@@ -84,6 +84,6 @@ func provisionerDeps(h *hub.Hub) provisioner.Deps {
 	return provisioner.Deps{Driver: h.Driver, Caps: h.Conn.Caps, CSI: h.Conn.Controller(), Node: h.Conn.Node(), Kube: h.Kube,
 		RestConfig: h.RestConfig, Metrics: h.Metrics, PVCs: core.PersistentVolumeClaims(), PVs: core.PersistentVolumes(),
 		Classes: storage.StorageClasses(), Nodes: core.Nodes(), CSINodes: storage.CSINodes(), Capacities: storage.CSIStorageCapacities(),
-		VAsByPV: h.AttachmentsByPV, Snapshots: h.Snapshots, Recorder: h.Recorder, Steps: h.Steps, NewQueue: h.NewQueue,
-		RetryMax: h.Opts.RetryIntervalMax, Tuning: h.Opts.Tune(hub.Tuning{}, provisioner.Defaults)}
+		VAsByPV: h.AttachmentsByPV, Snapshots: h.Snapshots, Recorder: h.Recorder, RetryMax: h.Opts.RetryIntervalMax,
+		Work: hub.Work{Steps: h.Steps, NewQueue: h.NewQueue, Tuning: h.Opts.Tune(hub.Tuning{}, provisioner.Defaults)}}
 }

@@ -23,7 +23,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
-	"github.com/csi-hub/csi-hub/internal/steps"
 )
 
 // Name is the controller's name in logs, steps and --controllers.
@@ -33,8 +32,6 @@ const Name = "snapshotter"
 type Controller struct {
 	d        Deps
 	cfg      Config
-	workers  int
-	timeout  time.Duration
 	contents snaplisters.VolumeSnapshotContentLister
 	classes  snaplisters.VolumeSnapshotClassLister
 	queue    hub.Queue
@@ -61,14 +58,13 @@ type Deps struct {
 	// Snapshots is the shared snapshot API: client, informers, CRD wait.
 	Snapshots *hub.SnapshotAPI
 	// Events carry csi-snapshotter's source component, "csi-snapshotter <driver>".
-	Events   record.EventRecorder
-	Steps    *steps.Recorder
-	NewQueue func(name string) hub.Queue
+	Events record.EventRecorder
 	// RetryStart and RetryMax are --retry-interval-start and -max, which
 	// space the readiness polls.
 	RetryStart, RetryMax time.Duration
-	// Tuning is the resolved --snapshotter-worker-threads / --snapshotter-timeout.
-	Tuning hub.Tuning
+	// Work: the step recorder, the queues and the resolved
+	// --snapshotter-worker-threads / --snapshotter-timeout.
+	hub.Work
 }
 
 // New builds the snapshotter and registers its informer handlers. The driver
@@ -81,12 +77,10 @@ func New(_ context.Context, d Deps, cfg Config) (*Controller, error) {
 		d.Snapshots.PollInterval = cfg.CRDPollInterval
 	}
 	c := &Controller{
-		d:       d,
-		cfg:     cfg,
-		workers: d.Tuning.Workers,
-		timeout: d.Tuning.Timeout,
-		queue:   d.NewQueue("csi-snapshotter-content"), // the sidecar's queue names, for workqueue_* metrics
-		polls:   map[string]int{},
+		d:     d,
+		cfg:   cfg,
+		queue: d.NewQueue("csi-snapshotter-content"), // the sidecar's queue names, for workqueue_* metrics
+		polls: map[string]int{},
 	}
 	if d.GroupCSI != nil {
 		c.group = &groupPath{csi: d.GroupCSI, queue: d.NewQueue("csi-snapshotter-groupsnapshotcontent")}
@@ -125,9 +119,9 @@ func (c *Controller) Run(ctx context.Context) {
 		c.queue.ShutDown()
 		return
 	}
-	klog.InfoS("Starting snapshotter", "driver", c.d.Driver, "workers", c.workers, "timeout", c.timeout,
+	klog.InfoS("Starting snapshotter", "driver", c.d.Driver, "workers", c.d.Workers, "timeout", c.d.Timeout,
 		"snapshotNamePrefix", c.cfg.SnapshotNamePrefix, "extraCreateMetadata", c.cfg.extraCreateMetadata())
-	hub.RunWorkers(ctx, Name, "VolumeSnapshotContent", c.queue, c.workers, c.sync)
+	hub.RunWorkers(ctx, Name, "VolumeSnapshotContent", c.queue, c.d.Workers, c.sync)
 	klog.InfoS("Snapshotter stopped", "driver", c.d.Driver)
 }
 

@@ -55,7 +55,7 @@ func (c *Controller) createAndRecord(ctx context.Context, content *snapv1.Volume
 			return content, err
 		}
 	}
-	content, rsp, err := createMarked(ctx, c.single(), content, c.timeout, "CreateSnapshot", c.d.CSI.CreateSnapshot, req,
+	content, rsp, err := createMarked(ctx, c.single(), content, c.d.Timeout, "CreateSnapshot", c.d.CSI.CreateSnapshot, req,
 		"failed to take snapshot of the volume "+req.SourceVolumeId)
 	if err != nil {
 		return content, err
@@ -145,7 +145,7 @@ func (c *Controller) lookUpAndRecord(ctx context.Context, content *snapv1.Volume
 	if err != nil {
 		return content, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	rsp, err := c.d.CSI.ListSnapshots(cctx, &csi.ListSnapshotsRequest{SnapshotId: handle, Secrets: secrets})
 	if err != nil {

@@ -49,7 +49,7 @@ func (c *Controller) deleteBackendSnapshot(ctx context.Context, content *snapv1.
 		c.single().warn(content, ReasonDeleteError, "Failed to get snapshot credentials")
 		return content, fmt.Errorf("getting the snapshotter secret to delete snapshot %s of VolumeSnapshotContent %s: %w", handle, content.Name, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	if _, err := c.d.CSI.DeleteSnapshot(cctx, &csi.DeleteSnapshotRequest{SnapshotId: handle, Secrets: secrets}); err != nil {
 		c.single().warn(content, ReasonDeleteError, "Failed to delete snapshot")

@@ -32,7 +32,7 @@ type groupPath struct {
 // gets no group path, as the sidecar warns and does nothing for it.
 func (c *Controller) runGroups(ctx context.Context) {
 	defer c.group.queue.ShutDown()
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	rsp, err := c.group.csi.GroupControllerGetCapabilities(cctx, &csi.GroupControllerGetCapabilitiesRequest{})
 	cancel()
 	if err != nil {
@@ -53,9 +53,9 @@ func (c *Controller) runGroups(ctx context.Context) {
 		}
 		return
 	}
-	klog.InfoS("Starting group snapshotter", "driver", c.d.Driver, "workers", c.workers,
+	klog.InfoS("Starting group snapshotter", "driver", c.d.Driver, "workers", c.d.Workers,
 		"groupSnapshotNamePrefix", c.cfg.GroupSnapshotNamePrefix)
-	hub.RunWorkers(ctx, Name, groupKind, c.group.queue, c.workers, c.syncGroup)
+	hub.RunWorkers(ctx, Name, groupKind, c.group.queue, c.d.Workers, c.syncGroup)
 }
 
 // registerGroupInformers obtains the group informers from the shared factory;

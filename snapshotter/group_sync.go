@@ -115,7 +115,7 @@ func (c *Controller) createGroupAndRecord(ctx context.Context, content *groupv1.
 	if content, err = c.groups().setBeingCreated(ctx, content); err != nil {
 		return content, err
 	}
-	content, rsp, err := createMarked(ctx, c.groups(), content, c.timeout, "CreateVolumeGroupSnapshot", c.group.csi.CreateVolumeGroupSnapshot, req,
+	content, rsp, err := createMarked(ctx, c.groups(), content, c.d.Timeout, "CreateVolumeGroupSnapshot", c.group.csi.CreateVolumeGroupSnapshot, req,
 		fmt.Sprintf("failed to take group snapshot of the volumes %v", req.SourceVolumeIds))
 	if err != nil {
 		return content, err
@@ -206,7 +206,7 @@ func (c *Controller) getGroupAndRecord(ctx context.Context, content *groupv1.Vol
 			return content, err
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	rsp, err := c.group.csi.GetVolumeGroupSnapshot(cctx, &csi.GetVolumeGroupSnapshotRequest{GroupSnapshotId: handle, SnapshotIds: ids, Secrets: secrets})
 	if err != nil {
@@ -266,7 +266,7 @@ func (c *Controller) deleteBackendGroup(ctx context.Context, content *groupv1.Vo
 		c.groups().warn(content, ReasonGroupDeleteError, "Failed to delete group snapshot")
 		return content, fmt.Errorf("cannot delete group snapshot %s of VolumeGroupSnapshotContent %s: no member snapshots known", handle, content.Name)
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	if _, err := c.group.csi.DeleteVolumeGroupSnapshot(cctx, &csi.DeleteVolumeGroupSnapshotRequest{GroupSnapshotId: handle, SnapshotIds: ids, Secrets: secrets}); err != nil {
 		c.groups().warn(content, ReasonGroupDeleteError, "Failed to delete group snapshot")

@@ -117,11 +117,11 @@ func newUnitEnv(t *testing.T, cfg Config, objs ...runtime.Object) *unitEnv {
 	}
 	c, err := New(t.Context(), Deps{
 		Driver: testDriver, CSI: e.csi, ListSupported: true, Kube: e.kube,
-		Snapshots: hub.NewSnapshotAPI(e.snap, 0), Events: e.events, Steps: e.steps,
-		RetryStart: time.Second, RetryMax: 10 * time.Second, Tuning: Defaults,
-		NewQueue: func(string) hub.Queue {
+		Snapshots: hub.NewSnapshotAPI(e.snap, 0), Events: e.events,
+		RetryStart: time.Second, RetryMax: 10 * time.Second,
+		Work: hub.Work{Steps: e.steps, Tuning: Defaults, NewQueue: func(string) hub.Queue {
 			return workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
-		},
+		}},
 	}, cfg)
 	if err != nil {
 		t.Fatal(err)

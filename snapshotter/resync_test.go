@@ -52,11 +52,11 @@ func TestResyncPeriod(t *testing.T) {
 		cfg.ResyncPeriod = tc.resync
 		_, err := New(t.Context(), Deps{
 			Driver: testDriver, CSI: &fakeCSI{}, Kube: kubefake.NewClientset(), Snapshots: api,
-			Events: record.NewFakeRecorder(10), Steps: steps.NewRecorder(10),
-			RetryStart: time.Second, RetryMax: 10 * time.Second, Tuning: Defaults,
-			NewQueue: func(string) hub.Queue {
+			Events:     record.NewFakeRecorder(10),
+			RetryStart: time.Second, RetryMax: 10 * time.Second,
+			Work: hub.Work{Steps: steps.NewRecorder(10), Tuning: Defaults, NewQueue: func(string) hub.Queue {
 				return countingQueue{workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()), &adds}
-			},
+			}},
 		}, cfg)
 		if err != nil {
 			t.Fatal(err)

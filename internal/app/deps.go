@@ -24,6 +24,11 @@ func tune(h *hub.Hub, own cfgflag.Tuning, def hub.Tuning) hub.Tuning {
 	return h.Opts.Tune(hub.Tuning{Workers: own.WorkerThreads, Timeout: own.Timeout}, def)
 }
 
+// work is what a queue-driven controller runs its workers with.
+func work(h *hub.Hub, own cfgflag.Tuning, def hub.Tuning) hub.Work {
+	return hub.Work{Steps: h.Steps, NewQueue: h.NewQueue, Tuning: tune(h, own, def)}
+}
+
 // AttacherDeps is what the attacher uses of h.
 func AttacherDeps(h *hub.Hub, cfg attacher.Config) (attacher.Deps, error) {
 	byPV, err := h.AttachmentsByPV()
@@ -40,9 +45,7 @@ func AttacherDeps(h *hub.Hub, cfg attacher.Config) (attacher.Deps, error) {
 		CSINodes: h.Informers.Storage().V1().CSINodes(),
 		VAsByPV:  byPV,
 		Events:   h.Recorder("csi-attacher " + h.Driver), // external-attacher's event source
-		Steps:    h.Steps,
-		NewQueue: h.NewQueue,
-		Tuning:   tune(h, cfg.Tuning, attacher.Defaults),
+		Work:     work(h, cfg.Tuning, attacher.Defaults),
 	}, nil
 }
 
@@ -59,11 +62,9 @@ func ResizerDeps(h *hub.Hub, cfg resizer.Config) resizer.Deps {
 		VACs:       h.Informers.Storage().V1().VolumeAttributesClasses(),
 		PodClaims:  h.PodClaims,
 		Events:     h.Recorder("external-resizer " + h.Driver), // external-resizer's event source
-		Steps:      h.Steps,
-		NewQueue:   h.NewQueue,
 		RetryStart: h.Opts.RetryIntervalStart,
 		RetryMax:   h.Opts.RetryIntervalMax,
-		Tuning:     tune(h, cfg.Tuning, resizer.Defaults),
+		Work:       work(h, cfg.Tuning, resizer.Defaults),
 	}
 }
 
@@ -90,11 +91,9 @@ func SnapshotterDeps(h *hub.Hub, cfg snapshotter.Config) (snapshotter.Deps, erro
 		Kube:          h.Kube,
 		Snapshots:     api,
 		Events:        h.Recorder("csi-snapshotter " + h.Driver), // csi-snapshotter's event source
-		Steps:         h.Steps,
-		NewQueue:      h.NewQueue,
 		RetryStart:    h.Opts.RetryIntervalStart,
 		RetryMax:      h.Opts.RetryIntervalMax,
-		Tuning:        tune(h, cfg.Tuning, snapshotter.Defaults),
+		Work:          work(h, cfg.Tuning, snapshotter.Defaults),
 	}, nil
 }
 
@@ -135,9 +134,7 @@ func ProvisionerDeps(h *hub.Hub, cfg provisioner.Config) provisioner.Deps {
 		VAsByPV:    h.AttachmentsByPV,
 		Snapshots:  h.Snapshots,
 		Recorder:   h.Recorder,
-		Steps:      h.Steps,
-		NewQueue:   h.NewQueue,
 		RetryMax:   h.Opts.RetryIntervalMax,
-		Tuning:     tune(h, cfg.Tuning, provisioner.Defaults),
+		Work:       work(h, cfg.Tuning, provisioner.Defaults),
 	}
 }
