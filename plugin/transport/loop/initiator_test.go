@@ -60,17 +60,24 @@ func deviceSize(t *testing.T, dev string) int64 {
 	return sectors * 512
 }
 
-func TestInitiatorAttachDetachRoundTrip(t *testing.T) {
+// attachedVolume attaches a fresh 64 MiB volume id (root only) and returns
+// the initiator, its publish context and the device.
+func attachedVolume(t *testing.T, id string) (*Initiator, map[string]string, string) {
+	t.Helper()
 	requireRoot(t)
-	ctx := context.Background()
 	i := NewInitiator()
-	backing := newBackingFile(t, 64<<20)
-	pc := publishContext("vol-a", backing)
-
-	dev, err := i.Attach(ctx, "vol-a", pc)
+	pc := publishContext(id, newBackingFile(t, 64<<20))
+	dev, err := i.Attach(context.Background(), id, pc)
 	if err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
+	return i, pc, dev
+}
+
+func TestInitiatorAttachDetachRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	i, pc, dev := attachedVolume(t, "vol-a")
+	backing := pc[KeyBackingFile]
 	got, deleted, err := i.BackingFileOf(dev)
 	if err != nil || deleted || got != backing {
 		t.Fatalf("sysfs of %s says backing %q deleted=%v err=%v, want %q", dev, got, deleted, err, backing)
@@ -191,15 +198,8 @@ func TestInitiatorReadOnlyAndDeletedFile(t *testing.T) {
 // until the last close (the kernel's autoclear); Detach waits for that rather
 // than answering success while the device still reaches the volume's file.
 func TestDetachWaitsForAnotherOpener(t *testing.T) {
-	requireRoot(t)
 	ctx := context.Background()
-	i := NewInitiator()
-	backing := newBackingFile(t, 64<<20)
-	pc := publishContext("vol-held", backing)
-	dev, err := i.Attach(ctx, "vol-held", pc)
-	if err != nil {
-		t.Fatalf("Attach: %v", err)
-	}
+	i, pc, dev := attachedVolume(t, "vol-held")
 	held, err := os.Open(dev)
 	if err != nil {
 		t.Fatal(err)
