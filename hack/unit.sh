@@ -28,7 +28,7 @@ export CSI_HUB_UNIT=1 CSI_HUB_UNIT_SPAWN_LOG="${tmp}/spawns"
 # only to skip cost seconds each. CONTRIBUTING.md: unit tests go elsewhere.
 # make test runs them all.
 [[ $# -gt 0 ]] || set -- ./...
-mapfile -t pkgs < <("${GO}" list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}} {{.Name}}{{end}}' "$@" |
+mapfile -t pkgs < <("${GO}" list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}' "$@" |
 	grep -Ev '/integration |/test/(swap|bench|sanity) ')
 start=${SECONDS}
 
@@ -51,9 +51,8 @@ built=$((SECONDS - start))
 # time (more than the 2 cores: several tests mostly wait on a timeout, a
 # resync period or a helm subprocess).
 run_one() {
-	local pkg=$1 dir=$2 name=$3 bin t0 rc
-	bin="${UNIT_BIN}/$(basename "${pkg}").test"
-	[[ -x "${bin}" ]] || bin="${UNIT_BIN}/${name}.test"
+	local pkg=$1 dir=$2 bin t0 rc
+	bin="${UNIT_BIN}/$(basename "${pkg}").test" # go test -c's name for it
 	t0=${EPOCHREALTIME}
 	(cd "${dir}" && "${bin}" -test.short -test.timeout=5m -test.paniconexit0) >"${UNIT_TMP}/out/${pkg//\//_}" 2>&1
 	rc=$?

@@ -16,16 +16,16 @@ import (
 	"github.com/csi-hub/csi-hub/internal/edit"
 )
 
-// contentKind is what the single and the group path differ in when they
-// write a content: VolumeSnapshotContents and VolumeGroupSnapshotContents
-// follow the same object protocol (being-created mark, finalizer, status
-// error and Warning event), with other names.
 // contentObject is either kind of content.
 type contentObject interface {
 	metav1.Object
 	runtime.Object
 }
 
+// contentKind is what the single and the group path differ in when they
+// write a content: VolumeSnapshotContents and VolumeGroupSnapshotContents
+// follow the same object protocol (being-created mark, finalizer, status
+// error and Warning event), with other names.
 type contentKind[T contentObject] struct {
 	name         string // the kind, in errors
 	client       edit.Client[T]
