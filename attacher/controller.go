@@ -19,7 +19,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
-	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
@@ -29,10 +28,9 @@ const Name = "attacher"
 // Deps is what the attacher uses, built by internal/app (AttacherDeps) from
 // the hub's shared parts; unit tests build it from fakes.
 type Deps struct {
-	Driver string
-	// Caps are the driver's capabilities; they decide the attacher's mode.
-	Caps csiconn.Capabilities
-	CSI  csi.ControllerClient
+	// DriverConn: the driver's name, controller service and capabilities,
+	// which decide the attacher's mode (Node unused).
+	hub.DriverConn
 	Kube kubernetes.Interface
 	// VAs, PVs and CSINodes are the shared informers the attacher reads.
 	VAs      storageinformers.VolumeAttachmentInformer

@@ -45,14 +45,13 @@ func newUnitController(t *testing.T, publish bool, opts hub.Options, cfg Config,
 		t.Fatal(err)
 	}
 	c, err := New(t.Context(), Deps{
-		Driver:   unitDriver,
-		Caps:     caps,
-		Kube:     client,
-		VAs:      factory.Storage().V1().VolumeAttachments(),
-		PVs:      factory.Core().V1().PersistentVolumes(),
-		CSINodes: factory.Storage().V1().CSINodes(),
-		VAsByPV:  vaByPV,
-		Events:   record.NewFakeRecorder(100),
+		DriverConn: hub.DriverConn{Driver: unitDriver, Caps: caps},
+		Kube:       client,
+		VAs:        factory.Storage().V1().VolumeAttachments(),
+		PVs:        factory.Core().V1().PersistentVolumes(),
+		CSINodes:   factory.Storage().V1().CSINodes(),
+		VAsByPV:    vaByPV,
+		Events:     record.NewFakeRecorder(100),
 		Work: hub.Work{Steps: steps.NewRecorder(100), NewQueue: parts.NewQueue,
 			Tuning: opts.Tune(hub.Tuning{Workers: cfg.WorkerThreads, Timeout: cfg.Timeout}, Defaults)},
 	}, cfg)

@@ -300,7 +300,7 @@ func TestCheckAllTable(t *testing.T) {
 			}
 			driver := tc.driver
 			c, err := New(t.Context(), Deps{
-				Driver: tableDriver, Caps: tc.caps, CSI: driver, Kube: client,
+				DriverConn: hub.DriverConn{Driver: tableDriver, Caps: tc.caps, CSI: driver}, Kube: client,
 				PVs: factory.Core().V1().PersistentVolumes(), PVCs: factory.Core().V1().PersistentVolumeClaims(),
 				Events: rec, Tuning: hub.Tuning{Workers: 2, Timeout: timeout},
 			}, DefaultConfig())

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/container-storage-interface/spec/lib/go/csi"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -23,7 +22,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
-	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
@@ -42,10 +40,9 @@ const (
 // Deps is what the health monitor uses, built by internal/app
 // (HealthMonitorDeps) from the hub's shared parts.
 type Deps struct {
-	Driver string
-	// Caps decide how conditions are read (chooseMode).
-	Caps csiconn.Capabilities
-	CSI  csi.ControllerClient
+	// DriverConn: the driver's name, controller service and capabilities,
+	// which decide how conditions are read (chooseMode; Node unused).
+	hub.DriverConn
 	// Kube and Resync serve the monitor's own narrow watch of
 	// VolumeConditionAbnormal Warnings.
 	Kube   kubernetes.Interface

@@ -6,7 +6,7 @@ import "github.com/csi-hub/csi-hub/internal/hub"
 // which cannot import internal/app (it imports this package).
 func hubDeps(h *hub.Hub, cfg Config) Deps {
 	return Deps{
-		Driver: h.Driver, Caps: h.Conn.Caps, CSI: h.Conn.Controller(), Kube: h.Kube, Resync: h.Opts.Resync,
+		DriverConn: h.DriverConn(), Kube: h.Kube, Resync: h.Opts.Resync,
 		PVs: h.Informers.Core().V1().PersistentVolumes(), PVCs: h.Informers.Core().V1().PersistentVolumeClaims(),
 		Nodes: h.Informers.Core().V1().Nodes(), PodClaims: h.PodClaims,
 		Events: h.Recorder("csi-pv-monitor-controller-" + h.Driver),

@@ -24,7 +24,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
-	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/migration"
 	"github.com/csi-hub/csi-hub/provisioner/capacity"
@@ -37,11 +36,9 @@ const Name = "provisioner"
 // Deps is what the provisioner uses, built by internal/app (ProvisionerDeps)
 // from the hub's shared parts; unit tests build it from fakes.
 type Deps struct {
-	Driver string
-	Caps   csiconn.Capabilities
-	CSI    csi.ControllerClient
-	// Node answers NodeGetInfo with --node-deployment.
-	Node csi.NodeClient
+	// DriverConn: the driver's name, capabilities and controller service;
+	// its Node answers NodeGetInfo with --node-deployment.
+	hub.DriverConn
 	Kube kubernetes.Interface
 	// RestConfig makes the CSIStorageCapacity client with its own budget
 	// (--kube-api-capacity-qps/-burst).

@@ -188,10 +188,9 @@ func snapshotterDeps(h *hub.Hub) (snapshotter.Deps, error) {
 	if err != nil {
 		return snapshotter.Deps{}, err
 	}
-	d := snapshotter.Deps{Driver: h.Driver, CSI: h.Conn.Controller(), Kube: h.Kube, Snapshots: api,
-		ListSupported: h.Conn.Caps.Has(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS),
-		Events:        h.Recorder("csi-snapshotter " + h.Driver),
-		RetryStart:    h.Opts.RetryIntervalStart, RetryMax: h.Opts.RetryIntervalMax,
+	d := snapshotter.Deps{DriverConn: h.DriverConn(), Kube: h.Kube, Snapshots: api,
+		Events:     h.Recorder("csi-snapshotter " + h.Driver),
+		RetryStart: h.Opts.RetryIntervalStart, RetryMax: h.Opts.RetryIntervalMax,
 		Work: hub.Work{Steps: h.Steps, NewQueue: h.NewQueue, Tuning: h.Opts.Tune(hub.Tuning{}, snapshotter.Defaults)}}
 	if h.Conn.Caps.Plugin[csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE] {
 		d.GroupCSI = csi.NewGroupControllerClient(h.Conn.ClientConn)

@@ -7,7 +7,7 @@ import "github.com/csi-hub/csi-hub/internal/hub"
 func hubDeps(h *hub.Hub, cfg Config) Deps {
 	core, storage := h.Informers.Core().V1(), h.Informers.Storage().V1()
 	return Deps{
-		Driver: h.Driver, Caps: h.Conn.Caps, CSI: h.Conn.Controller(), Node: h.Conn.Node(), Kube: h.Kube,
+		DriverConn: h.DriverConn(), Kube: h.Kube,
 		RestConfig: h.RestConfig, Metrics: h.Metrics,
 		PVCs: core.PersistentVolumeClaims(), PVs: core.PersistentVolumes(), Classes: storage.StorageClasses(),
 		Nodes: core.Nodes(), CSINodes: storage.CSINodes(), Capacities: storage.CSIStorageCapacities(),

@@ -24,7 +24,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
-	"github.com/csi-hub/csi-hub/internal/csiconn"
 	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
@@ -34,12 +33,10 @@ const Name = "resizer"
 // Deps is what the resizer uses, built by internal/app (ResizerDeps) from the
 // hub's shared parts; unit tests build it from fakes.
 type Deps struct {
-	Driver string
-	Caps   csiconn.Capabilities
-	CSI    csi.ControllerClient
-	// Node answers NodeGetCapabilities: a driver without controller
+	// DriverConn: the driver's name, capabilities and controller service;
+	// its Node answers NodeGetCapabilities: a driver without controller
 	// EXPAND_VOLUME may expand on the node only.
-	Node csi.NodeClient
+	hub.DriverConn
 	// Kube writes claims and volumes, reads secrets and asks discovery
 	// whether VolumeAttributesClasses are served.
 	Kube kubernetes.Interface

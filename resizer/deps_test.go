@@ -6,7 +6,7 @@ import "github.com/csi-hub/csi-hub/internal/hub"
 // cannot import internal/app (it imports this package).
 func hubDeps(h *hub.Hub, cfg Config) Deps {
 	return Deps{
-		Driver: h.Driver, Caps: h.Conn.Caps, CSI: h.Conn.Controller(), Node: h.Conn.Node(), Kube: h.Kube,
+		DriverConn: h.DriverConn(), Kube: h.Kube,
 		PVCs: h.Informers.Core().V1().PersistentVolumeClaims(), PVs: h.Informers.Core().V1().PersistentVolumes(),
 		VACs: h.Informers.Storage().V1().VolumeAttributesClasses(), PodClaims: h.PodClaims,
 		Events:     h.Recorder("external-resizer " + h.Driver),

@@ -81,7 +81,7 @@ func TestWithProvisionerInOneHub(t *testing.T) {
 // imports this package).
 func provisionerDeps(h *hub.Hub) provisioner.Deps {
 	core, storage := h.Informers.Core().V1(), h.Informers.Storage().V1()
-	return provisioner.Deps{Driver: h.Driver, Caps: h.Conn.Caps, CSI: h.Conn.Controller(), Node: h.Conn.Node(), Kube: h.Kube,
+	return provisioner.Deps{DriverConn: h.DriverConn(), Kube: h.Kube,
 		RestConfig: h.RestConfig, Metrics: h.Metrics, PVCs: core.PersistentVolumeClaims(), PVs: core.PersistentVolumes(),
 		Classes: storage.StorageClasses(), Nodes: core.Nodes(), CSINodes: storage.CSINodes(), Capacities: storage.CSIStorageCapacities(),
 		VAsByPV: h.AttachmentsByPV, Snapshots: h.Snapshots, Recorder: h.Recorder, RetryMax: h.Opts.RetryIntervalMax,

@@ -49,12 +49,13 @@ type Controller struct {
 // Deps is what the snapshotter uses, built by internal/app (SnapshotterDeps)
 // from the hub's shared parts; unit tests build it from fakes.
 type Deps struct {
-	Driver string
-	CSI    csi.ControllerClient
+	// DriverConn: the driver's name, controller service and capabilities
+	// (LIST_SNAPSHOTS: whether a snapshot can be looked up by its handle;
+	// Node unused).
+	hub.DriverConn
 	// GroupCSI is set when the driver serves the GroupController service.
-	GroupCSI      csi.GroupControllerClient
-	ListSupported bool // the driver has LIST_SNAPSHOTS
-	Kube          kubernetes.Interface
+	GroupCSI csi.GroupControllerClient
+	Kube     kubernetes.Interface
 	// Snapshots is the shared snapshot API: client, informers, CRD wait.
 	Snapshots *hub.SnapshotAPI
 	// Events carry csi-snapshotter's source component, "csi-snapshotter <driver>".

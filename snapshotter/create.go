@@ -134,7 +134,7 @@ func (c *Controller) listAndRecord(ctx context.Context, content *snapv1.VolumeSn
 // asked, and the snapshot is taken as ready, as the sidecar does.
 func (c *Controller) lookUpAndRecord(ctx context.Context, content *snapv1.VolumeSnapshotContent, handle, field string,
 	secretRef func() (*v1.SecretReference, error)) (*snapv1.VolumeSnapshotContent, error) {
-	if !c.d.ListSupported {
+	if !c.d.Caps.Has(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS) {
 		return c.recordSnapshot(ctx, content, handle, &csi.Snapshot{SnapshotId: handle, ReadyToUse: true})
 	}
 	ref, err := secretRef()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/csi-hub/csi-hub/internal/hub"
 	"github.com/csi-hub/csi-hub/internal/steps"
+	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
 // fakeCSI is a scripted CSI controller for unit tests of the sync logic; the
@@ -116,8 +117,9 @@ func newUnitEnv(t *testing.T, cfg Config, objs ...runtime.Object) *unitEnv {
 		class:   cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 	}
 	c, err := New(t.Context(), Deps{
-		Driver: testDriver, CSI: e.csi, ListSupported: true, Kube: e.kube,
-		Snapshots: hub.NewSnapshotAPI(e.snap, 0), Events: e.events,
+		DriverConn: hub.DriverConn{Driver: testDriver, CSI: e.csi,
+			Caps: testutil.ControllerCaps(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS)},
+		Kube: e.kube, Snapshots: hub.NewSnapshotAPI(e.snap, 0), Events: e.events,
 		RetryStart: time.Second, RetryMax: 10 * time.Second,
 		Work: hub.Work{Steps: e.steps, Tuning: Defaults, NewQueue: func(string) hub.Queue {
 			return workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())

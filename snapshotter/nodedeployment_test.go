@@ -6,6 +6,8 @@ import (
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/csi-hub/csi-hub/internal/hub"
 )
 
 // With --node-deployment (NodeName set) only contents the snapshot-controller
@@ -24,7 +26,7 @@ func TestNodeDeploymentContentFilter(t *testing.T) {
 		want int
 	}{{"", 3}, {"n1", 1}} {
 		q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
-		c := &Controller{d: Deps{Driver: "d"}, cfg: Config{NodeName: tc.node}, queue: q}
+		c := &Controller{d: Deps{DriverConn: hub.DriverConn{Driver: "d"}}, cfg: Config{NodeName: tc.node}, queue: q}
 		c.enqueue(content("mine", "n1"))
 		c.enqueue(content("other", "n2"))
 		c.enqueue(content("unlabelled", ""))

@@ -51,7 +51,7 @@ func TestResyncPeriod(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.ResyncPeriod = tc.resync
 		_, err := New(t.Context(), Deps{
-			Driver: testDriver, CSI: &fakeCSI{}, Kube: kubefake.NewClientset(), Snapshots: api,
+			DriverConn: hub.DriverConn{Driver: testDriver, CSI: &fakeCSI{}}, Kube: kubefake.NewClientset(), Snapshots: api,
 			Events:     record.NewFakeRecorder(10),
 			RetryStart: time.Second, RetryMax: 10 * time.Second,
 			Work: hub.Work{Steps: steps.NewRecorder(10), Tuning: Defaults, NewQueue: func(string) hub.Queue {

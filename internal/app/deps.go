@@ -36,26 +36,21 @@ func AttacherDeps(h *hub.Hub, cfg attacher.Config) (attacher.Deps, error) {
 		return attacher.Deps{}, err
 	}
 	return attacher.Deps{
-		Driver:   h.Driver,
-		Caps:     h.Conn.Caps,
-		CSI:      h.Conn.Controller(),
-		Kube:     h.Kube,
-		VAs:      h.Informers.Storage().V1().VolumeAttachments(),
-		PVs:      h.Informers.Core().V1().PersistentVolumes(),
-		CSINodes: h.Informers.Storage().V1().CSINodes(),
-		VAsByPV:  byPV,
-		Events:   h.Recorder("csi-attacher " + h.Driver), // external-attacher's event source
-		Work:     work(h, cfg.Tuning, attacher.Defaults),
+		DriverConn: h.DriverConn(),
+		Kube:       h.Kube,
+		VAs:        h.Informers.Storage().V1().VolumeAttachments(),
+		PVs:        h.Informers.Core().V1().PersistentVolumes(),
+		CSINodes:   h.Informers.Storage().V1().CSINodes(),
+		VAsByPV:    byPV,
+		Events:     h.Recorder("csi-attacher " + h.Driver), // external-attacher's event source
+		Work:       work(h, cfg.Tuning, attacher.Defaults),
 	}, nil
 }
 
 // ResizerDeps is what the resizer uses of h.
 func ResizerDeps(h *hub.Hub, cfg resizer.Config) resizer.Deps {
 	return resizer.Deps{
-		Driver:     h.Driver,
-		Caps:       h.Conn.Caps,
-		CSI:        h.Conn.Controller(),
-		Node:       h.Conn.Node(),
+		DriverConn: h.DriverConn(),
 		Kube:       h.Kube,
 		PVCs:       h.Informers.Core().V1().PersistentVolumeClaims(),
 		PVs:        h.Informers.Core().V1().PersistentVolumes(),
@@ -84,33 +79,29 @@ func SnapshotterDeps(h *hub.Hub, cfg snapshotter.Config) (snapshotter.Deps, erro
 		groupCSI = csi.NewGroupControllerClient(h.Conn.ClientConn)
 	}
 	return snapshotter.Deps{
-		Driver:        h.Driver,
-		CSI:           h.Conn.Controller(),
-		GroupCSI:      groupCSI,
-		ListSupported: caps.Has(csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS),
-		Kube:          h.Kube,
-		Snapshots:     api,
-		Events:        h.Recorder("csi-snapshotter " + h.Driver), // csi-snapshotter's event source
-		RetryStart:    h.Opts.RetryIntervalStart,
-		RetryMax:      h.Opts.RetryIntervalMax,
-		Work:          work(h, cfg.Tuning, snapshotter.Defaults),
+		DriverConn: h.DriverConn(),
+		GroupCSI:   groupCSI,
+		Kube:       h.Kube,
+		Snapshots:  api,
+		Events:     h.Recorder("csi-snapshotter " + h.Driver), // csi-snapshotter's event source
+		RetryStart: h.Opts.RetryIntervalStart,
+		RetryMax:   h.Opts.RetryIntervalMax,
+		Work:       work(h, cfg.Tuning, snapshotter.Defaults),
 	}, nil
 }
 
 // HealthMonitorDeps is what the health monitor uses of h.
 func HealthMonitorDeps(h *hub.Hub, cfg healthmonitor.Config) healthmonitor.Deps {
 	return healthmonitor.Deps{
-		Driver:    h.Driver,
-		Caps:      h.Conn.Caps,
-		CSI:       h.Conn.Controller(),
-		Kube:      h.Kube,
-		Resync:    h.Opts.Resync,
-		PVs:       h.Informers.Core().V1().PersistentVolumes(),
-		PVCs:      h.Informers.Core().V1().PersistentVolumeClaims(),
-		Nodes:     h.Informers.Core().V1().Nodes(),
-		PodClaims: h.PodClaims,
-		Events:    h.Recorder("csi-pv-monitor-controller-" + h.Driver), // external-health-monitor's event source
-		Tuning:    tune(h, cfg.Tuning, healthmonitor.Defaults),
+		DriverConn: h.DriverConn(),
+		Kube:       h.Kube,
+		Resync:     h.Opts.Resync,
+		PVs:        h.Informers.Core().V1().PersistentVolumes(),
+		PVCs:       h.Informers.Core().V1().PersistentVolumeClaims(),
+		Nodes:      h.Informers.Core().V1().Nodes(),
+		PodClaims:  h.PodClaims,
+		Events:     h.Recorder("csi-pv-monitor-controller-" + h.Driver), // external-health-monitor's event source
+		Tuning:     tune(h, cfg.Tuning, healthmonitor.Defaults),
 	}
 }
 
@@ -118,10 +109,7 @@ func HealthMonitorDeps(h *hub.Hub, cfg healthmonitor.Config) healthmonitor.Deps 
 func ProvisionerDeps(h *hub.Hub, cfg provisioner.Config) provisioner.Deps {
 	core, storage := h.Informers.Core().V1(), h.Informers.Storage().V1()
 	return provisioner.Deps{
-		Driver:     h.Driver,
-		Caps:       h.Conn.Caps,
-		CSI:        h.Conn.Controller(),
-		Node:       h.Conn.Node(),
+		DriverConn: h.DriverConn(),
 		Kube:       h.Kube,
 		RestConfig: h.RestConfig,
 		Metrics:    h.Metrics,
