@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/checkout"
 	"github.com/csi-hub/csi-hub/test/cluster"
 )
 
@@ -21,21 +22,12 @@ import (
 func csiHubBinary(b testing.TB) string {
 	bin := os.Getenv("CSI_HUB_BENCH_BINARY")
 	if bin == "" {
-		bin = filepath.Join(repoRoot(b), "_output", "bin", "csi-hub")
+		bin = filepath.Join(checkout.Root(), "_output", "bin", "csi-hub")
 	}
 	if _, err := os.Stat(bin); err != nil {
 		b.Fatalf("csi-hub binary: %v (run `make build` first, or set CSI_HUB_BENCH_BINARY)", err)
 	}
 	return bin
-}
-
-// repoRoot is the module root: test/bench's parent's parent.
-func repoRoot(b testing.TB) string {
-	wd, err := os.Getwd()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return filepath.Dir(filepath.Dir(wd))
 }
 
 // sidecarBinary builds (once per machine, cached) the official sidecar

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/ from the chart")
@@ -23,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 var valueSets = []string{"default", "nvme", "external", "monitoring", "node-local"}
 
 func valuesFile(set string) string {
-	return filepath.Join(repoRoot(), "test", "chart", "testdata", set+".values.yaml")
+	return filepath.Join(checkout.Root(), "test", "chart", "testdata", set+".values.yaml")
 }
 
 func template(t *testing.T, args ...string) string {
@@ -65,7 +67,7 @@ func TestTemplateSnapshots(t *testing.T) {
 	for _, set := range valueSets {
 		t.Run(set, func(t *testing.T) {
 			got := template(t, "-f", valuesFile(set))
-			golden := filepath.Join(repoRoot(), "test", "chart", "testdata", set+".golden.yaml")
+			golden := filepath.Join(checkout.Root(), "test", "chart", "testdata", set+".golden.yaml")
 			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
@@ -91,7 +93,7 @@ func TestChartMatchesManifests(t *testing.T) {
 	for _, c := range []struct{ set, manifests string }{{"default", ""}, {"nvme", "nvme"}, {"node-local", "node-local"}} {
 		t.Run(c.set, func(t *testing.T) {
 			chart := byKey(t, decode(t, template(t, "-f", valuesFile(c.set))))
-			kust := byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(repoRoot(), "manifests", c.manifests))))
+			kust := byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(checkout.Root(), "manifests", c.manifests))))
 			delete(kust, "Namespace//csi-hub")
 			for k := range kust {
 				if _, ok := chart[k]; !ok {

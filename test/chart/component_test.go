@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
 // renderSwapped renders the upstream-shaped deployment of test/swap/testdata/classic
@@ -14,7 +16,7 @@ import (
 func renderSwapped(t *testing.T) (classic, swapped map[string]*unstructured.Unstructured) {
 	t.Helper()
 	k := kubectl(t)
-	classicDir := filepath.Join(repoRoot(), "test", "swap", "testdata", "classic")
+	classicDir := filepath.Join(checkout.Root(), "test", "swap", "testdata", "classic")
 	overlay := t.TempDir()
 	rel := func(p string) string {
 		r, err := filepath.Rel(overlay, p)
@@ -24,7 +26,7 @@ func renderSwapped(t *testing.T) (classic, swapped map[string]*unstructured.Unst
 		return r
 	}
 	kust := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- " + rel(classicDir) +
-		"\ncomponents:\n- " + rel(filepath.Join(repoRoot(), "manifests", "components", "replace-sidecars")) + "\n"
+		"\ncomponents:\n- " + rel(filepath.Join(checkout.Root(), "manifests", "components", "replace-sidecars")) + "\n"
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func TestReplaceSidecarsComponent(t *testing.T) {
 	}
 	// csi-hub's least-privilege role (the same as manifests/ grants) is bound to the
 	// driver's controller ServiceAccount; the sidecars' own roles stay.
-	manifests := byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(repoRoot(), "manifests"))))
+	manifests := byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(checkout.Root(), "manifests"))))
 	role := swapped["ClusterRole//csi-hub-controller"]
 	if role == nil {
 		t.Fatal("no ClusterRole csi-hub-controller after the swap")

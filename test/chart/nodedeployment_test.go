@@ -10,6 +10,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
 // nodeDeploymentKinds are the objects of --node-deployment: the DaemonSet and
@@ -29,7 +31,7 @@ var nodeDeploymentKeys = []string{
 func nodeDeploymentComponent(t *testing.T) map[string]*unstructured.Unstructured {
 	t.Helper()
 	overlay := t.TempDir()
-	rel, err := filepath.Rel(overlay, filepath.Join(repoRoot(), "manifests", "components", "node-deployment"))
+	rel, err := filepath.Rel(overlay, filepath.Join(checkout.Root(), "manifests", "components", "node-deployment"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +164,7 @@ func TestNodeDeployment(t *testing.T) {
 // chart renders exactly manifests/node-local/.)
 func TestNodeLocalCompanion(t *testing.T) {
 	render := map[string]map[string]*unstructured.Unstructured{
-		"manifests/node-local": byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(repoRoot(), "manifests", "node-local")))),
+		"manifests/node-local": byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(checkout.Root(), "manifests", "node-local")))),
 		"chart":                byKey(t, decode(t, template(t, "-f", valuesFile("node-local")))),
 	}
 	for name, objs := range render {

@@ -4,24 +4,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
-func chartDir() string { return filepath.Join(repoRoot(), "charts", "csi-hub") }
+func chartDir() string { return filepath.Join(checkout.Root(), "charts", "csi-hub") }
 
 // cachedTool returns the binary an ensure script built (asked with --bin-dir, so
 // nothing is built inside a test). A missing binary fails the test
 // in CI and skips it loudly elsewhere.
 func cachedTool(t *testing.T, script, name string) string {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(repoRoot(), "hack", script), "--bin-dir").Output()
+	out, err := exec.Command(filepath.Join(checkout.Root(), "hack", script), "--bin-dir").Output()
 	if err == nil {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		bin := filepath.Join(strings.TrimSpace(lines[len(lines)-1]), name)

@@ -7,11 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/checkout"
 	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
@@ -79,11 +79,6 @@ func subsetFocus() string {
 	return `External.Storage.*(` + strings.Join(subsetSpecs, "|") + `)`
 }
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
 var env struct {
 	skipReason string
 	tools      tools
@@ -108,7 +103,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "!!! test/conformance: SKIPPING:", env.skipReason)
 		return m.Run()
 	}
-	tl, err := findTools(repoRoot())
+	tl, err := findTools(checkout.Root())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test/conformance: FAIL:", err)
 		return 1
@@ -131,7 +126,7 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "test/conformance: cluster up in %.0fs\n", time.Since(start).Seconds())
 	}
 	// The [Disruptive] specs stop and start the kubelet over SSH.
-	key, sshErr := exec.Command(filepath.Join(repoRoot(), "hack", "cluster", "node-ssh.sh"), "up").Output()
+	key, sshErr := exec.Command(filepath.Join(checkout.Root(), "hack", "cluster", "node-ssh.sh"), "up").Output()
 	if sshErr != nil {
 		if exit, ok := sshErr.(*exec.ExitError); ok {
 			sshErr = fmt.Errorf("hack/cluster/node-ssh.sh up: %s", strings.TrimSpace(string(exit.Stderr)))
@@ -141,12 +136,12 @@ func run(m *testing.M) int {
 	}
 	env.limits = detectLimits(sshErr)
 	code := 1
-	if err := importE2EImages(repoRoot(), tl, os.Stderr); err != nil {
+	if err := importE2EImages(checkout.Root(), tl, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "test/conformance:", err)
 	} else {
 		code = m.Run()
 	}
-	_ = exec.Command(filepath.Join(repoRoot(), "hack", "cluster", "node-ssh.sh"), "down").Run()
+	_ = exec.Command(filepath.Join(checkout.Root(), "hack", "cluster", "node-ssh.sh"), "down").Run()
 	if !reuse {
 		if err := script("down.sh"); err != nil {
 			fmt.Fprintf(os.Stderr, "test/conformance: teardown failed: %v\n", err)
@@ -157,14 +152,14 @@ func run(m *testing.M) int {
 }
 
 func script(name string) error {
-	cmd := exec.Command(filepath.Join(repoRoot(), "hack", "cluster", name))
-	cmd.Dir = repoRoot()
+	cmd := exec.Command(filepath.Join(checkout.Root(), "hack", "cluster", name))
+	cmd.Dir = checkout.Root()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
 }
 
 func clusterUp() bool {
-	out, err := exec.Command(filepath.Join(repoRoot(), "hack", "ensure-k8s.sh"), "--bin-dir").Output()
+	out, err := exec.Command(filepath.Join(checkout.Root(), "hack", "ensure-k8s.sh"), "--bin-dir").Output()
 	if err != nil {
 		return false
 	}
@@ -204,7 +199,7 @@ func TestExternalStorage(t *testing.T) {
 	}
 	reportDir := os.Getenv("CSI_HUB_CONFORMANCE_DIR")
 	if reportDir == "" {
-		reportDir = filepath.Join(repoRoot(), "_output", "conformance", mode)
+		reportDir = filepath.Join(checkout.Root(), "_output", "conformance", mode)
 	}
 	deadline, ok := t.Deadline()
 	var total summary
@@ -218,7 +213,7 @@ func TestExternalStorage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := runPass(repoRoot(), env.tools, p, env.limits, env.sshKey, dir, timeout, teeIfVerbose(logFile))
+		s, err := runPass(checkout.Root(), env.tools, p, env.limits, env.sshKey, dir, timeout, teeIfVerbose(logFile))
 		logFile.Close()
 		var b strings.Builder
 		s.print(&b, p.name)

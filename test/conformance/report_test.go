@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
 // TestSummarize feeds a Ginkgo JSON report like e2e.test writes and checks the
@@ -79,7 +81,7 @@ func TestDriverFileOnlineExpansion(t *testing.T) {
 		{"testdriver.yaml", noCap, "onlineExpansion: false"},
 		{"testdriver-xfs.yaml", noCap, "onlineExpansion: true"},
 	} {
-		path, err := driverFile(repoRoot(), dir, tc.name, tc.limits)
+		path, err := driverFile(checkout.Root(), dir, tc.name, tc.limits)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,13 +5,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
 // Every file in manifests/examples/ is accepted by the API server as written
 // (server-side dry run: schema, defaulting and admission, nothing created).
 func testExamplesValid(t *testing.T) {
 	ns := newNamespace(t, "examples")
-	files, err := filepath.Glob(filepath.Join(repoRoot(), "manifests", "examples", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(checkout.Root(), "manifests", "examples", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples: %v", err)
 	}
@@ -33,7 +35,7 @@ func testExamplesValid(t *testing.T) {
 // itself is proven in the qemu VM, test/vm).
 func testNVMeVariantValid(t *testing.T) {
 	out, err := exec.Command(kubectlPath(t), "--kubeconfig", kubeconfigPath, "apply", "--dry-run=server",
-		"-k", filepath.Join(repoRoot(), "manifests", "nvme")).CombinedOutput()
+		"-k", filepath.Join(checkout.Root(), "manifests", "nvme")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl apply --dry-run=server -k manifests/nvme: %v\n%s", err, out)
 	}

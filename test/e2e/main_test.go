@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/csi-hub/csi-hub/internal/checkout"
 	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
@@ -37,11 +37,6 @@ var env struct {
 	kube       kubernetes.Interface
 	snap       snapclient.Interface
 	skipReason string
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
 // TestMain brings the cluster up with hack/cluster/up.sh (the same script as
@@ -113,8 +108,8 @@ func run(m *testing.M) int {
 }
 
 func script(name string) error {
-	cmd := exec.Command(filepath.Join(repoRoot(), "hack", "cluster", name))
-	cmd.Dir = repoRoot()
+	cmd := exec.Command(filepath.Join(checkout.Root(), "hack", "cluster", name))
+	cmd.Dir = checkout.Root()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
 }

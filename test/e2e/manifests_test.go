@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/csi-hub/csi-hub/internal/checkout"
 	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
@@ -27,7 +28,7 @@ import (
 // `kubectl apply -k` applies) and decodes every object.
 func renderManifests(t *testing.T, variant ...string) []*unstructured.Unstructured {
 	t.Helper()
-	dir := filepath.Join(append([]string{repoRoot(), "manifests"}, variant...)...)
+	dir := filepath.Join(append([]string{checkout.Root(), "manifests"}, variant...)...)
 	out, err := exec.Command(kubectlPath(t), "kustomize", dir).Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -327,7 +328,7 @@ func pluginFlags(t *testing.T) map[string]bool {
 	}
 	bin := filepath.Join(t.TempDir(), "csi-hub-plugin")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/csi-hub-plugin")
-	build.Dir = repoRoot()
+	build.Dir = checkout.Root()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

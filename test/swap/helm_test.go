@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
 func helmBin(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(repoRoot(), "hack", "ensure-helm.sh"), "--bin-dir").Output()
+	out, err := exec.Command(filepath.Join(checkout.Root(), "hack", "ensure-helm.sh"), "--bin-dir").Output()
 	if err != nil {
 		t.Fatalf("ensure-helm.sh --bin-dir: %v", err)
 	}
@@ -40,7 +42,7 @@ func helm(t *testing.T, args ...string) string {
 func TestHelmInstall(t *testing.T) {
 	needCluster(t)
 	ns := "helm-story"
-	helm(t, "install", "csi-hub", filepath.Join(repoRoot(), "charts", "csi-hub"),
+	helm(t, "install", "csi-hub", filepath.Join(checkout.Root(), "charts", "csi-hub"),
 		"--namespace", "csi-hub", "--create-namespace", "--wait", "--timeout", "4m",
 		"--set", "image.hub.repository=csi-hub.local/csi-hub", "--set", "image.hub.tag=dev",
 		"--set", "image.plugin.repository=csi-hub.local/csi-hub-plugin", "--set", "image.plugin.tag=dev")

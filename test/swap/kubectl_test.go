@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
 func kubectlBin(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(repoRoot(), "hack", "ensure-k8s.sh"), "--bin-dir").Output()
+	out, err := exec.Command(filepath.Join(checkout.Root(), "hack", "ensure-k8s.sh"), "--bin-dir").Output()
 	if err != nil {
 		t.Fatalf("ensure-k8s.sh --bin-dir: %v", err)
 	}

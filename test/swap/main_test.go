@@ -6,11 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/checkout"
 	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
@@ -35,11 +35,6 @@ var sidecarImages = []struct{ ref, sidecar, binary string }{
 }
 
 var skipReason string
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -89,8 +84,8 @@ func run(m *testing.M) int {
 }
 
 func script(name string, args ...string) error {
-	cmd := exec.Command(filepath.Join(repoRoot(), "hack", "cluster", name), args...)
-	cmd.Dir = repoRoot()
+	cmd := exec.Command(filepath.Join(checkout.Root(), "hack", "cluster", name), args...)
+	cmd.Dir = checkout.Root()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
 }
@@ -100,7 +95,7 @@ func script(name string, args ...string) error {
 func importSidecarImages() error {
 	var list []string
 	for _, s := range sidecarImages {
-		out, err := exec.Command(filepath.Join(repoRoot(), "hack", "ensure-sidecars.sh"), "--bin-dir", s.sidecar).Output()
+		out, err := exec.Command(filepath.Join(checkout.Root(), "hack", "ensure-sidecars.sh"), "--bin-dir", s.sidecar).Output()
 		if err != nil {
 			return fmt.Errorf("ensure-sidecars.sh --bin-dir %s: %w", s.sidecar, err)
 		}
@@ -116,7 +111,7 @@ func importSidecarImages() error {
 	}
 	defer os.RemoveAll(dir)
 	cmd := exec.Command("go", "run", "./hack/imagebuild", "-out", dir, "-prebuilt", strings.Join(list, ","))
-	cmd.Dir = repoRoot()
+	cmd.Dir = checkout.Root()
 	cmd.Stderr = os.Stderr
 	refs, err := cmd.Output()
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
 const poolDir = "/var/lib/csi-hub/pool"
@@ -15,7 +17,7 @@ const poolDir = "/var/lib/csi-hub/pool"
 func classicOverlay(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	root := repoRoot()
+	root := checkout.Root()
 	standins, err := os.ReadFile(filepath.Join(root, "test", "swap", "testdata", "standins.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +44,7 @@ kind: Kustomization
 resources:
 - `+rel(t, dir, classic)+`
 components:
-- `+rel(t, dir, filepath.Join(repoRoot(), "manifests", "components", "replace-sidecars"))+`
+- `+rel(t, dir, filepath.Join(checkout.Root(), "manifests", "components", "replace-sidecars"))+`
 images:
 - {name: ghcr.io/csi-hub/csi-hub, newName: csi-hub.local/csi-hub, newTag: dev}
 `, nil)

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/csi-hub/csi-hub/internal/checkout"
 	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
@@ -50,10 +51,7 @@ const (
 // since) fail the test: it must run what the tree says.
 func guestBinaries(t testing.TB) (plugin, agent string) {
 	t.Helper()
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := checkout.Root()
 	dir := filepath.Join(repo, "_output", "vm")
 	stamp, err := os.ReadFile(filepath.Join(dir, "stamp"))
 	if err != nil {
@@ -93,10 +91,7 @@ func hostsImage(t testing.TB) *Image {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		skip("qemu-system-x86_64 is not installed (make deps installs it as root)")
 	}
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := checkout.Root()
 	img, err := CachedImage(repo)
 	if err != nil {
 		skip(err.Error())

@@ -37,24 +37,6 @@ type Image struct {
 	Version string
 }
 
-// RepoRoot finds the module root above the working directory.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // ErrNoImage: `make test-deps` (hack/vm/build.sh) has not built the image
 // that matches the current build script.
 var ErrNoImage = errors.New("no current VM image in the cache: run `make test-deps` (hack/vm/build.sh) first")

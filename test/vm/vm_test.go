@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csi-hub/csi-hub/internal/checkout"
 	"github.com/csi-hub/csi-hub/internal/testutil"
 )
 
@@ -44,11 +45,7 @@ func setup(t testing.TB) (*Image, string) {
 			setupSkip = "qemu-system-x86_64 is not installed and this user cannot apt-get install it"
 			return
 		}
-		repo, err := RepoRoot()
-		if err != nil {
-			setupErr = err
-			return
-		}
+		repo := checkout.Root()
 		// `make test-deps` built the image (or found the machine cannot: build.sh exit 3).
 		img, err := CachedImage(repo)
 		if err != nil {
