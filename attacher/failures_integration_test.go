@@ -1,4 +1,4 @@
-package integration
+package attacher_test
 
 import (
 	"strings"
@@ -98,11 +98,12 @@ func TestDetachErrorRetriedThenCleared(t *testing.T) {
 	e.releasePV("data", pv)
 }
 
-// TestNodeIDFromCSINode: without the driver's entry in the node's CSINode
-// there is no node ID; the attach error says what is missing and nothing is
-// published (and the VolumeAttachment gets no finalizer). Once the node
-// plugin registers, the retry attaches.
-func TestNodeIDFromCSINode(t *testing.T) {
+// TestAttachWaitsForNodeRegistration: without the driver's entry in the
+// node's CSINode there is no node ID; the attach error says what is missing
+// and nothing is published (and the VolumeAttachment gets no finalizer). Once
+// the node plugin registers, the retry attaches. (TestNodeIDFromCSINode is
+// the unit test of the lookup.)
+func TestAttachWaitsForNodeRegistration(t *testing.T) {
 	e := newEnv(t, "nocsinode", fakedriver.Options{Attach: true})
 	e.startHub()
 	pv, _ := e.volume("data")

@@ -1,4 +1,4 @@
-package integration
+package attacher_test
 
 import (
 	"net/http"
