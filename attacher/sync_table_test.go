@@ -27,7 +27,7 @@ import (
 // external-attacher's pkg/controller tests: a fake clientset holding the
 // objects, a scripted CSI controller client, one syncVA call, then the API
 // requests, CSI calls, events and error compared with what is expected. The
-// real control plane tests in attacher/integration stay the proof of the
+// real control plane tests (*_integration_test.go) stay the proof of the
 // happy paths; these cover the failures a real driver or API server cannot
 // easily be made to produce on demand.
 

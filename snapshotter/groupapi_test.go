@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,7 +34,7 @@ func TestWaitGroupReadyWhenGroupCRDsAppear(t *testing.T) {
 	go func() {
 		done <- api.WaitGroupReady(ctx, func() error {
 			registered.Store(true)
-			api.Informers.Groupsnapshot().V1().VolumeGroupSnapshotContents().Informer()
+			fakeInformer(api, &groupv1.VolumeGroupSnapshotContent{})
 			return nil
 		})
 	}()

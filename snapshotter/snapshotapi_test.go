@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,7 +52,7 @@ func TestWaitReadyWhenCRDsAppear(t *testing.T) {
 	client := &switchableDiscovery{Clientset: snapfake.NewSimpleClientset()}
 	api := hub.NewSnapshotAPI(client, 0)
 	api.PollInterval = 20 * time.Millisecond
-	contents := api.Informers.Snapshot().V1().VolumeSnapshotContents().Informer()
+	contents := fakeInformer(api, &snapv1.VolumeSnapshotContent{})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

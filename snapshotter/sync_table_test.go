@@ -25,7 +25,7 @@ import (
 // The content sync's error paths, one sync each, in the style of
 // external-attacher's framework_test.go: objects in fake clientsets, a
 // scripted driver, then the API requests, CSI calls, events and error
-// compared with the case's. The integration tests (snapshotter/integration)
+// compared with the case's. The integration tests (*_integration_test.go)
 // are the proof against a real snapshot-controller; these cover what a real
 // driver and API server cannot be made to do on demand.
 func TestSyncErrorPaths(t *testing.T) {

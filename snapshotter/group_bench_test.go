@@ -1,4 +1,4 @@
-package integration
+package snapshotter_test
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 // group for create and delete, and the seconds until a deleted group's
 // content is gone.
 //
-//	go test ./snapshotter/integration/ -run XXX -bench GroupSnapshot -benchtime 5x
+//	go test ./snapshotter/ -run XXX -bench GroupSnapshot -benchtime 5x
 func BenchmarkGroupSnapshot(b *testing.B) {
 	for _, n := range []int{3, 10} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) { benchGroup(b, n) })

@@ -1,4 +1,4 @@
-package integration
+package snapshotter_test
 
 import (
 	"net/http"
@@ -41,6 +41,13 @@ func (w *watchCounter) informers(resource string) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return max(w.streaming[resource], w.plain[resource])
+}
+
+// streams is how many watches of resource asked for a streaming list.
+func (w *watchCounter) streams(resource string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.streaming[resource]
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -1,4 +1,4 @@
-package integration
+package snapshotter_test
 
 import (
 	"fmt"
@@ -22,7 +22,7 @@ import (
 // Kubernetes writes and CSI calls per snapshot. The snapshot-controller's own
 // work is included in the times (it is part of what a user waits for).
 //
-//	go test ./snapshotter/integration/ -run XXX -bench SnapshotLifecycle -benchtime 50x
+//	go test ./snapshotter/ -run XXX -bench SnapshotLifecycle -benchtime 50x
 func BenchmarkSnapshotLifecycle(b *testing.B) {
 	e := newEnv(b, cluster.Shared(b), "bench", fakedriver.Options{})
 	e.startHub(testConfig())

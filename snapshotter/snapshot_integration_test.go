@@ -1,4 +1,4 @@
-package integration
+package snapshotter_test
 
 import (
 	"maps"
@@ -167,10 +167,11 @@ func TestPollsUntilReady(t *testing.T) {
 	}
 }
 
-// TestPreProvisioned: a content naming an existing backend snapshot gets its
-// status from ListSnapshots, binds to its VolumeSnapshot, and (policy
-// Delete) takes the backend snapshot with it.
-func TestPreProvisioned(t *testing.T) {
+// TestPreProvisionedLifecycle: a content naming an existing backend snapshot
+// gets its status from ListSnapshots, binds to its VolumeSnapshot, and
+// (policy Delete) takes the backend snapshot with it. (TestPreProvisioned is
+// the unit test of the sync.)
+func TestPreProvisionedLifecycle(t *testing.T) {
 	e := newEnv(t, cluster.Shared(t), "pre", fakedriver.Options{})
 	e.startHub(testConfig())
 	id, err := e.driver.AddSnapshot(fakedriver.Snapshot{SourceVolumeID: "elsewhere", SizeBytes: 2 << 30, ReadyToUse: true})

@@ -1,4 +1,4 @@
-package integration
+package snapshotter_test
 
 import (
 	"sync/atomic"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	clientfeatures "k8s.io/client-go/features"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/csi-hub/csi-hub/internal/hub"
@@ -43,9 +44,15 @@ func TestOneWatchPerResource(t *testing.T) {
 	e.poll(10*time.Second, "the second consumer to see the objects", func() (bool, error) {
 		return sawContents.Load() > 0 && sawSnapshots.Load() > 0, nil
 	})
+	// The hub's informers run with client-go's own WatchListClient setting
+	// (see gates in main_test.go): on, as by default, they stream their lists.
+	streaming := clientfeatures.FeatureGates().Enabled(clientfeatures.WatchListClient)
 	for _, r := range []string{"volumesnapshotcontents", "volumesnapshotclasses", "volumesnapshots"} {
 		if n := watches.informers(r); n != 1 {
 			t.Errorf("%s watched by %d informers of the hub, want 1", r, n)
+		}
+		if n := watches.streams(r); streaming != (n > 0) {
+			t.Errorf("%s: %d streaming lists with WatchListClient=%v", r, n, streaming)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package integration
+package snapshotter_test
 
 import (
 	"path/filepath"
