@@ -67,7 +67,6 @@ func newEnv(t testing.TB, c *cluster.Cluster, prefix string, opts fakedriver.Opt
 // newBareEnv has a namespace and clients but no driver yet.
 func newBareEnv(t testing.TB, c *cluster.Cluster, prefix string) *env {
 	t.Helper()
-	realAPI(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
 	snaps, err := snapclient.NewForConfig(c.RESTConfig())

@@ -47,6 +47,8 @@ func TestResyncPeriod(t *testing.T) {
 			Spec: snapv1.VolumeSnapshotContentSpec{Driver: testDriver}}
 		snap := snapfake.NewSimpleClientset(content)
 		api := hub.NewSnapshotAPI(snap, time.Second)
+		fakeInformer(api, &snapv1.VolumeSnapshotContent{})
+		fakeInformer(api, &snapv1.VolumeSnapshotClass{})
 		var adds atomic.Int32
 		cfg := DefaultConfig()
 		cfg.ResyncPeriod = tc.resync
