@@ -43,34 +43,44 @@ func TestResyncPeriod(t *testing.T) {
 		{resync: time.Second, wait: 3500 * time.Millisecond, atLeast: 3, atMost: 10},
 		{resync: 0, wait: 2 * time.Second, atLeast: 1, atMost: 1},
 	} {
-		content := &snapv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: "c1"},
-			Spec: snapv1.VolumeSnapshotContentSpec{Driver: testDriver}}
-		snap := snapfake.NewSimpleClientset(content)
-		api := hub.NewSnapshotAPI(snap, time.Second)
-		fakeInformer(api, &snapv1.VolumeSnapshotContent{})
-		fakeInformer(api, &snapv1.VolumeSnapshotClass{})
-		var adds atomic.Int32
-		cfg := DefaultConfig()
-		cfg.ResyncPeriod = tc.resync
-		_, err := New(t.Context(), Deps{
-			DriverConn: hub.DriverConn{Driver: testDriver, CSI: &fakeCSI{}}, Kube: kubefake.NewClientset(), Snapshots: api,
-			Events:     record.NewFakeRecorder(10),
-			RetryStart: time.Second, RetryMax: 10 * time.Second,
-			Work: hub.Work{Steps: steps.NewRecorder(10), Tuning: Defaults, NewQueue: func(string) hub.Queue {
-				return countingQueue{workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()), &adds}
-			}},
-		}, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		api.Informers.Start(ctx.Done())
-		api.Informers.WaitForCacheSync(ctx.Done())
-		time.Sleep(tc.wait)
-		cancel()
-		api.Informers.Shutdown()
-		if n := adds.Load(); n < tc.atLeast || n > tc.atMost {
-			t.Errorf("--resync-period=%s: content queued %d times in %s, want %d..%d", tc.resync, n, tc.wait, tc.atLeast, tc.atMost)
-		}
+		// Each case mostly waits: run them side by side.
+		t.Run(tc.resync.String(), func(t *testing.T) {
+			t.Parallel()
+			resyncCase(t, tc.resync, tc.wait, tc.atLeast, tc.atMost)
+		})
+	}
+}
+
+// resyncCase runs a snapshotter with --resync-period=resync over one content
+// for wait and checks how often the content was queued.
+func resyncCase(t *testing.T, resync, wait time.Duration, atLeast, atMost int32) {
+	content := &snapv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: "c1"},
+		Spec: snapv1.VolumeSnapshotContentSpec{Driver: testDriver}}
+	snap := snapfake.NewSimpleClientset(content)
+	api := hub.NewSnapshotAPI(snap, time.Second)
+	fakeInformer(api, &snapv1.VolumeSnapshotContent{})
+	fakeInformer(api, &snapv1.VolumeSnapshotClass{})
+	var adds atomic.Int32
+	cfg := DefaultConfig()
+	cfg.ResyncPeriod = resync
+	_, err := New(t.Context(), Deps{
+		DriverConn: hub.DriverConn{Driver: testDriver, CSI: &fakeCSI{}}, Kube: kubefake.NewClientset(), Snapshots: api,
+		Events:     record.NewFakeRecorder(10),
+		RetryStart: time.Second, RetryMax: 10 * time.Second,
+		Work: hub.Work{Steps: steps.NewRecorder(10), Tuning: Defaults, NewQueue: func(string) hub.Queue {
+			return countingQueue{workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()), &adds}
+		}},
+	}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	api.Informers.Start(ctx.Done())
+	api.Informers.WaitForCacheSync(ctx.Done())
+	time.Sleep(wait)
+	cancel()
+	api.Informers.Shutdown()
+	if n := adds.Load(); n < atLeast || n > atMost {
+		t.Errorf("--resync-period=%s: content queued %d times in %s, want %d..%d", resync, n, wait, atLeast, atMost)
 	}
 }
