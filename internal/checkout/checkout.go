@@ -3,26 +3,37 @@
 package checkout
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 )
 
-// Root is the csi-hub checkout: the nearest directory at or above the
+// Find is the csi-hub checkout: the nearest directory at or above the
 // working directory that holds go.mod (go test runs a test binary in its
-// package's directory). It does not use the source file's path from
+// package's directory; only this module can import an internal package, so
+// the go.mod found is csi-hub's). It does not use the source file's path from
 // runtime.Caller, which make unit's -trimpath turns into an import path.
-// It panics outside a checkout: no test can run there.
-func Root() string {
+func Find() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		panic("checkout.Root: " + err.Error())
+		return "", fmt.Errorf("finding the csi-hub checkout: %w", err)
 	}
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
+			return d, nil
 		}
 		if d == filepath.Dir(d) {
-			panic("checkout.Root: no go.mod at or above " + dir)
+			return "", fmt.Errorf("no csi-hub checkout (go.mod) at or above %s", dir)
 		}
 	}
+}
+
+// Root is Find for a test, which cannot run outside a checkout: it panics
+// there.
+func Root() string {
+	root, err := Find()
+	if err != nil {
+		panic("checkout.Root: " + err.Error())
+	}
+	return root
 }

@@ -7,8 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
+
+	"github.com/csi-hub/csi-hub/internal/checkout"
 )
 
 // ErrPrerequisite marks start-up failures caused by the machine rather than by
@@ -61,7 +62,7 @@ func snapshotDir(logf func(string, ...any)) (string, error) {
 // runEnsureScript runs a hack/ensure-*.sh script; by their convention the last
 // line of standard output is the directory they filled.
 func runEnsureScript(logf func(string, ...any), script string, args ...string) (string, error) {
-	root, err := repoRoot()
+	root, err := checkout.Find()
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrPrerequisite, err)
 	}
@@ -81,30 +82,6 @@ func runEnsureScript(logf func(string, ...any), script string, args ...string) (
 		return "", fmt.Errorf("%s printed %q, not a directory", script, dir)
 	}
 	return dir, nil
-}
-
-// repoRoot finds the csi-hub checkout: from this source file's location when
-// available, else by walking up from the working directory (go test runs in
-// the package directory).
-func repoRoot() (string, error) {
-	var starts []string
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		starts = append(starts, filepath.Dir(file))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	for _, dir := range starts {
-		for d := dir; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "hack", "ensure-k8s.sh")); err == nil {
-				return d, nil
-			}
-			if d == filepath.Dir(d) {
-				break
-			}
-		}
-	}
-	return "", fmt.Errorf("cannot find the csi-hub repository (hack/ensure-k8s.sh) above %v", starts)
 }
 
 // tail returns the last n lines of s.
