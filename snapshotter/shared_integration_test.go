@@ -45,7 +45,8 @@ func TestOneWatchPerResource(t *testing.T) {
 		return sawContents.Load() > 0 && sawSnapshots.Load() > 0, nil
 	})
 	// The hub's informers run with client-go's own WatchListClient setting
-	// (see gates in main_test.go): on, as by default, they stream their lists.
+	// (nothing in the test binary overrides it): on, as by default, they
+	// stream their lists.
 	streaming := clientfeatures.FeatureGates().Enabled(clientfeatures.WatchListClient)
 	for _, r := range []string{"volumesnapshotcontents", "volumesnapshotclasses", "volumesnapshots"} {
 		if n := watches.informers(r); n != 1 {
