@@ -207,6 +207,7 @@ func noMembers(t *testing.T, d *plugintest.Driver) {
 // copy attempt is forced to see a round land between its first and second
 // member copies, which a copy without the check would keep.
 func TestGroupSnapshotOnePointInTime(t *testing.T) {
+	t.Parallel() // it mostly sleeps between rounds; its driver is its own
 	var mu sync.Mutex
 	var round uint64
 	var paths []string

@@ -17,11 +17,13 @@ import (
 // side and keep their own data.
 func TestStageVolumeAndItsCopyOnOneNode(t *testing.T) {
 	requireRootNode(t)
+	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
 	for _, fs := range []struct {
 		fsType string
 		size   int64
 	}{{"xfs", 320 << 20}, {"ext4", 64 << 20}} {
 		t.Run(fs.fsType, func(t *testing.T) {
+			t.Parallel()
 			e := newNodeEnv(t)
 			vc := mountCap(fs.fsType, snw)
 			src := e.newVolume("vol-src", fs.size)

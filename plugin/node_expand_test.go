@@ -23,8 +23,10 @@ import (
 // between stage and publish.
 func TestNodeExpandGrowsFilesystem(t *testing.T) {
 	requireRootNode(t)
+	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
 	for _, fsType := range []string{"ext4", "xfs"} {
 		t.Run(fsType, func(t *testing.T) {
+			t.Parallel()
 			e := newNodeEnv(t)
 			id := "vol-grow-" + fsType
 			const before, after = 320 << 20, 640 << 20
@@ -83,8 +85,10 @@ func TestNodeExpandGrowsFilesystem(t *testing.T) {
 // has nothing left to do and succeeds.
 func TestNodeStageGrowsExpandedVolume(t *testing.T) {
 	requireRootNode(t)
+	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
 	for _, fsType := range []string{"ext4", "xfs"} {
 		t.Run(fsType, func(t *testing.T) {
+			t.Parallel()
 			e := newNodeEnv(t)
 			id := "vol-regrow-" + fsType
 			const before, after = 320 << 20, 640 << 20
@@ -137,6 +141,7 @@ func hasCapSysResource(t *testing.T) bool {
 // device made for a publish) takes the new size.
 func TestNodeExpandBlock(t *testing.T) {
 	requireRootNode(t)
+	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
 	e := newNodeEnv(t)
 	pc := e.newVolume("vol-grow-blk", 32<<20)
 	staging, rw, ro := e.path("staging"), e.path("rw"), e.path("ro")
@@ -171,6 +176,7 @@ func TestNodeExpandBlock(t *testing.T) {
 // abnormal, and unpublish/unstage still clean up.
 func TestNodeHealthWhenDeviceGoes(t *testing.T) {
 	requireRootNode(t)
+	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
 	e := newNodeEnv(t)
 	ctx := context.Background()
 	type vol struct {

@@ -61,6 +61,8 @@ func healthz(addr string) (int, string) {
 // liveness probe, and a failed registration that must end the process with
 // a non-zero exit so that the kubelet restarts the container.
 func TestNodeMode(t *testing.T) {
+	t.Parallel() // beside the timeout test: each has its own driver, directory and ports
+
 	dir, err := os.MkdirTemp("", "hub-node-") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)

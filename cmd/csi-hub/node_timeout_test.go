@@ -38,24 +38,13 @@ func (h *hungIdentity) GetPluginInfo(ctx context.Context, _ *csi.GetPluginInfoRe
 // --timeout (not before, not much after) with a message naming the call and
 // the flag, so the kubelet restarts the container, instead of waiting forever.
 func TestNodeModeTimeoutOnHungDriver(t *testing.T) {
-	dir, err := os.MkdirTemp("", "hub-hung-") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "csi.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	hung := &hungIdentity{calls: make(chan struct{}, 1)}
-	csi.RegisterIdentityServer(srv, hung)
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
-
-	for _, timeout := range []time.Duration{time.Second, 4 * time.Second} {
+	t.Parallel()
+	// Two values show the exit follows the flag; they run side by side, each
+	// against its own hung driver.
+	for _, timeout := range []time.Duration{500 * time.Millisecond, 2 * time.Second} {
 		t.Run(fmt.Sprintf("timeout=%v", timeout), func(t *testing.T) {
+			t.Parallel()
+			dir, sock, hung := startHungDriver(t)
 			cmd := exec.Command(os.Args[0], "--mode=node", "--csi-address="+sock,
 				"--kubelet-registration-path="+filepath.Join(dir, "host", "csi.sock"),
 				"--plugin-registration-path="+filepath.Join(dir, "registry"),
@@ -100,4 +89,25 @@ func TestNodeModeTimeoutOnHungDriver(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startHungDriver serves hungIdentity on a socket in a new short directory
+// (unix socket paths are limited).
+func startHungDriver(t *testing.T) (dir, sock string, hung *hungIdentity) {
+	dir, err := os.MkdirTemp("", "hub-hung-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock = filepath.Join(dir, "csi.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hung = &hungIdentity{calls: make(chan struct{}, 1)}
+	csi.RegisterIdentityServer(srv, hung)
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	return dir, sock, hung
 }

@@ -35,8 +35,10 @@ func template(t *testing.T, args ...string) string {
 }
 
 func TestLint(t *testing.T) {
+	t.Parallel() // helm and kubectl only read the chart and manifests
 	for _, set := range valueSets {
 		t.Run(set, func(t *testing.T) {
+			t.Parallel()
 			out := run(t, helm(t), "lint", "--strict", chartDir(), "-f", valuesFile(set))
 			if !strings.Contains(out, "1 chart(s) linted, 0 chart(s) failed") {
 				t.Fatalf("helm lint: %s", out)
@@ -47,6 +49,7 @@ func TestLint(t *testing.T) {
 
 // Values the chart cannot honour fail the install with a message naming the value.
 func TestBadValuesRefused(t *testing.T) {
+	t.Parallel() // helm and kubectl only read the chart and manifests
 	for _, c := range []struct {
 		args []string
 		want string
@@ -64,8 +67,10 @@ func TestBadValuesRefused(t *testing.T) {
 }
 
 func TestTemplateSnapshots(t *testing.T) {
+	t.Parallel() // helm and kubectl only read the chart and manifests
 	for _, set := range valueSets {
 		t.Run(set, func(t *testing.T) {
+			t.Parallel()
 			got := template(t, "-f", valuesFile(set))
 			golden := filepath.Join(checkout.Root(), "test", "chart", "testdata", set+".golden.yaml")
 			if *update {
@@ -90,8 +95,10 @@ func TestTemplateSnapshots(t *testing.T) {
 // companion driver node-local) what manifests/node-local/ does (apart from the
 // Namespace, which Helm leaves to --create-namespace).
 func TestChartMatchesManifests(t *testing.T) {
+	t.Parallel() // helm and kubectl only read the chart and manifests
 	for _, c := range []struct{ set, manifests string }{{"default", ""}, {"nvme", "nvme"}, {"node-local", "node-local"}} {
 		t.Run(c.set, func(t *testing.T) {
+			t.Parallel()
 			chart := byKey(t, decode(t, template(t, "-f", valuesFile(c.set))))
 			kust := byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(checkout.Root(), "manifests", c.manifests))))
 			delete(kust, "Namespace//csi-hub")
