@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	"github.com/csi-hub/csi-hub/plugin/transport"
@@ -123,14 +124,15 @@ func (i *Initiator) DetachDevice(ctx context.Context, volumeID string, publishCo
 	if err != nil {
 		return err
 	}
-	got, _, err := i.backingFileOf(devicePath)
+	id := idOf(backing)
+	got, held, _, err := i.holds(devicePath, backing, id)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if got != backing {
+	if !held {
 		return fmt.Errorf("%w: refusing to detach %s: backed by %q, volume %s is %q", ErrWrongDevice, devicePath, got, volumeID, backing)
 	}
 	return i.detach(ctx, devicePath, backing)
@@ -154,9 +156,10 @@ func (i *Initiator) detach(ctx context.Context, dev, backing string) error {
 		return err
 	}
 	deadline := time.Now().Add(detachSettle)
+	id := idOf(backing)
 	for {
-		got, _, err := i.backingFileOf(dev)
-		if err != nil || got != backing {
+		_, held, _, err := i.holds(dev, backing, id)
+		if err != nil || !held {
 			return nil // unbound (or already bound to another volume's file)
 		}
 		if time.Now().After(deadline) {
@@ -254,20 +257,72 @@ func (i *Initiator) devicesOf(backing string) ([]loopDevice, error) {
 	if err != nil {
 		return nil, err
 	}
+	id := idOf(backing)
 	var devs []loopDevice
 	for _, e := range entries {
 		dev := "/dev/" + filepath.Base(e)
-		got, deleted, err := i.backingFileOf(dev)
-		if err != nil {
-			continue // unbound or vanished meanwhile
-		}
-		if got != backing {
-			continue
+		_, held, deleted, err := i.holds(dev, backing, id)
+		if err != nil || !held {
+			continue // unbound, vanished meanwhile, or another file's
 		}
 		ro, _ := os.ReadFile(filepath.Join(e, "ro"))
 		devs = append(devs, loopDevice{path: dev, readOnly: strings.TrimSpace(string(ro)) == "1", deleted: deleted})
 	}
 	return devs, nil
+}
+
+// holds reports whether dev is bound to backing, whose identity is id (nil
+// when backing does not exist); got is the path sysfs names. sysfs names the
+// file as it was reached in the mount namespace of whoever bound the device.
+// A device bound by an earlier plugin container, whose mounts went with it,
+// names a path relative to the vanished mount ("/vol-x.img"), so a device
+// whose path differs is compared by device and inode number as well: without
+// that, a restarted node plugin would not find the devices of volumes staged
+// before it (health "DeviceGone", a second device on restage, a leaked one
+// on unstage).
+func (i *Initiator) holds(dev, backing string, id *fileID) (got string, held, deleted bool, err error) {
+	got, deleted, err = i.backingFileOf(dev)
+	if err != nil {
+		return "", false, false, err
+	}
+	if got == backing {
+		return got, true, deleted, nil
+	}
+	if id == nil || deleted {
+		return got, false, false, nil
+	}
+	bound, err := boundFileID(dev)
+	if err != nil {
+		return got, false, false, nil // unbound or gone meanwhile
+	}
+	return got, bound == *id, false, nil
+}
+
+// fileID identifies a file by the device and inode numbers the kernel keeps
+// for a loop device's backing file (LOOP_GET_STATUS64).
+type fileID struct{ dev, ino uint64 }
+
+// idOf returns path's identity, nil when it cannot be read (deleted, say).
+func idOf(path string) *fileID {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil
+	}
+	return &fileID{dev: st.Dev, ino: st.Ino}
+}
+
+// boundFileID returns the identity of the file loop device dev is bound to.
+func boundFileID(dev string) (fileID, error) {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return fileID{}, err
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlLoopGetStatus64(fd)
+	if err != nil {
+		return fileID{}, err
+	}
+	return fileID{dev: info.Device, ino: info.Inode}, nil
 }
 
 // backingFileOf returns the file bound to a loop device according to sysfs

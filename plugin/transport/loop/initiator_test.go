@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -228,5 +229,60 @@ func TestDetachWaitsForAnotherOpener(t *testing.T) {
 	}
 	if cur, err := i.Device(ctx, "vol-held", pc); err != nil || cur != "" {
 		t.Fatalf("Device right after Detach = %q, %v; want none", cur, err)
+	}
+}
+
+// A device bound by an earlier plugin container names its file by a path of
+// that container's mounts; once they are gone, sysfs shows the path relative
+// to the vanished mount ("/vol.img"). The initiator still knows the device
+// as the volume's: Device finds it, Attach reuses it, DetachDevice and Detach
+// free it. Reproduced with a mount namespace that binds the volume's
+// directory elsewhere and exits after losetup.
+func TestInitiatorFindsDeviceBoundInAVanishedMount(t *testing.T) {
+	requireRoot(t)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatalf("unshare (util-linux, beside losetup) is missing: %v", err)
+	}
+	ctx := context.Background()
+	i := NewInitiator()
+	backing := newBackingFile(t, 16<<20)
+	pc := publishContext("vol-ns", backing)
+	inner := t.TempDir()
+	script := `mount --make-rprivate / && mount --bind "$1" "$2" && losetup --find --show "$2/vol.img"`
+	out, err := exec.Command(unshare, "--mount", "sh", "-c", script, "sh", filepath.Dir(backing), inner).CombinedOutput()
+	if err != nil {
+		t.Fatalf("binding the volume in another mount namespace: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _, _ = i.run(context.Background(), "--detach", dev) })
+	if got, _, err := i.BackingFileOf(dev); err != nil || got == backing {
+		t.Fatalf("sysfs names %s's file %q (%v); the test needs a path other than %s", dev, got, err, backing)
+	}
+
+	if cur, err := i.Device(ctx, "vol-ns", pc); err != nil || cur != dev {
+		t.Fatalf("Device = %q, %v; want %s, bound in the vanished mount", cur, err, dev)
+	}
+	if again, err := i.Attach(ctx, "vol-ns", pc); err != nil || again != dev {
+		t.Fatalf("Attach = %q, %v; want the existing %s", again, err, dev)
+	}
+	if err := i.DetachDevice(ctx, "vol-ns", pc, dev); err != nil {
+		t.Fatalf("DetachDevice(%s): %v", dev, err)
+	}
+	if cur, err := i.Device(ctx, "vol-ns", pc); err != nil || cur != "" {
+		t.Fatalf("Device after DetachDevice = %q, %v; want none", cur, err)
+	}
+
+	// The same through Detach, which finds the device itself.
+	out, err = exec.Command(unshare, "--mount", "sh", "-c", script, "sh", filepath.Dir(backing), inner).CombinedOutput()
+	if err != nil {
+		t.Fatalf("binding the volume again: %v: %s", err, out)
+	}
+	dev = strings.TrimSpace(string(out))
+	if err := i.Detach(ctx, "vol-ns", pc); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := i.Device(ctx, "vol-ns", pc); err != nil || cur != "" {
+		t.Fatalf("Device after Detach = %q, %v; want none (%s left bound)", cur, err, dev)
 	}
 }
