@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -110,7 +111,11 @@ func expectVolumeGone(t *testing.T, pvName, handle string) {
 	}
 }
 
-// loopDevicesOver lists loop devices whose backing file is file (sysfs, no losetup needed).
+// loopDevicesOver lists loop devices whose backing file is file (sysfs, no
+// losetup needed). sysfs names the file by the path it had where it was bound:
+// the node plugin binds it in its container, whose mounts may be gone by now
+// ("/vol-x.img"), so within the pool the file's name alone is compared (volume
+// files have unique names).
 func loopDevicesOver(t *testing.T, file string) []string {
 	entries, err := os.ReadDir("/sys/block")
 	if err != nil {
@@ -126,7 +131,7 @@ func loopDevicesOver(t *testing.T, file string) []string {
 			continue // not attached
 		}
 		back := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-		if back == file || (strings.HasPrefix(file, poolDir+"/") && back == file) {
+		if back == file || (strings.HasPrefix(file, poolDir+"/") && filepath.Base(back) == filepath.Base(file)) {
 			out = append(out, "/dev/"+e.Name()+" -> "+back)
 		}
 	}
