@@ -73,8 +73,17 @@ func testFlowPage(t *testing.T) {
 	// Click CreateVolume: the detail shows the request csi-hub sent.
 	pv := boundPV(t, ns, "data")
 	var request, why string
+	// The lane is drawn again whenever a step arrives, so the node Click
+	// found may be replaced before it clicks ("Could not find node with
+	// given id"); then it clicks again.
+	waitFor(t, "a click on the CreateVolume step", shortWait, func(context.Context) (bool, error) {
+		err := chromedp.Run(ctx, chromedp.Click(`#lane .step[data-key="csi:CreateVolume"]`, chromedp.ByQuery))
+		if err != nil {
+			t.Logf("clicking CreateVolume: %v", err)
+		}
+		return err == nil, nil
+	})
 	err = chromedp.Run(ctx,
-		chromedp.Click(`#lane .step[data-key="csi:CreateVolume"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#detail pre.request`, chromedp.ByQuery),
 		chromedp.Text(`#detail pre.request`, &request, chromedp.ByQuery),
 		chromedp.Text(`#detail .why`, &why, chromedp.ByQuery))
