@@ -17,7 +17,7 @@ import (
 // side and keep their own data.
 func TestStageVolumeAndItsCopyOnOneNode(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	for _, fs := range []struct {
 		fsType string
 		size   int64

@@ -23,7 +23,7 @@ import (
 // between stage and publish.
 func TestNodeExpandGrowsFilesystem(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	for _, fsType := range []string{"ext4", "xfs"} {
 		t.Run(fsType, func(t *testing.T) {
 			t.Parallel()
@@ -85,7 +85,7 @@ func TestNodeExpandGrowsFilesystem(t *testing.T) {
 // has nothing left to do and succeeds.
 func TestNodeStageGrowsExpandedVolume(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	for _, fsType := range []string{"ext4", "xfs"} {
 		t.Run(fsType, func(t *testing.T) {
 			t.Parallel()
@@ -141,7 +141,7 @@ func hasCapSysResource(t *testing.T) bool {
 // device made for a publish) takes the new size.
 func TestNodeExpandBlock(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	e := newNodeEnv(t)
 	pc := e.newVolume("vol-grow-blk", 32<<20)
 	staging, rw, ro := e.path("staging"), e.path("rw"), e.path("ro")
@@ -176,7 +176,7 @@ func TestNodeExpandBlock(t *testing.T) {
 // abnormal, and unpublish/unstage still clean up.
 func TestNodeHealthWhenDeviceGoes(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	e := newNodeEnv(t)
 	ctx := context.Background()
 	type vol struct {

@@ -30,7 +30,7 @@ func TestParseFilesystemSizes(t *testing.T) {
 // needs growing, for ext4 and xfs on real loop devices.
 func TestNeedsGrowComparesSizes(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	for _, fsType := range []string{"ext4", "xfs"} {
 		t.Run(fsType, func(t *testing.T) {
 			t.Parallel()

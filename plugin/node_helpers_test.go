@@ -32,6 +32,8 @@ func requireRootNode(t testing.TB) {
 
 // nodeEnv is a node server on a private state dir with a scratch "pool", and a
 // cleanup that leaves no mount or loop device behind even when a test fails.
+// Its mounts and loop devices are its own (below its directory, found by
+// backing file), so the tests that use it run with t.Parallel.
 type nodeEnv struct {
 	t    testing.TB
 	node *NodeServer

@@ -71,7 +71,7 @@ func mountsBelow(t *testing.T, dir string) []string {
 // TestNodeBadInput's "stage without publish_context".)
 func TestNodeStageFromLocalPool(t *testing.T) {
 	requireLoop(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel() // two drivers of its own, each on its own pool
 	ctx := t.Context()
 	a := plugintest.Start(t, plugintest.Options{NodeID: "node-a", LocalNode: true})
 	b := plugintest.Start(t, plugintest.Options{NodeID: "node-b", LocalNode: true})

@@ -17,7 +17,7 @@ import (
 // and that restaging keeps the data (a formatted volume is never reformatted).
 func TestNodeMountRoundTrip(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	for _, fs := range []struct {
 		fsType string
 		size   int64
@@ -78,7 +78,7 @@ func TestNodeMountRoundTrip(t *testing.T) {
 // reaches mkfs, and read-only and mount flags reach the publish mount.
 func TestNodeMkfsOptionsAndMountFlags(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	e := newNodeEnv(t)
 	pc := e.newVolume("vol-opts", 64<<20)
 	staging, rw, ro := e.path("staging"), e.path("rw"), e.path("ro")
@@ -109,7 +109,7 @@ func TestNodeMkfsOptionsAndMountFlags(t *testing.T) {
 // and checks writes reach the volume only through the read-write one.
 func TestNodeBlockRoundTrip(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	e := newNodeEnv(t)
 	pc := e.newVolume("vol-blk", 32<<20)
 	staging, rw, ro := e.path("staging"), e.path("pods/rw"), e.path("pods/ro")
@@ -171,7 +171,7 @@ func TestNodeBlockRoundTrip(t *testing.T) {
 // finds what an earlier one staged and published, and undoes it.
 func TestNodeRestartSafe(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	e := newNodeEnv(t)
 	for _, block := range []bool{false, true} {
 		id, vc := "vol-restart-fs", mountCap("ext4", snw)
@@ -199,7 +199,7 @@ func TestNodeRestartSafe(t *testing.T) {
 // TestNodeSingleWriter checks SINGLE_NODE_SINGLE_WRITER allows one publish only.
 func TestNodeSingleWriter(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	e := newNodeEnv(t)
 	pc := e.newVolume("vol-sw", 64<<20)
 	vc := mountCap("ext4", csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER)
@@ -219,7 +219,7 @@ func TestNodeSingleWriter(t *testing.T) {
 // is refused.
 func TestNodeStageRefusesMismatch(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	e := newNodeEnv(t)
 	pc := e.newVolume("vol-mm", 320<<20)
 	staging := e.path("staging")
@@ -247,7 +247,7 @@ func TestNodeStageRefusesMismatch(t *testing.T) {
 // one staging mount and one publish mount.
 func TestNodeConcurrentStage(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	e := newNodeEnv(t)
 	pc := e.newVolume("vol-race", 64<<20)
 	staging, target := e.path("staging"), e.path("target")
@@ -279,7 +279,7 @@ func TestNodeConcurrentStage(t *testing.T) {
 // the stale record, attach and mount again without reformatting.
 func TestNodeRestageAfterReboot(t *testing.T) {
 	requireRootNode(t)
-	t.Parallel() // a node env of its own: mounts and loop devices below its own directory
+	t.Parallel()
 	e := newNodeEnv(t)
 	pc := e.newVolume("vol-reboot", 64<<20)
 	staging := e.path("staging")

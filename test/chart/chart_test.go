@@ -35,7 +35,7 @@ func template(t *testing.T, args ...string) string {
 }
 
 func TestLint(t *testing.T) {
-	t.Parallel() // helm and kubectl only read the chart and manifests
+	t.Parallel()
 	for _, set := range valueSets {
 		t.Run(set, func(t *testing.T) {
 			t.Parallel()
@@ -49,7 +49,7 @@ func TestLint(t *testing.T) {
 
 // Values the chart cannot honour fail the install with a message naming the value.
 func TestBadValuesRefused(t *testing.T) {
-	t.Parallel() // helm and kubectl only read the chart and manifests
+	t.Parallel()
 	for _, c := range []struct {
 		args []string
 		want string
@@ -67,7 +67,7 @@ func TestBadValuesRefused(t *testing.T) {
 }
 
 func TestTemplateSnapshots(t *testing.T) {
-	t.Parallel() // helm and kubectl only read the chart and manifests
+	t.Parallel()
 	for _, set := range valueSets {
 		t.Run(set, func(t *testing.T) {
 			t.Parallel()
@@ -95,7 +95,7 @@ func TestTemplateSnapshots(t *testing.T) {
 // companion driver node-local) what manifests/node-local/ does (apart from the
 // Namespace, which Helm leaves to --create-namespace).
 func TestChartMatchesManifests(t *testing.T) {
-	t.Parallel() // helm and kubectl only read the chart and manifests
+	t.Parallel()
 	for _, c := range []struct{ set, manifests string }{{"default", ""}, {"nvme", "nvme"}, {"node-local", "node-local"}} {
 		t.Run(c.set, func(t *testing.T) {
 			t.Parallel()

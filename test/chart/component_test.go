@@ -58,7 +58,7 @@ func names(m map[string]map[string]any) []string {
 }
 
 func TestReplaceSidecarsComponent(t *testing.T) {
-	t.Parallel() // helm and kubectl only read the chart and manifests
+	t.Parallel()
 	classic, swapped := renderSwapped(t)
 	for _, c := range []struct {
 		key, sidecar, mode string

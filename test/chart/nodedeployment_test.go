@@ -69,7 +69,7 @@ func rulesOf(t *testing.T, obj *unstructured.Unstructured) []string {
 // (--enable-capacity with the DaemonSet as owner), as upstream's RBAC. The
 // chart renders exactly the component's objects.
 func TestNodeDeployment(t *testing.T) {
-	t.Parallel() // helm and kubectl only read the chart and manifests
+	t.Parallel()
 	comp := nodeDeploymentComponent(t)
 	chart := byKey(t, decode(t, template(t, "-f", valuesFile("node-deployment"))))
 	for _, k := range nodeDeploymentKeys {
@@ -164,7 +164,7 @@ func TestNodeDeployment(t *testing.T) {
 // node-mode plugin without the flag. (TestChartMatchesManifests checks the
 // chart renders exactly manifests/node-local/.)
 func TestNodeLocalCompanion(t *testing.T) {
-	t.Parallel() // helm and kubectl only read the chart and manifests
+	t.Parallel()
 	render := map[string]map[string]*unstructured.Unstructured{
 		"manifests/node-local": byKey(t, decode(t, run(t, kubectl(t), "kustomize", filepath.Join(checkout.Root(), "manifests", "node-local")))),
 		"chart":                byKey(t, decode(t, template(t, "-f", valuesFile("node-local")))),
