@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/csi-hub/csi-hub/plugin/pool"
 )
 
 var metav1GetOptions = metav1.GetOptions{}
@@ -111,17 +113,20 @@ func expectVolumeGone(t *testing.T, pvName, handle string) {
 	}
 }
 
-// loopDevicesOver lists loop devices whose backing file is file (sysfs, no
-// losetup needed). sysfs names the file by the path it had where it was bound:
-// the node plugin binds it in its container, whose mounts may be gone by now
-// ("/vol-x.img"), so within the pool the file's name alone is compared (volume
-// files have unique names).
-func loopDevicesOver(t *testing.T, file string) []string {
+// loopBacking is a bound loop device and its file as sysfs names it, a
+// deleted file's " (deleted)" cut. sysfs names the file by the path it had
+// where it was bound: the node plugin binds it in its container, whose mounts
+// may be gone by now, and then the path is relative to the vanished pool
+// mount ("/vol-x.img").
+type loopBacking struct{ dev, file string }
+
+// boundLoopDevices reads every bound loop device from sysfs (no losetup needed).
+func boundLoopDevices(t *testing.T) []loopBacking {
 	entries, err := os.ReadDir("/sys/block")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
+	var out []loopBacking
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), "loop") {
 			continue
@@ -130,9 +135,24 @@ func loopDevicesOver(t *testing.T, file string) []string {
 		if err != nil {
 			continue // not attached
 		}
-		back := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-		if back == file || (strings.HasPrefix(file, poolDir+"/") && filepath.Base(back) == filepath.Base(file)) {
-			out = append(out, "/dev/"+e.Name()+" -> "+back)
+		out = append(out, loopBacking{"/dev/" + e.Name(), strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")})
+	}
+	return out
+}
+
+// inVanishedPool: a volume file named relative to a pool mount that is gone.
+func inVanishedPool(file string) bool {
+	return filepath.Dir(file) == "/" && strings.HasPrefix(filepath.Base(file), pool.VolumePrefix)
+}
+
+// loopDevicesOver lists loop devices whose backing file is file; within the
+// pool the file's name alone is compared (volume files have unique names),
+// since the path may be a vanished mount's.
+func loopDevicesOver(t *testing.T, file string) []string {
+	var out []string
+	for _, b := range boundLoopDevices(t) {
+		if b.file == file || (strings.HasPrefix(file, poolDir+"/") && filepath.Base(b.file) == filepath.Base(file)) {
+			out = append(out, b.dev+" -> "+b.file)
 		}
 	}
 	return out

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -56,15 +55,9 @@ func testDeletingEverythingLeavesNothing(t *testing.T) {
 			t.Errorf("CSI mount left: %s", line)
 		}
 	}
-	blocks, _ := os.ReadDir("/sys/block")
-	for _, b := range blocks {
-		raw, err := os.ReadFile("/sys/block/" + b.Name() + "/loop/backing_file")
-		back := strings.TrimSpace(string(raw))
-		// A device the node plugin bound in a container whose mounts are gone
-		// names its file relative to the vanished pool mount: "/vol-x.img".
-		vanished := filepath.Dir(back) == "/" && strings.HasPrefix(filepath.Base(back), "vol-")
-		if err == nil && (strings.HasPrefix(back, poolDir+"/") || vanished) {
-			t.Errorf("loop device left: /dev/%s -> %s", b.Name(), back)
+	for _, b := range boundLoopDevices(t) {
+		if strings.HasPrefix(b.file, poolDir+"/") || inVanishedPool(b.file) {
+			t.Errorf("loop device left: %s -> %s", b.dev, b.file)
 		}
 	}
 }
