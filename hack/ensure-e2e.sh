@@ -50,8 +50,8 @@ else
 	tmp="$(mktemp -d "${bin_dir}/.build.XXXXXX")"
 	cp -r "${src}/." "${tmp}/src" && chmod -R u+w "${tmp}/src"
 	log "building hello-populator (lib-volume-populator ${populator_version}) into ${bin_dir}"
-	if ! (cd "${tmp}/src" && GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 \
-		GOGC=400 go build -trimpath -gcflags "${TOOL_GCFLAGS}" -ldflags "-s -w" -o "${tmp}/hello-populator" ./example/hello-populator); then
+	if ! (cd "${tmp}/src" && GOFLAGS="-mod=mod -buildvcs=false" \
+		tool_go build -ldflags "-s -w" -o "${tmp}/hello-populator" ./example/hello-populator); then
 		rm -rf "${tmp}"
 		log "FAILED to build hello-populator"
 		exit 1
@@ -73,8 +73,8 @@ else
 	tmp="$(mktemp -d "${bin_dir}/.build.XXXXXX")"
 	log "building e2e.test (k8s.io/kubernetes/test/e2e ${version}) into ${bin_dir}; a cold build takes 10+ minutes on 2 cores"
 	start=${SECONDS}
-	if ! (cd "${mod_dir}" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 \
-		GOGC=400 go test -c -trimpath -gcflags "${TOOL_GCFLAGS}" -ldflags "${ldflags}" -o "${tmp}/e2e.test" k8s.io/kubernetes/test/e2e); then
+	if ! (cd "${mod_dir}" && GOFLAGS="-mod=readonly -buildvcs=false" \
+		tool_go test -c -ldflags "${ldflags}" -o "${tmp}/e2e.test" k8s.io/kubernetes/test/e2e); then
 		rm -rf "${tmp}"
 		log "FAILED to build e2e.test"
 		exit 1
@@ -96,8 +96,8 @@ else
 	tmp="$(mktemp -d "${bin_dir}/.build.XXXXXX")"
 	log "building groupsnapshot.test (test/tools/e2e/groupsnapshot) into ${bin_dir}"
 	start=${SECONDS}
-	if ! (cd "${mod_dir}" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 \
-		GOGC=400 go test -c -trimpath -gcflags "${TOOL_GCFLAGS}" -ldflags "${ldflags}" -o "${tmp}/groupsnapshot.test" ./groupsnapshot); then
+	if ! (cd "${mod_dir}" && GOFLAGS="-mod=readonly -buildvcs=false" \
+		tool_go test -c -ldflags "${ldflags}" -o "${tmp}/groupsnapshot.test" ./groupsnapshot); then
 		rm -rf "${tmp}"
 		log "FAILED to build groupsnapshot.test"
 		exit 1

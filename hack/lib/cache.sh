@@ -12,12 +12,15 @@ mod_version() {
 
 log() { echo "[$(basename "$0")] $*" >&2; }
 
-# Every tool build compiles without DWARF (-s -w drops it from the binaries
-# anyway) and runs the compiler with GOGC=400: a cold csi-resizer build took
-# 258-270 s against 287-326 s without (alternating, empty build caches,
-# 2026-12-03). The same gcflags everywhere keep the packages that the k8s and
-# e2e tools modules share compiled once in the Go build cache.
-TOOL_GCFLAGS="all=-dwarf=false"
+# tool_go <build|test> [flags] <packages>: the go command of every tool
+# build, so that all of them share its flags. No cgo; no DWARF (-s -w drops it
+# from the binaries anyway) and GOGC=400 for the compiler: a cold csi-resizer
+# build took 258-270 s against 287-326 s without (alternating, empty build
+# caches, 2026-12-03). The same gcflags everywhere keep the packages that the
+# k8s and e2e tools modules share compiled once in the Go build cache.
+tool_go() {
+	CGO_ENABLED=0 GOGC=400 go "$1" -trimpath -gcflags=all=-dwarf=false "${@:2}"
+}
 
 # build_missing <tools module dir> <bin dir> <ldflags> <name=package>...
 # Builds only the binaries absent from <bin dir>. Holds an exclusive flock on
@@ -52,7 +55,7 @@ build_missing() {
 	tmp="$(mktemp -d "${bin_dir}/.build.XXXXXX")"
 	log "building ${names[*]} (from ${mod_dir}) into ${bin_dir}; a cold build takes several minutes"
 	local start=${SECONDS}
-	if ! (cd "${mod_dir}" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 GOGC=400 go build -trimpath -gcflags "${TOOL_GCFLAGS}" -ldflags "${ldflags}" -o "${tmp}/" "${pkgs[@]}"); then
+	if ! (cd "${mod_dir}" && GOFLAGS="-mod=readonly -buildvcs=false" tool_go build -ldflags "${ldflags}" -o "${tmp}/" "${pkgs[@]}"); then
 		rm -rf "${tmp}"
 		exec {lock_fd}>&-
 		log "FAILED to build ${names[*]}"
